@@ -1,0 +1,1 @@
+"""zoo: a JAX/Flax functional model zoo of generative models."""
