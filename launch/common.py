@@ -1,0 +1,23 @@
+"""What every launcher shares: distributed init and one-line errors for bad input."""
+
+import sys
+
+from absl import app
+
+
+def _guarded(main):
+  def wrapped(argv):
+    from zoo.errors import ZooError  # pylint: disable=g-import-not-at-top
+    from zoo.training.mesh import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
+    maybe_initialize_distributed()
+    try:
+      return main(argv)
+    except ZooError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+  return wrapped
+
+
+def run(main) -> None:
+  """``absl.app.run`` with ZooError → ``error: <message>`` and exit status 2."""
+  app.run(_guarded(main))

@@ -1,0 +1,72 @@
+"""Checkpointing with orbax's :class:`CheckpointManager`.
+
+A checkpoint holds two items: ``state`` (the train-state pytree: params,
+optimizer state, ...) and ``meta`` (JSON: the step and anything the task needs
+to resume; the RNG and data position are pure functions of the seed and step,
+so the step is enough to resume both exactly).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from zoo.errors import CheckpointError
+
+
+class Checkpointer:
+  """Thin wrapper: ``save(step, state, meta)``, ``restore(abstract_state)``."""
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        enable_async_checkpointing=async_save)
+    self._mngr = ocp.CheckpointManager(self.directory, options=options,
+                                       item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:
+    meta = dict(meta or {}, step=int(step))
+    if self._mngr.latest_step() == step:
+      return
+    self._mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
+    """Restores ``state`` (with the shardings/dtypes of ``abstract_state``) and ``meta``."""
+    step = self._mngr.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint found in {self.directory}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    out = self._mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    return out["state"], dict(out["meta"])
+
+  def wait(self) -> None:
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, "checkpoints")
+
+
+def open_for_reading(workdir: str) -> Checkpointer:
+  """Opens ``workdir``'s checkpoints read-only with a clear error when there are none."""
+  ckdir = checkpoint_dir(workdir)
+  if not os.path.isdir(ckdir):
+    raise CheckpointError(f"no checkpoint directory in workdir {workdir!r} (expected {ckdir})")
+  ck = Checkpointer(ckdir, read_only=True, async_save=False)
+  if ck.latest_step() is None:
+    raise CheckpointError(f"workdir {workdir!r} has no checkpoint to restore")
+  return ck
