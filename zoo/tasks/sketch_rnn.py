@@ -160,20 +160,34 @@ class SketchRNNTask:
     metrics = {"loss": loss, "r_cost": r, "kl_cost": kl, "kl_raw": kl_raw,
                "offset_loss": parts["offset_loss"], "pen_loss": parts["pen_loss"],
                "kl_weight": kl_weight, "lr": self.lr_fn(step),
-               "grad_norm": optax.global_norm(grads)}
+               "grad_norm": optax.tree.norm(grads)}
     return {"params": params, "opt_state": opt_state}, metrics
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
     return self.stream.iterate(start_step)
 
   def _eval_sums(self, params, batch):
+    tol = self.config.kl_tolerance
     r, kl, kl_raw, _ = sketch_losses(self.model, params, batch, deterministic=True,
-                                     train_pen_loss=False,
-                                     kl_tolerance=self.config.kl_tolerance)
-    return {"r_cost": r, "kl_cost": kl, "kl_raw": kl_raw}
+                                     train_pen_loss=True, kl_tolerance=tol)
+    r_masked, _, _, _ = sketch_losses(self.model, params, batch, deterministic=True,
+                                      train_pen_loss=False, kl_tolerance=tol)
+    return {"r_cost": r, "r_cost_masked": r_masked, "kl_cost": kl, "kl_raw": kl_raw}
 
   def evaluate_split(self, state, split: str) -> dict[str, float]:
-    """magenta's ``evaluate_model``: mean over full batches of r, KL and r + kl_weight*KL."""
+    """magenta's ``evaluate_model``: means over the split's full batches.
+
+    Reported, per split:
+      * ``r_cost``: reconstruction loss as magenta reports it. magenta's eval model is
+        built with ``is_training=1`` (only dropout off), so its pen loss is *unmasked*.
+      * ``r_cost_masked``: the same with the pen loss masked after the end of each
+        sketch (magenta's ``is_training=0`` path): the loss of the real strokes only.
+      * ``kl_cost``: the KL floored at ``kl_tolerance``; ``kl_raw`` unfloored.
+      * ``loss``: ``r_cost + kl_weight_start * kl_cost``. magenta's eval model has its
+        own ``kl_weight`` variable that keeps its initial value ``kl_weight_start``
+        (training feeds the annealed weight only to the training model).
+    Unlike magenta, z is the posterior mean (no sampling), so evaluation is deterministic.
+    """
     c = self.config
     batches = sketch_pipeline.eval_batches(
         self.splits[split], batch_size=self.eval_batch_size, max_seq_len=self.max_seq_len,
@@ -188,8 +202,7 @@ class SketchRNNTask:
     if not n:
       return {}
     means = {k: float(v) / n for k, v in sums.items()}
-    # magenta evaluates with the KL weight fixed at its final value (see EVAL_KL_WEIGHT docs).
-    means["loss"] = means["r_cost"] + c.kl_weight * means["kl_cost"]
+    means["loss"] = means["r_cost"] + c.kl_weight_start * means["kl_cost"]
     return means
 
   def evaluate(self, state, step):
@@ -209,8 +222,11 @@ class SketchRNNTask:
     strokes, lengths = jax.device_get((strokes, lengths))
     if jax.process_index() != 0:
       return
-    sketches = [strokes_lib.to_stroke3(s[:n + 1]) * self.scale_factor
-                for s, n in zip(np.asarray(strokes), np.asarray(lengths))]
+    sketches = []
+    for s, n in zip(np.asarray(strokes), np.asarray(lengths)):
+      s3 = strokes_lib.to_stroke3(s[:n + 1], has_start_token=False)
+      s3[:, :2] *= self.scale_factor
+      sketches.append(s3)
     outdir = os.path.join(workdir, "samples")
     os.makedirs(outdir, exist_ok=True)
     svg = strokes_lib.grid_svg(sketches, ncols=int(np.ceil(np.sqrt(len(sketches)))))
