@@ -2,13 +2,14 @@
 
 import sys
 
-from absl import app
+from absl import app, logging
 
 
 def _guarded(main):
   def wrapped(argv):
     from zoo.errors import ZooError  # pylint: disable=g-import-not-at-top
     from zoo.training.mesh import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
+    logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines off the progress bar
     maybe_initialize_distributed()
     try:
       return main(argv)
