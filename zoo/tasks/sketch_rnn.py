@@ -215,10 +215,10 @@ class SketchRNNTask:
 
   def write_samples(self, state, step, workdir, writer: MetricWriter):
     c = self.config
-    rng = jax.random.fold_in(jax.random.key(c.seed + 1), step)
+    k_z, k_sample = jax.random.split(jax.random.fold_in(jax.random.key(c.seed + 1), step))
     variables = {"params": state["params"]}
-    z = (jax.random.normal(rng, (c.num_samples, c.z_size)) if c.conditional else None)
-    strokes, lengths = self._sample(variables, rng, z=z, temperature=c.sample_temperature)
+    z = (jax.random.normal(k_z, (c.num_samples, c.z_size)) if c.conditional else None)
+    strokes, lengths = self._sample(variables, k_sample, z=z, temperature=c.sample_temperature)
     strokes, lengths = jax.device_get((strokes, lengths))
     if jax.process_index() != 0:
       return
