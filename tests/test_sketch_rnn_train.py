@@ -157,3 +157,18 @@ def test_aaron_sheep_magenta_size_few_steps(tmp_path, sheep_path):
   info = json.loads((tmp_path / "config.json").read_text())
   assert info["derived"]["scale_factor"] == pytest.approx(18.52, abs=0.05)
   assert info["derived"]["max_seq_len"] == 250
+
+
+def test_sigterm_saves_checkpoint_before_exit(tmp_path):
+  p = _cli(tmp_path, "--config.num_steps=100000", "--config.save_every=100000",
+           "--config.log_every=1", "--config.eval_every=0", "--config.sample_every=0")
+  tb = tmp_path / "tb" / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and not (tb.exists() and tb.read_text().count("\n") >= 3):
+    time.sleep(0.05)
+  p.send_signal(signal.SIGTERM)
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 0, err[-2000:]
+  steps = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  assert "received signal" in out + err
