@@ -1,0 +1,40 @@
+"""Faces attribute classifier: ``python -m launch.face_classifier --config launch/configs/face_classifier.py --workdir DIR``.
+
+Modes:
+  train  train (or resume) in ``--workdir``; writes checkpoints, TensorBoard logs,
+         ``eval.json`` (per-attribute test accuracy) and the exported classifier
+         (``classifier/``, loaded by ``zoo.eval.face_classifier.FaceClassifier.load``).
+  eval   load the exported classifier and print its per-attribute test accuracy.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from launch import common
+
+MODES = ("train", "eval")
+
+_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/face_classifier.py",
+                                          "Config file (path[:variant]).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/face_classifier",
+                               "Checkpoints, logs and the exported classifier.")
+_MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
+
+
+def main(argv):
+  from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments {argv[1:]}; use --config.KEY=VALUE overrides")
+  mode = _MODE.value
+  if mode not in MODES:
+    raise ConfigError(f"--mode={mode!r}, expected one of {MODES}")
+  from zoo.tasks import face_classifier  # pylint: disable=g-import-not-at-top
+  if mode == "train":
+    face_classifier.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  else:
+    print(face_classifier.format_eval(face_classifier.evaluate_exported(_CONFIG.value,
+                                                                        _WORKDIR.value)))
+
+
+if __name__ == "__main__":
+  common.run(main)
