@@ -1,0 +1,42 @@
+"""pix2pix: ``python -m launch.pix2pix --config launch/configs/pix2pix.py --workdir DIR [--mode M]``.
+
+Modes:
+  train   train (or resume) in ``--workdir``: checkpoints, TensorBoard, sample grids
+          (``samples/*.png``: input | output | target), val L1/PSNR.
+  test    translate the ``phase`` split (or ``--config.test_dir``) with the latest
+          checkpoint; writes images and ``index.html`` under ``results/``.
+  export  write the generator as ``export/generator.msgpack`` + ``generator.json``
+          (load with ``zoo.tasks.pix2pix.load_exported``).
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from launch import common
+
+MODES = ("train", "test", "export")
+
+_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/pix2pix.py",
+                                          "Config file (path[:variant]).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/pix2pix", "Checkpoints, logs and samples.")
+_MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
+
+
+def main(argv):
+  from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments {argv[1:]}; use --config.KEY=VALUE overrides")
+  mode = _MODE.value
+  if mode not in MODES:
+    raise ConfigError(f"--mode={mode!r}, expected one of {MODES}")
+  from zoo.tasks import pix2pix  # pylint: disable=g-import-not-at-top
+  if mode == "train":
+    pix2pix.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  elif mode == "test":
+    pix2pix.test(_CONFIG.value, _WORKDIR.value)
+  else:
+    pix2pix.export(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  common.run(main)

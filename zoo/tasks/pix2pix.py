@@ -1,0 +1,677 @@
+"""pix2pix as a zoo task: config -> paired data, U-Net + PatchGAN, cGAN + L1, train/test/export.
+
+``python -m launch.pix2pix`` runs :func:`train_and_evaluate` (``--mode train``),
+:func:`test` (``--mode test``) or :func:`export` (``--mode export``).
+
+Objective (Isola et al. 2017, Eq. 4): ``G* = arg min_G max_D L_cGAN(G, D) + λ L_L1(G)``
+with λ = ``lambda_L1`` (100). One train step is the reference's
+``optimize_parameters``: G produces ``fake_B = G(A)`` once; D is updated on
+``[A, B]`` (real) and ``[A, fake_B]`` (fake, no gradient to G) with its loss
+halved; then G is updated against the *updated* D on
+``L_GAN(D([A, fake_B]), real) + λ |fake_B - B|_1``. Both use Adam(lr, β1=0.5).
+
+The train state holds both networks::
+
+  {'g': {'params', 'opt_state'[, 'batch_stats']}, 'd': {'params', 'opt_state'[, 'batch_stats']}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import html
+import json
+import os
+from typing import Any, Iterator, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from PIL import Image
+
+from zoo.data import paired_images as pdata
+from zoo.errors import CheckpointError, ConfigError
+from zoo.losses import gan as gan_lib
+from zoo.models import pix2pix as models
+from zoo.training import checkpoint as ckpt_lib
+from zoo.training import loop, mesh as mesh_lib
+from zoo.training.metrics import MetricWriter
+
+GAN_MODES = ("vanilla", "lsgan")
+NET_G = ("unet", "unet_128", "unet_256")
+NET_D = ("basic", "n_layers", "pixel")
+LR_POLICIES = ("linear", "constant")
+#: Keys that define the generator/discriminator; test/export rebuild them from the workdir.
+MODEL_KEYS = ("netG", "ngf", "netD", "ndf", "n_layers_D", "norm", "no_dropout", "input_nc",
+              "output_nc", "num_downs", "crop_size", "crop_width")
+EXPORT_FORMAT = "zoo.pix2pix.generator/1"
+
+
+# ---------------------------------------------------------------------------
+# Config.
+# ---------------------------------------------------------------------------
+
+
+def image_size(c) -> tuple[int, int]:
+  """Training/test image ``(height, width)``: ``crop_size`` x (``crop_width`` or ``crop_size``)."""
+  return int(c.crop_size), int(c.crop_width or c.crop_size)
+
+
+def load_hw(c) -> tuple[int, int]:
+  """Resize target before the random crop; ``load_width=0`` keeps the crop's aspect ratio."""
+  h, w = image_size(c)
+  lw = c.load_width or int(round(w * c.load_size / h))
+  return int(c.load_size), int(lw)
+
+
+def validate_config(c) -> None:
+  """Raises ConfigError (one line) for out-of-range or inconsistent values."""
+  def need(cond, msg):
+    if not cond:
+      raise ConfigError(f"bad pix2pix config: {msg}")
+  need(c.netG in NET_G, f"netG={c.netG!r}, expected one of {NET_G}")
+  need(c.netD in NET_D, f"netD={c.netD!r}, expected one of {NET_D}")
+  need(c.norm in models.NORMS, f"norm={c.norm!r}, expected one of {models.NORMS}")
+  need(c.gan_mode in GAN_MODES, f"gan_mode={c.gan_mode!r}, expected one of {GAN_MODES}")
+  need(c.direction in pdata.DIRECTIONS,
+       f"direction={c.direction!r}, expected one of {pdata.DIRECTIONS}")
+  need(c.lr_policy in LR_POLICIES, f"lr_policy={c.lr_policy!r}, expected one of {LR_POLICIES}")
+  need(c.phase in pdata.SPLITS, f"phase={c.phase!r}, expected one of {pdata.SPLITS}")
+  for key in ("ngf", "ndf", "n_layers_D", "batch_size", "num_steps", "crop_size", "load_size",
+              "num_samples"):
+    need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
+  for key in ("save_every", "log_every", "eval_every", "sample_every", "num_eval",
+              "eval_batch_size", "num_test", "max_dataset_size", "num_workers", "crop_width",
+              "load_width", "num_downs", "synthetic_num_train",
+              "synthetic_num_val", "synthetic_num_test", "seed"):
+    need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
+  for key in ("input_nc", "output_nc"):
+    need(c[key] in (1, 3), f"{key}={c[key]!r} must be 1 or 3")
+  need(c.lr > 0, f"lr={c.lr!r} must be > 0")
+  need(0.0 <= c.beta1 < 1.0 and 0.0 <= c.beta2 < 1.0, "beta1 and beta2 must be in [0, 1)")
+  need(c.lambda_L1 >= 0, f"lambda_L1={c.lambda_L1!r} must be >= 0")
+  need(isinstance(c.n_steps_decay, int) and -1 <= c.n_steps_decay <= c.num_steps,
+       f"n_steps_decay={c.n_steps_decay!r} must be -1 (half of num_steps) or in "
+       f"[0, num_steps={c.num_steps}]")
+  h, w = image_size(c)
+  lh, lw = load_hw(c)
+  need(lh >= h and lw >= w, f"load size {lh}x{lw} must be >= crop size {h}x{w}")
+  if not c.dataroot:
+    need(c.synthetic_num_train > 0, "synthetic_num_train must be > 0 for the embedded dataset")
+  fixed = {"unet": c.num_downs, "unet_128": 7, "unet_256": 8}[c.netG]
+  models.unet_num_downs(h, w, fixed)  # ConfigError if the size does not fit the U-Net
+
+
+def model_config(c) -> dict:
+  """The architecture part of the config (plus derived U-Net depth), JSON-friendly."""
+  out = {k: c[k] for k in MODEL_KEYS}
+  h, w = image_size(c)
+  fixed = {"unet": c.num_downs, "unet_128": 7, "unet_256": 8}[c.netG]
+  out["derived_num_downs"] = models.unet_num_downs(h, w, fixed)
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Models, losses, optimizers.
+# ---------------------------------------------------------------------------
+
+
+def make_generator(c) -> models.UNetGenerator:
+  h, w = image_size(c)
+  return models.make_generator(netG=c.netG, height=h, width=w, output_nc=c.output_nc, ngf=c.ngf,
+                               norm=c.norm, use_dropout=not c.no_dropout, num_downs=c.num_downs)
+
+
+def make_discriminator(c):
+  return models.make_discriminator(netD=c.netD, ndf=c.ndf, n_layers_D=c.n_layers_D, norm=c.norm)
+
+
+def gan_criterion(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax.Array:
+  """The reference's ``GANLoss`` per example: BCE-with-logits ('vanilla') or MSE ('lsgan').
+
+  vanilla: ``-log σ(l)`` against "real", ``-log(1 - σ(l))`` against "fake";
+  lsgan: ``(l - 1)^2`` / ``l^2``. Averaged over the patches of each example.
+  """
+  if gan_mode == "vanilla":
+    return (gan_lib.g_nonsaturating_loss(logits) if target_is_real
+            else -gan_lib.g_minimax_loss(logits))
+  if gan_mode == "lsgan":
+    return 2.0 * gan_lib.g_lsgan_loss(logits, c=1.0 if target_is_real else 0.0)
+  raise ConfigError(f"gan_mode={gan_mode!r}, expected one of {GAN_MODES}")
+
+
+def d_objective(pred_real, pred_fake, gan_mode: str):
+  """``0.5 * (L(D(real), real) + L(D(fake), fake))`` and its two terms (batch means)."""
+  real = jnp.mean(gan_criterion(pred_real, True, gan_mode))
+  fake = jnp.mean(gan_criterion(pred_fake, False, gan_mode))
+  return 0.5 * (real + fake), real, fake
+
+
+def g_objective(pred_fake, fake_b, real_b, *, gan_mode: str, lambda_l1: float):
+  """``L(D(fake), real) + λ·mean|fake_B - B|`` and its two terms (batch means)."""
+  g_gan = jnp.mean(gan_criterion(pred_fake, True, gan_mode))
+  g_l1 = jnp.mean(gan_lib.l1_loss(fake_b, real_b))
+  return g_gan + lambda_l1 * g_l1, g_gan, g_l1
+
+
+def decay_steps(c) -> int:
+  """``n_steps_decay``, with -1 meaning half of ``num_steps``."""
+  return c.num_steps // 2 if c.n_steps_decay < 0 else int(c.n_steps_decay)
+
+
+def learning_rate_schedule(c):
+  """'constant', or 'linear': constant for ``num_steps - n_steps_decay`` steps, then linear decay.
+
+  The reference's ``n_epochs`` + ``n_epochs_decay`` in steps: step ``s`` of the
+  decay phase (0-based) trains at ``lr * (1 - (s + 1) / (n_steps_decay + 1))``.
+  """
+  lr = float(c.lr)
+  n_decay = decay_steps(c)
+  if c.lr_policy == "constant" or n_decay == 0:
+    return lambda count: jnp.asarray(lr, jnp.float32)
+  n_const = c.num_steps - n_decay
+
+  def schedule(count):
+    k = jnp.maximum(0, jnp.asarray(count, jnp.int32) - n_const + 1)
+    return lr * (1.0 - k.astype(jnp.float32) / (n_decay + 1))
+  return schedule
+
+
+def make_optimizer(c) -> optax.GradientTransformation:
+  return optax.adam(learning_rate_schedule(c), b1=c.beta1, b2=c.beta2)
+
+
+def psnr(fake, real):
+  """Per-example PSNR (dB) of images in [-1, 1], measured on the [0, 1] scale."""
+  mse = jnp.mean(jnp.square((fake - real) / 2.0), axis=tuple(range(1, fake.ndim)))
+  return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
+
+
+def _global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def _variables(net_state: Mapping[str, Any]) -> dict:
+  out = {"params": net_state["params"]}
+  if "batch_stats" in net_state:
+    out["batch_stats"] = net_state["batch_stats"]
+  return out
+
+
+def init_key(rng: jax.Array) -> jax.Array:
+  """An ``'rbg'`` key derived from ``rng`` for parameter initialisation.
+
+  Drawing every initial weight from threefry makes XLA's CPU compiler spend
+  ~10 s on a small U-Net + PatchGAN init; XLA's RngBitGenerator compiles in a
+  fraction of that. The result is a pure function of ``rng`` on a given backend
+  (a resumed run restores its weights from the checkpoint anyway).
+  """
+  return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
+
+
+def init_train_state(c, generator, discriminator, tx_g, tx_d, rng) -> dict:
+  """Fresh ``{'g': ..., 'd': ...}`` (traceable)."""
+  h, w = image_size(c)
+  k_g, k_d, k_drop = jax.random.split(init_key(rng), 3)
+  a = jnp.zeros((1, h, w, c.input_nc), jnp.float32)
+  ab = jnp.zeros((1, h, w, c.input_nc + c.output_nc), jnp.float32)
+  gv = generator.init({"params": k_g, "dropout": k_drop}, a, train=False, dropout=False)
+  dv = discriminator.init(k_d, ab, train=False)
+  state = {}
+  for key, v, tx in (("g", gv, tx_g), ("d", dv, tx_d)):
+    s = {"params": v["params"], "opt_state": tx.init(v["params"])}
+    if "batch_stats" in v:
+      s["batch_stats"] = v["batch_stats"]
+    state[key] = s
+  return state
+
+
+# ---------------------------------------------------------------------------
+# Images.
+# ---------------------------------------------------------------------------
+
+
+def _rgb(x_uint8: np.ndarray) -> np.ndarray:
+  return np.repeat(x_uint8, 3, axis=-1) if x_uint8.shape[-1] == 1 else x_uint8
+
+
+def comparison_grid(a, fake, b, *, pad: int = 2) -> np.ndarray:
+  """uint8 grid with one row per example: input | output | target (inputs in [-1, 1])."""
+  a, fake, b = (_rgb(pdata.to_uint8(x)) for x in (a, fake, b))
+  n, h, w, _ = a.shape
+  out = np.full((n * (h + pad) + pad, 3 * (w + pad) + pad, 3), 255, np.uint8)
+  for i in range(n):
+    y = pad + i * (h + pad)
+    for j, img in enumerate((a[i], fake[i], b[i])):
+      x = pad + j * (w + pad)
+      out[y:y + h, x:x + w] = img
+  return out
+
+
+def _save_png(path: str, img: np.ndarray) -> None:
+  img = np.asarray(img)
+  Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img).save(path)
+
+
+# ---------------------------------------------------------------------------
+# The task.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Pix2PixTask:
+  """The pix2pix training task (see :class:`zoo.training.loop.Task`)."""
+
+  config: Any
+  mesh: Any
+  sources: Mapping[str, Any]  # 'train' (required), 'val' (optional)
+  name: str = "pix2pix"
+
+  def __post_init__(self):
+    c = self.config
+    self.generator = make_generator(c)
+    self.discriminator = make_discriminator(c)
+    self.tx_g = make_optimizer(c)
+    self.tx_d = make_optimizer(c)
+    self.lr_fn = learning_rate_schedule(c)
+    self.height, self.width = image_size(c)
+    mesh_lib.check_batch_size(c.batch_size, self.mesh)
+    self.stream = pdata.PairedBatches(
+        self.sources["train"], batch_size=c.batch_size, load_size=load_hw(c),
+        crop_size=(self.height, self.width), flip=not c.no_flip, shuffle=True,
+        input_nc=c.input_nc, output_nc=c.output_nc, seed=c.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        num_workers=c.num_workers)
+    ndev = self.mesh.devices.size
+    self.eval_batch_size = c.eval_batch_size or -(-max(c.batch_size, 8) // ndev) * ndev
+    mesh_lib.check_batch_size(self.eval_batch_size, self.mesh, "eval_batch_size")
+    self._eval_sums = jax.jit(self._eval_sums_fn)
+    self._generate = jax.jit(self._generate_fn)
+    self._sample_batch = None
+
+  # ---- loop.Task interface -------------------------------------------------
+  def init_state(self, rng):
+    return init_train_state(self.config, self.generator, self.discriminator, self.tx_g,
+                            self.tx_d, rng)
+
+  def _d_apply(self, params, batch_stats, x):
+    if batch_stats is None:
+      return self.discriminator.apply({"params": params}, x, train=True), None
+    out, upd = self.discriminator.apply({"params": params, "batch_stats": batch_stats}, x,
+                                        train=True, mutable=["batch_stats"])
+    return out, upd["batch_stats"]
+
+  def train_step(self, state, batch, rng, step):
+    c = self.config
+    real_a, real_b = batch["A"], batch["B"]
+    g, d = state["g"], state["d"]
+    g_bs = g.get("batch_stats")
+
+    def g_forward(params):
+      variables = {"params": params}
+      if g_bs is not None:
+        variables["batch_stats"] = g_bs
+        fake, upd = self.generator.apply(variables, real_a, train=True, dropout=True,
+                                         rngs={"dropout": rng}, mutable=["batch_stats"])
+        return fake, upd["batch_stats"]
+      return self.generator.apply(variables, real_a, train=True, dropout=True,
+                                  rngs={"dropout": rng}), None
+
+    fake_b, g_vjp, new_g_bs = jax.vjp(g_forward, g["params"], has_aux=True)
+
+    # D step: real pair and (detached) fake pair, loss halved.
+    real_ab = jnp.concatenate([real_a, real_b], axis=-1)
+    fake_ab = jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], axis=-1)
+
+    def d_loss_fn(params):
+      pred_fake, bs = self._d_apply(params, d.get("batch_stats"), fake_ab)
+      pred_real, bs = self._d_apply(params, bs, real_ab)
+      loss, real, fake = d_objective(pred_real, pred_fake, c.gan_mode)
+      return loss, (real, fake, bs, pred_real, pred_fake)
+
+    (d_loss, (d_real, d_fake, d_bs, pred_real, pred_fake)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(d["params"])
+    d_updates, d_opt = self.tx_d.update(d_grads, d["opt_state"], d["params"])
+    d_params = optax.apply_updates(d["params"], d_updates)
+
+    # G step against the updated D: gradient w.r.t. fake_B, pulled back through G.
+    def g_loss_fn(fake):
+      pred, bs = self._d_apply(d_params, d_bs, jnp.concatenate([real_a, fake], axis=-1))
+      loss, g_gan, g_l1 = g_objective(pred, fake, real_b, gan_mode=c.gan_mode,
+                                      lambda_l1=c.lambda_L1)
+      return loss, (g_gan, g_l1, bs)
+
+    (g_loss, (g_gan, g_l1, d_bs)), d_fake_grad = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(fake_b)
+    (g_grads,) = g_vjp(d_fake_grad)
+    g_updates, g_opt = self.tx_g.update(g_grads, g["opt_state"], g["params"])
+    g_params = optax.apply_updates(g["params"], g_updates)
+
+    new_g = {"params": g_params, "opt_state": g_opt}
+    if new_g_bs is not None:
+      new_g["batch_stats"] = new_g_bs
+    new_d = {"params": d_params, "opt_state": d_opt}
+    if d_bs is not None:
+      new_d["batch_stats"] = d_bs
+    finite = jnp.isfinite(d_loss) & jnp.isfinite(g_loss)
+    metrics = {
+        # The generator objective; NaN when any term is, so the loop's check covers D too.
+        "loss": jnp.where(finite, g_loss, jnp.nan),
+        "G_GAN": g_gan, "G_L1": g_l1, "D": d_loss, "D_real": d_real, "D_fake": d_fake,
+        "D_real_acc": jnp.mean((pred_real > (0.0 if c.gan_mode == "vanilla" else 0.5))
+                               .astype(jnp.float32)),
+        "D_fake_acc": jnp.mean((pred_fake < (0.0 if c.gan_mode == "vanilla" else 0.5))
+                               .astype(jnp.float32)),
+        "lr": self.lr_fn(step),
+        "G_grad_norm": _global_norm(g_grads), "D_grad_norm": _global_norm(d_grads),
+    }
+    return {"g": new_g, "d": new_d}, metrics
+
+  def train_batches(self, start_step: int) -> Iterator[dict]:
+    return self.stream.iterate(start_step)
+
+  def _generate_fn(self, g_vars, a, index):
+    return models.generate(self.generator, g_vars, a, index, seed=self.config.seed,
+                           eval_mode=self.config.eval_mode)
+
+  def _eval_sums_fn(self, g_vars, batch):
+    fake = self._generate_fn(g_vars, batch["A"], batch["index"])
+    l1 = gan_lib.l1_loss(fake, batch["B"])
+    m = batch["mask"]
+    return {"L1": jnp.sum(l1 * m), "PSNR": jnp.sum(psnr(fake, batch["B"]) * m), "n": jnp.sum(m)}
+
+  def evaluate_split(self, state, split: str = "val") -> dict[str, float]:
+    """Mean L1 (on [-1, 1], as the training loss) and PSNR (dB on [0, 1]) over a split."""
+    source = self.sources.get(split)
+    if source is None:
+      return {}
+    c = self.config
+    g_vars = _variables(state["g"])
+    sums = None
+    for b in pdata.eval_batches(source, batch_size=self.eval_batch_size,
+                                size=(self.height, self.width), num_examples=c.num_eval,
+                                input_nc=c.input_nc, output_nc=c.output_nc,
+                                process_index=jax.process_index(),
+                                process_count=jax.process_count()):
+      out = jax.device_get(self._eval_sums(g_vars, mesh_lib.to_global(b, self.mesh)))
+      sums = out if sums is None else {k: sums[k] + out[k] for k in out}
+    if not sums or float(sums["n"]) == 0:
+      return {}
+    n = float(sums["n"])
+    return {"L1": float(sums["L1"]) / n, "PSNR": float(sums["PSNR"]) / n}
+
+  def evaluate(self, state, step):
+    return {f"val/{k}": v for k, v in self.evaluate_split(state, "val").items()}
+
+  def sample_batch(self) -> dict:
+    """The fixed examples drawn in sample grids: the first ``num_samples`` of val (or train)."""
+    if self._sample_batch is None:
+      c = self.config
+      source = self.sources.get("val") or self.sources["train"]
+      n = min(c.num_samples, len(source))
+      self._sample_batch = next(pdata.eval_batches(
+          source, batch_size=n, size=(self.height, self.width), num_examples=n,
+          input_nc=c.input_nc, output_nc=c.output_nc))
+    return self._sample_batch
+
+  def write_samples(self, state, step, workdir, writer: MetricWriter):
+    b = self.sample_batch()
+    g_vars = _variables(state["g"])
+    fake = self._generate(g_vars, mesh_lib.replicate(b["A"], self.mesh),
+                          mesh_lib.replicate(b["index"], self.mesh))
+    fake = np.asarray(jax.device_get(fake))
+    if jax.process_index() != 0:
+      return
+    grid = comparison_grid(b["A"], fake, b["B"])
+    outdir = os.path.join(workdir, "samples")
+    os.makedirs(outdir, exist_ok=True)
+    _save_png(os.path.join(outdir, f"samples_{step:08d}.png"), grid)
+    _save_png(os.path.join(outdir, "latest.png"), grid)
+    writer.image(step, "samples/input_output_target", grid)
+    writer.flush()
+
+
+# ---------------------------------------------------------------------------
+# Building, training.
+# ---------------------------------------------------------------------------
+
+
+def _synthetic_sizes(c) -> dict[str, int]:
+  return {"train": c.synthetic_num_train, "val": c.synthetic_num_val,
+          "test": c.synthetic_num_test}
+
+
+def open_split(c, split: str, *, required: bool = True):
+  return pdata.open_source(c.dataroot, split, direction=c.direction,
+                           check_square=c.check_square, max_size=c.max_dataset_size,
+                           synthetic_sizes=_synthetic_sizes(c), seed=c.seed,
+                           cache=c.cache_images, required=required)
+
+
+def build_task(c, mesh=None) -> Pix2PixTask:
+  validate_config(c)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  sources = {"train": open_split(c, "train"), "val": open_split(c, "val", required=False)}
+  return Pix2PixTask(config=c, mesh=mesh, sources=sources)
+
+
+def save_run_info(c, workdir: str) -> None:
+  """Writes ``config.json`` (with the model section) so test/export rebuild the same nets."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  info = c.to_dict()
+  info["model"] = model_config(c)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(info, f, indent=2, default=str)
+
+
+def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:
+  task = build_task(config, mesh)
+  save_run_info(config, workdir)
+  return loop.train(task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh)
+
+
+# ---------------------------------------------------------------------------
+# Test and export.
+# ---------------------------------------------------------------------------
+
+
+def config_for_workdir(c, workdir: str):
+  """``c`` with its architecture keys replaced by those the workdir was trained with."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return c
+  with open(path) as f:
+    saved = json.load(f)
+  c = c.copy_and_resolve_references()
+  with c.unlocked():
+    for k in MODEL_KEYS:
+      if k in saved:
+        c[k] = saved[k]
+  return c
+
+
+def restore_generator(c, workdir: str, mesh=None) -> tuple[dict, int]:
+  """``(generator variables, step)`` from the latest checkpoint of ``workdir``."""
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  generator, discriminator = make_generator(c), make_discriminator(c)
+  tx = make_optimizer(c)
+  ck = ckpt_lib.open_for_reading(workdir)
+  try:
+    repl = mesh_lib.replicated(mesh)
+    init = lambda rng: init_train_state(c, generator, discriminator, tx, tx, rng)
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
+                            abstract)
+    try:
+      state, meta = ck.restore(abstract)
+    except (ValueError, KeyError, TypeError) as e:
+      raise CheckpointError(
+          f"the checkpoint in {workdir!r} does not match this config's networks "
+          f"({type(e).__name__}); use the config it was trained with") from None
+  finally:
+    ck.close()
+  return _variables(state["g"]), int(meta["step"])
+
+
+@functools.lru_cache(maxsize=8)
+def jitted_generate(generator: models.UNetGenerator, *, seed: int, eval_mode: bool):
+  """``jit(models.generate)`` for one generator and test protocol (cached)."""
+  return jax.jit(functools.partial(models.generate, generator, seed=seed, eval_mode=eval_mode))
+
+
+def _write_index_html(path: str, title: str, rows: list[tuple[str, str, str, str | None]],
+                      metrics: Mapping[str, float] | None) -> None:
+  esc = html.escape
+  lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+           f"<title>{esc(title)}</title>",
+           "<style>body{font-family:sans-serif} td{padding:4px;text-align:center}"
+           " img{image-rendering:pixelated;width:256px}</style></head><body>",
+           f"<h2>{esc(title)}</h2>"]
+  if metrics:
+    lines.append("<p>" + ", ".join(f"{esc(k)} = {v:.4f}" for k, v in metrics.items()) + "</p>")
+  lines.append("<table><tr><th>name</th><th>input</th><th>output</th><th>target</th></tr>")
+  for name, a, fake, b in rows:
+    cells = [f"<td>{esc(name)}</td>"]
+    for src in (a, fake, b):
+      cells.append(f"<td><img src='{esc(src)}'></td>" if src else "<td>&mdash;</td>")
+    lines.append("<tr>" + "".join(cells) + "</tr>")
+  lines += ["</table>", "</body></html>"]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def test(config, workdir: str, *, mesh=None, log=print) -> dict:
+  """The reference's ``test.py``: translate a split (``phase``) or a folder (``test_dir``).
+
+  Restores the latest checkpoint of ``workdir``, runs the generator over up to
+  ``num_test`` examples (0: all) and writes ``images/<name>_{real_A,fake_B,real_B}.png``
+  plus an ``index.html`` (rows input | output | target) and ``metrics.json`` to
+  ``results_dir`` (default ``workdir/results/<phase>_<step>``). Returns
+  ``{'results_dir', 'index', 'step', 'num_images'[, 'L1', 'PSNR']}``.
+  """
+  c = config_for_workdir(config, workdir)
+  validate_config(c)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  g_vars, step = restore_generator(c, workdir, mesh)
+  generator = make_generator(c)
+  if c.test_dir:
+    source = pdata.AlignedFolder(c.test_dir, direction=c.direction, check_square=c.check_square,
+                                 single=c.test_single, cache=False)
+    label = os.path.basename(os.path.normpath(c.test_dir))
+  else:
+    source = open_split(c, c.phase)
+    label = c.phase
+  out_dir = c.results_dir or os.path.join(workdir, "results", f"{label}_{step:08d}")
+  img_dir = os.path.join(out_dir, "images")
+  os.makedirs(img_dir, exist_ok=True)
+  h, w = image_size(c)
+  gen = jitted_generate(generator, seed=c.seed, eval_mode=c.eval_mode)
+  g_vars = jax.device_put(g_vars, mesh_lib.replicated(mesh))
+  rows, l1s, psnrs = [], [], []
+  bs = c.eval_batch_size or 8
+  for b in pdata.eval_batches(source, batch_size=bs, size=(h, w), num_examples=c.num_test,
+                              input_nc=c.input_nc, output_nc=c.output_nc):
+    fake = np.asarray(jax.device_get(gen(g_vars, b["A"], b["index"])))
+    for r in range(len(b["index"])):
+      if b["mask"][r] == 0:
+        continue
+      name = source.name(int(b["index"][r]))
+      files = {}
+      for key, img in (("real_A", b["A"][r]), ("fake_B", fake[r]), ("real_B", b["B"][r])):
+        if key == "real_B" and not source.has_target:
+          continue
+        files[key] = f"images/{name}_{key}.png"
+        _save_png(os.path.join(out_dir, files[key]), pdata.to_uint8(img))
+      rows.append((name, files["real_A"], files["fake_B"], files.get("real_B")))
+      if source.has_target:
+        l1s.append(float(np.mean(np.abs(fake[r] - b["B"][r]))))
+        psnrs.append(float(psnr(fake[r][None], b["B"][r][None])[0]))
+  metrics = {"L1": float(np.mean(l1s)), "PSNR": float(np.mean(psnrs))} if l1s else {}
+  mode = "eval mode" if c.eval_mode else "train-mode nets (dropout, test-batch statistics)"
+  index = os.path.join(out_dir, "index.html")
+  _write_index_html(index, f"pix2pix {label}: step {step}, {mode}", rows, metrics)
+  result = {"results_dir": out_dir, "index": index, "step": step, "num_images": len(rows),
+            **metrics}
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  if log:
+    log(f"[pix2pix] wrote {len(rows)} results to {index}"
+        + "".join(f", {k}={v:.4f}" for k, v in metrics.items()))
+  return result
+
+
+def export(config, workdir: str, *, mesh=None, log=print) -> dict:
+  """Writes the generator as ``generator.msgpack`` (flax.serialization) + ``generator.json``.
+
+  Output directory: ``export_dir`` (default ``workdir/export``). Load it back with
+  :func:`load_exported`.
+  """
+  c = config_for_workdir(config, workdir)
+  validate_config(c)
+  g_vars, step = restore_generator(c, workdir, mesh)
+  out_dir = c.export_dir or os.path.join(workdir, "export")
+  os.makedirs(out_dir, exist_ok=True)
+  g_vars = jax.tree.map(np.asarray, jax.device_get(g_vars))
+  generator = make_generator(c)
+  h, w = image_size(c)
+  info = {
+      "format": EXPORT_FORMAT,
+      "step": step,
+      "generator": {"num_downs": generator.num_downs, "ngf": generator.ngf,
+                    "norm": generator.norm, "use_dropout": generator.use_dropout,
+                    "output_nc": generator.output_nc, "input_nc": int(c.input_nc)},
+      "image_size": [h, w],
+      "direction": c.direction,
+      "eval_mode": bool(c.eval_mode),
+      "seed": int(c.seed),
+      "value_range": [-1.0, 1.0],
+      "config": model_config(c),
+  }
+  params_path = os.path.join(out_dir, "generator.msgpack")
+  with open(params_path, "wb") as f:
+    f.write(flax.serialization.to_bytes(g_vars))
+  json_path = os.path.join(out_dir, "generator.json")
+  with open(json_path, "w") as f:
+    json.dump(info, f, indent=2)
+  if log:
+    log(f"[pix2pix] exported the step-{step} generator to {params_path} (+ {json_path})")
+  return {"params": params_path, "info": json_path, "step": step}
+
+
+@dataclasses.dataclass
+class ExportedGenerator:
+  """A loaded export: call it on float images in [-1, 1], ``[B, H, W, input_nc]``."""
+
+  model: models.UNetGenerator
+  variables: dict
+  info: dict
+
+  def __call__(self, a, index=None, *, eval_mode: bool | None = None, seed: int | None = None):
+    a = jnp.asarray(a, jnp.float32)
+    index = jnp.arange(a.shape[0]) if index is None else jnp.asarray(index)
+    fn = jitted_generate(self.model, seed=self.info["seed"] if seed is None else int(seed),
+                         eval_mode=bool(self.info["eval_mode"] if eval_mode is None else eval_mode))
+    return fn(self.variables, a, index)
+
+
+def load_exported(path: str) -> ExportedGenerator:
+  """Loads what :func:`export` wrote (``path``: the export directory or its .msgpack file)."""
+  base = path if os.path.isdir(path) else os.path.dirname(path)
+  try:
+    with open(os.path.join(base, "generator.json")) as f:
+      info = json.load(f)
+    with open(os.path.join(base, "generator.msgpack"), "rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise CheckpointError(f"cannot read the exported generator in {base!r}: {e}") from None
+  if info.get("format") != EXPORT_FORMAT:
+    raise CheckpointError(f"{base!r}: unknown export format {info.get('format')!r}")
+  gcfg = dict(info["generator"])
+  gcfg.pop("input_nc", None)
+  model = models.UNetGenerator(**gcfg)
+  variables = jax.tree.map(jnp.asarray, flax.serialization.msgpack_restore(raw))
+  return ExportedGenerator(model=model, variables=variables, info=info)
