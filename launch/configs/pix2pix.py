@@ -98,7 +98,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   variant = arg or "default"
   if variant == "default":
-    # Embedded edges2faces; sizes chosen to train visibly in minutes on 2 CPU cores.
+    # Embedded edges2faces; sizes chosen to train visibly on 2 CPU cores: ~1 step/s on a
+    # busy 2-core machine, face layout in the sample grids after a few hundred steps,
+    # hair/glasses/shirt regions with committed colours by ~1000 (val L1 ~0.39, PSNR ~12 dB;
+    # colours are not determined by the edges, so L1 stays near the per-pixel median's 0.37).
     c.crop_size = 64
     c.load_size = 72  # 64 * 286 / 256, rounded
     c.ngf = 32

@@ -566,8 +566,9 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
     source = open_split(c, c.phase)
     label = c.phase
   out_dir = c.results_dir or os.path.join(workdir, "results", f"{label}_{step:08d}")
-  img_dir = os.path.join(out_dir, "images")
-  os.makedirs(img_dir, exist_ok=True)
+  write = jax.process_index() == 0  # every process computes, process 0 writes
+  if write:
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
   h, w = image_size(c)
   gen = jitted_generate(generator, seed=c.seed, eval_mode=c.eval_mode)
   g_vars = jax.device_put(g_vars, mesh_lib.replicated(mesh))
@@ -585,17 +586,21 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
         if key == "real_B" and not source.has_target:
           continue
         files[key] = f"images/{name}_{key}.png"
-        _save_png(os.path.join(out_dir, files[key]), pdata.to_uint8(img))
+        if write:
+          _save_png(os.path.join(out_dir, files[key]), pdata.to_uint8(img))
       rows.append((name, files["real_A"], files["fake_B"], files.get("real_B")))
       if source.has_target:
         l1s.append(float(np.mean(np.abs(fake[r] - b["B"][r]))))
         psnrs.append(float(psnr(fake[r][None], b["B"][r][None])[0]))
   metrics = {"L1": float(np.mean(l1s)), "PSNR": float(np.mean(psnrs))} if l1s else {}
-  mode = "eval mode" if c.eval_mode else "train-mode nets (dropout, test-batch statistics)"
+  mode = ("eval mode (no dropout, running averages)" if c.eval_mode
+          else "as in training (dropout, per-image batch-norm statistics)")
   index = os.path.join(out_dir, "index.html")
-  _write_index_html(index, f"pix2pix {label}: step {step}, {mode}", rows, metrics)
   result = {"results_dir": out_dir, "index": index, "step": step, "num_images": len(rows),
             **metrics}
+  if not write:
+    return result
+  _write_index_html(index, f"pix2pix {label}: step {step}, generator run {mode}", rows, metrics)
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(result, f, indent=2)
   if log:
@@ -614,6 +619,11 @@ def export(config, workdir: str, *, mesh=None, log=print) -> dict:
   validate_config(c)
   g_vars, step = restore_generator(c, workdir, mesh)
   out_dir = c.export_dir or os.path.join(workdir, "export")
+  params_path = os.path.join(out_dir, "generator.msgpack")
+  json_path = os.path.join(out_dir, "generator.json")
+  result = {"params": params_path, "info": json_path, "step": step}
+  if jax.process_index() != 0:
+    return result
   os.makedirs(out_dir, exist_ok=True)
   g_vars = jax.tree.map(np.asarray, jax.device_get(g_vars))
   generator = make_generator(c)
@@ -631,15 +641,13 @@ def export(config, workdir: str, *, mesh=None, log=print) -> dict:
       "value_range": [-1.0, 1.0],
       "config": model_config(c),
   }
-  params_path = os.path.join(out_dir, "generator.msgpack")
   with open(params_path, "wb") as f:
     f.write(flax.serialization.to_bytes(g_vars))
-  json_path = os.path.join(out_dir, "generator.json")
   with open(json_path, "w") as f:
     json.dump(info, f, indent=2)
   if log:
     log(f"[pix2pix] exported the step-{step} generator to {params_path} (+ {json_path})")
-  return {"params": params_path, "info": json_path, "step": step}
+  return result
 
 
 @dataclasses.dataclass
