@@ -32,7 +32,7 @@ import optax
 from PIL import Image
 
 from zoo.data import paired_images as pdata
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.losses import gan as gan_lib
 from zoo.models import pix2pix as models
 from zoo.training import checkpoint as ckpt_lib
@@ -572,7 +572,7 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
   h, w = image_size(c)
   gen = jitted_generate(generator, seed=c.seed, eval_mode=c.eval_mode)
   g_vars = jax.device_put(g_vars, mesh_lib.replicated(mesh))
-  rows, l1s, psnrs = [], [], []
+  rows, fakes, reals = [], [], []
   bs = c.eval_batch_size or 8
   for b in pdata.eval_batches(source, batch_size=bs, size=(h, w), num_examples=c.num_test,
                               input_nc=c.input_nc, output_nc=c.output_nc):
@@ -590,9 +590,9 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
           _save_png(os.path.join(out_dir, files[key]), pdata.to_uint8(img))
       rows.append((name, files["real_A"], files["fake_B"], files.get("real_B")))
       if source.has_target:
-        l1s.append(float(np.mean(np.abs(fake[r] - b["B"][r]))))
-        psnrs.append(float(psnr(fake[r][None], b["B"][r][None])[0]))
-  metrics = {"L1": float(np.mean(l1s)), "PSNR": float(np.mean(psnrs))} if l1s else {}
+        fakes.append(fake[r])
+        reals.append(np.asarray(b["B"][r]))
+  metrics = paired_metrics(np.stack(fakes), np.stack(reals), c) if fakes else {}
   mode = ("eval mode (no dropout, running averages)" if c.eval_mode
           else "as in training (dropout, per-image batch-norm statistics)")
   index = os.path.join(out_dir, "index.html")
@@ -607,6 +607,23 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
     log(f"[pix2pix] wrote {len(rows)} results to {index}"
         + "".join(f", {k}={v:.4f}" for k, v in metrics.items()))
   return result
+
+
+def paired_metrics(fake: np.ndarray, real: np.ndarray, c) -> dict[str, float]:
+  """L1, PSNR and SSIM (images in [-1, 1]) and, for the embedded synthetic faces when a
+  trained face classifier exists (``$ZOO_FACE_CLASSIFIER`` or ``runs/face_classifier``,
+  made by ``python -m launch.face_classifier``), the classifier Fréchet distance FD
+  between the generated and the real target faces."""
+  from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
+  from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+  out = {k.upper(): v for k, v in em.image_metrics(fake, real, data_range=2.0).items()}
+  if not (c.dataroot or c.test_dir) and c.output_nc == 3 and len(fake) >= 2:
+    try:
+      clf = fc.load_classifier(fc.default_classifier_workdir())
+    except ZooError:
+      return out  # no trained judge here: FD is skipped rather than trained on demand
+    out["FD"] = float(em.classifier_frechet_distance(clf, fake, real))
+  return out
 
 
 def export(config, workdir: str, *, mesh=None, log=print) -> dict:
