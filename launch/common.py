@@ -22,3 +22,13 @@ def _guarded(main):
 def run(main) -> None:
   """``absl.app.run`` with ZooError → ``error: <message>`` and exit status 2."""
   app.run(_guarded(main))
+
+
+def check_mode(argv, mode: str, modes) -> str:
+  """Rejects stray positional arguments and unknown ``--mode`` values (one-line errors)."""
+  from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments {argv[1:]}; use --config.KEY=VALUE overrides")
+  if mode not in modes:
+    raise ConfigError(f"--mode={mode!r}, expected one of {', '.join(modes)}")
+  return mode

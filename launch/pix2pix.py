@@ -23,12 +23,7 @@ _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 
 
 def main(argv):
-  from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise ConfigError(f"unexpected arguments {argv[1:]}; use --config.KEY=VALUE overrides")
-  mode = _MODE.value
-  if mode not in MODES:
-    raise ConfigError(f"--mode={mode!r}, expected one of {MODES}")
+  mode = common.check_mode(argv, _MODE.value, MODES)
   from zoo.tasks import pix2pix  # pylint: disable=g-import-not-at-top
   if mode == "train":
     pix2pix.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

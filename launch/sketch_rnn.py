@@ -56,13 +56,9 @@ def _indices():
 
 
 def main(argv):
-  del argv
   from zoo import sketch  # pylint: disable=g-import-not-at-top
-  from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
 
-  mode, workdir = _MODE.value, _WORKDIR.value
-  if mode not in sketch.MODES:
-    raise ConfigError(f"--mode={mode!r}, expected one of {', '.join(sketch.MODES)}")
+  mode, workdir = common.check_mode(argv, _MODE.value, sketch.MODES), _WORKDIR.value
   common_kw = dict(temperature=_TEMPERATURE.value, greedy=_GREEDY.value, seed=_SEED.value)
   if mode == "train":
     from zoo.tasks import sketch_rnn  # pylint: disable=g-import-not-at-top
