@@ -63,6 +63,7 @@ from zoo.data import sketch_export as export
 from zoo.data import strokes as S
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models import sketch_rnn_sampling as sampling
+from zoo.training import checkpoint as ckpt_lib
 
 __all__ = [
     "SketchInputError",
@@ -224,12 +225,11 @@ def _quiet_absl():
 
 
 def _read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  info = ckpt_lib.read_run_config(workdir)
+  if info is None:
     raise CheckpointError(f"workdir {workdir!r} has no config.json (written when training starts)")
+  path = os.path.join(workdir, ckpt_lib.RUN_CONFIG)
   try:
-    with open(path) as f:
-      info = json.load(f)
     derived = info.pop("derived")
     derived = {"max_seq_len": int(derived["max_seq_len"]),
                "scale_factor": float(derived["scale_factor"])}
@@ -269,7 +269,6 @@ class SketchModel:
     (or ``step``) checkpoint's params. Raises CheckpointError (one line) when the
     workdir, its config or its checkpoints are missing."""
     from zoo.tasks import sketch_rnn as task_lib  # pylint: disable=g-import-not-at-top
-    from zoo.training import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
 
     workdir = os.fspath(workdir)
     if not os.path.isdir(workdir):

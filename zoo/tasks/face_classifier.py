@@ -35,6 +35,7 @@ from zoo.data import faces_pipeline
 from zoo.errors import ConfigError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics
+from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
 from zoo.training.metrics import MetricWriter
 
@@ -338,8 +339,7 @@ def train_and_evaluate(config, workdir: str, *, mesh=None,
   """
   task = build_task(config, mesh)
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  ckpt_lib.write_run_config(workdir, config)
   t0 = time.perf_counter()
   result = loop.train(task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh,
                       log_fn=log_fn)

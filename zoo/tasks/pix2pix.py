@@ -459,13 +459,7 @@ def build_task(c, mesh=None) -> Pix2PixTask:
 
 def save_run_info(c, workdir: str) -> None:
   """Writes ``config.json`` (with the model section) so test/export rebuild the same nets."""
-  if jax.process_index() != 0:
-    return
-  os.makedirs(workdir, exist_ok=True)
-  info = c.to_dict()
-  info["model"] = model_config(c)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(info, f, indent=2, default=str)
+  ckpt_lib.write_run_config(workdir, c, model=model_config(c))
 
 
 def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:
@@ -481,11 +475,9 @@ def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:
 
 def config_for_workdir(c, workdir: str):
   """``c`` with its architecture keys replaced by those the workdir was trained with."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  saved = ckpt_lib.read_run_config(workdir)
+  if saved is None:
     return c
-  with open(path) as f:
-    saved = json.load(f)
   c = c.copy_and_resolve_references()
   with c.unlocked():
     for k in MODEL_KEYS:

@@ -25,6 +25,7 @@ from zoo.losses import kl as kl_lib
 from zoo.losses import mdn
 from zoo.models.sketch_rnn import SketchRNN
 from zoo.models import sketch_rnn_sampling
+from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
 from zoo.training.metrics import MetricWriter
 
@@ -256,13 +257,8 @@ def build_task(c, mesh=None) -> SketchRNNTask:
 
 def save_run_info(task: SketchRNNTask, workdir: str) -> None:
   """Writes ``config.json`` (with derived values) so other modes can rebuild the model."""
-  if jax.process_index() != 0:
-    return
-  os.makedirs(workdir, exist_ok=True)
-  info = task.config.to_dict()
-  info["derived"] = {"max_seq_len": task.max_seq_len, "scale_factor": task.scale_factor}
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(info, f, indent=2, default=str)
+  ckpt_lib.write_run_config(workdir, task.config, derived={
+      "max_seq_len": task.max_seq_len, "scale_factor": task.scale_factor})
 
 
 def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:

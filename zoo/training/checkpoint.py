@@ -8,6 +8,7 @@ so the step is enough to resume both exactly).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -70,3 +71,35 @@ def open_for_reading(workdir: str) -> Checkpointer:
   if ck.latest_step() is None:
     raise CheckpointError(f"workdir {workdir!r} has no checkpoint to restore")
   return ck
+
+
+RUN_CONFIG = "config.json"
+
+
+def write_run_config(workdir: str, config, **sections) -> None:
+  """Writes ``workdir/config.json``: the run's config plus extra sections (process 0 only).
+
+  Other modes (sampling, testing, export) rebuild the model from it. The write is
+  atomic, so a killed run never leaves half a file behind.
+  """
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  info = dict(config.to_dict() if hasattr(config, "to_dict") else config, **sections)
+  path = os.path.join(workdir, RUN_CONFIG)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(info, f, indent=2, default=str)
+  os.replace(tmp, path)
+
+
+def read_run_config(workdir: str) -> dict | None:
+  """``workdir/config.json`` as a dict, None when absent; one-line error when unreadable."""
+  path = os.path.join(workdir, RUN_CONFIG)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
