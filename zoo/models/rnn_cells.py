@@ -56,6 +56,7 @@ layout (used for the decoder's initial state ``tanh(Dense(z))``):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence, Tuple
 
 import jax
@@ -402,3 +403,437 @@ def scan_cell(cell_cls, time_axis: int = 1):
         in_axes=(time_axis, nn.broadcast),
         out_axes=time_axis,
     )
+
+
+# ---------------------------------------------------------------------------
+# Whole-sequence layers (the fast path used by SketchRNN)
+#
+# ``scan_cell`` runs a cell step by step: every step multiplies the whole input
+# ``[S_t, z]`` by ``W_xh`` although ``z`` (128 of the decoder's 133 input
+# features) is the same at every step, draws its own dropout mask, and lets
+# autodiff transpose the scan.  The sequence layers below compute the same
+# function with the same parameters (names, shapes, initialisers and
+# declaration order), but
+#
+# * an input that is constant over time (the decoder's ``z``) is projected
+#   once per sequence, together with the bias (``base = z @ W_xh[z rows] +
+#   bias``); inside the recurrence only ``[h, x_t] @ [W_hh; W_xh[x rows]]``
+#   remains (one matmul, ``K = U + 5``);
+# * the recurrent-dropout masks of all steps come from one RNG call;
+# * for the plain LSTM (``fused=True``) the backward pass is written by hand
+#   (``jax.custom_vjp``): one reverse scan propagates ``dh`` / ``dc``, emits
+#   ``dx_t`` and accumulates ``dW`` and ``d base`` in its carry; the forward
+#   saves only the gate activations and the cell states (``tanh(c)`` is
+#   recomputed).  That is less memory traffic than autodiff's residuals and no
+#   big ``[T, B, 4U]`` tensors besides the activations.
+#
+# (Hoisting the *per-step* input projection ``x_t @ W_xh`` out of the loop as
+# one big ``[T*B, 5] x [5, 4U]`` matmul was measured too: with only 5 stroke
+# features it is a memory-bound 200 MB write + re-read, slower than the
+# ``K = 5`` rows folded into the recurrent matmul; see BENCHMARKS.md.)
+#
+# Sequences are time-major inside (``[T, B, ...]``).  ``const_fn`` /
+# ``run_fn`` return pure closures over the layer's static config, so the two
+# directions of a bidirectional encoder can be stacked and run as one batched
+# scan with ``jax.vmap`` (``SketchRNN.encode``).  Dropout masks are drawn
+# differently from ``scan_cell`` (one draw for all steps), so stochastic outputs
+# differ in realisation, not in distribution; deterministic outputs and
+# gradients agree with ``scan_cell`` up to float rounding.
+# ---------------------------------------------------------------------------
+
+
+def _dropout_keep_mask(module: nn.Module, enabled: bool, keep_prob: float, deterministic: bool,
+                       shape) -> Array | None:
+    """Boolean keep-mask ``[T, B, U]`` for all steps (None when no dropout)."""
+    if not enabled or deterministic or keep_prob >= 1.0:
+        return None
+    if keep_prob <= 0.0:
+        return jnp.zeros(shape, jnp.bool_)
+    return jax.random.bernoulli(module.make_rng("dropout"), keep_prob, shape)
+
+
+def _apply_keep(g: Array, keep: Array | None, keep_prob: float) -> Array:
+    if keep is None:
+        return g
+    return jnp.where(keep, g / keep_prob, jnp.zeros_like(g))
+
+
+def _const_projection(w_xh: Array, n_x: int, const_x: Array | None, dtype: Dtype,
+                      bias: Array | None = None) -> Array | None:
+    """``const_x @ W_xh[n_x : n_x + m] (+ bias)``: the time-constant part of the gates."""
+    base = None
+    if const_x is not None:
+        base = _matmul(const_x, w_xh[n_x:n_x + const_x.shape[-1]], dtype)
+    if bias is not None:
+        base = bias.astype(jnp.float32) if base is None else base + bias
+    return base
+
+
+def _add(a: Array, b: Array | None) -> Array:
+    return a if b is None else a + b
+
+
+def _scan(body, carry, xs, unroll: int, reverse: bool = False):
+    return jax.lax.scan(body, carry, xs, unroll=unroll, reverse=reverse)
+
+
+# -- plain LSTM: autodiff and hand-written backward --------------------------------
+
+
+def _lstm_step(w_cat, base, carry, x, keep, *, forget_bias, keep_prob, dtype):
+    """One LSTM step; ``w_cat = [W_hh; W_xh[x rows]]``, ``base`` = const part + bias."""
+    c, h = carry
+    gates = _add(_matmul(jnp.concatenate([h, x], axis=-1), w_cat, dtype), base)
+    drop = lambda g: _apply_keep(g, keep, keep_prob)
+    new_c, o = _lstm_update(c, gates, forget_bias, drop)
+    new_h = jnp.tanh(new_c) * o
+    return (new_c, new_h), new_h
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
+def lstm_recurrence(xs, base, w_cat, c0, h0, keep, forget_bias, keep_prob, dtype, unroll):
+    """LSTM recurrence over time-major inputs with a hand-written backward pass.
+
+    ``xs [T, B, n]`` per-step inputs, ``base`` (``[B, 4U]``, ``[4U]`` or None)
+    the time-constant part of the gate pre-activations (bias and the
+    projection of constant inputs), ``w_cat [U + n, 4U] = [W_hh; W_xh[:n]]``
+    (gate order i, j, f, o), ``c0, h0 [B, U]``, ``keep`` an optional boolean
+    recurrent-dropout keep mask ``[T, B, U]`` (applied to ``tanh(j)``, kept
+    units scaled by ``1 / keep_prob``).  Returns ``((c_T, h_T), hs [T, B,
+    U])``, the values of scanning :class:`LSTMCell`.
+    """
+    step = functools.partial(_lstm_step, w_cat, base, forget_bias=forget_bias,
+                             keep_prob=keep_prob, dtype=dtype)
+    return _scan(lambda carry, inp: step(carry, *inp), (c0, h0), (xs, keep), unroll)
+
+
+def _lstm_recurrence_fwd(xs, base, w_cat, c0, h0, keep, forget_bias, keep_prob, dtype, unroll):
+    """Forward pass saving, per step, the factors that turn ``(dh, dc)`` into gate gradients.
+
+    With ``gd = dropout(g)`` and ``tc = tanh(c_t)``, the step's backward is::
+
+        dc     = dc_next + dh * so * (1 - tc^2)
+        dgates = [dc * gd * si (1 - si), dc * si * keep / kp * (1 - g^2),
+                  dc * c_{t-1} * sf (1 - sf), dh * tc * so (1 - so)]
+        dc_{t-1} = dc * sf
+
+    so the forward stores ``F = [gd si (1-si), si keep/kp (1-g^2), c_{t-1} sf (1-sf),
+    tc so (1-so)]`` and ``[so (1 - tc^2), sf]``: the reverse scan is then one
+    multiply per gate, no transcendental functions and no dropout masks.
+    """
+
+    def body(carry, inp):
+        c, h = carry
+        x, k = inp
+        gates = _add(_matmul(jnp.concatenate([h, x], axis=-1), w_cat, dtype), base)
+        i, j, f, o = jnp.split(gates, 4, axis=-1)
+        si, g, sf, so = (jax.nn.sigmoid(i), jnp.tanh(j), jax.nn.sigmoid(f + forget_bias),
+                         jax.nn.sigmoid(o))
+        gd = _apply_keep(g, k, keep_prob)
+        new_c = c * sf + si * gd
+        tc = jnp.tanh(new_c)
+        new_h = tc * so
+        sj = si if k is None else jnp.where(k, si / keep_prob, jnp.zeros_like(si))
+        factors = jnp.concatenate([gd * (si * (1.0 - si)), sj * (1.0 - g * g),
+                                   c * (sf * (1.0 - sf)), tc * (so * (1.0 - so))], axis=-1)
+        return (new_c, new_h), (new_h, factors, jnp.concatenate([so * (1.0 - tc * tc), sf], -1))
+
+    (c_t, h_t), (hs, factors, fc_sf) = _scan(body, (c0, h0), (xs, keep), unroll)
+    res = (xs, base, w_cat, h0, hs, factors, fc_sf)
+    return ((c_t, h_t), hs), res
+
+
+def _lstm_recurrence_bwd(forget_bias, keep_prob, dtype, unroll, res, cts):
+    xs, base, w_cat, h0, hs, factors, fc_sf = res
+    (dc_t, dh_t), dhs = cts
+    f32 = jnp.float32
+    n_h = h0.shape[-1]
+
+    def body(carry, inp):
+        dc, dh, dbase = carry
+        dh_out, fac, fcsf = inp
+        dh = dh + dh_out
+        fc, sf = jnp.split(fcsf, 2, axis=-1)
+        dc = dc + dh * fc
+        dgates = fac * jnp.concatenate([dc, dc, dc, dh], axis=-1)
+        # [dh_{t-1}, dx_t] = dgates @ w_cat^T (contract the 4U axes, no explicit transpose)
+        dhx = jax.lax.dot_general(dgates.astype(dtype), w_cat.astype(dtype),
+                                  (((1,), (1,)), ((), ()))).astype(f32)
+        return (dc * sf, dhx[:, :n_h], dbase + dgates), (dgates, dhx[:, n_h:])
+
+    (dc0, dh0, dbase_b), (dgates, dxs) = _scan(
+        body, (dc_t.astype(f32), dh_t.astype(f32), jnp.zeros(dhs.shape[1:2] + w_cat.shape[-1:], f32)),
+        (dhs, factors, fc_sf), unroll, reverse=True)
+    # weight gradient of all steps at once: [h_{t-1}, x_t]^T dgates_t summed over t and b
+    hx = jnp.concatenate([jnp.concatenate([h0[None].astype(hs.dtype), hs[:-1]], axis=0), xs],
+                         axis=-1)
+    dw = jnp.einsum("tbk,tbg->kg", hx.astype(dtype), dgates.astype(dtype),
+                    preferred_element_type=f32).astype(w_cat.dtype)
+    dbase = None
+    if base is not None:
+        dbase = (dbase_b if base.ndim == 2 else jnp.sum(dbase_b, axis=0)).astype(base.dtype)
+    return dxs.astype(xs.dtype), dbase, dw, dc0, dh0, None
+
+
+lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
+
+
+# -- sequence layers ---------------------------------------------------------------
+
+
+def _run_sequence(layer, carry, xs, deterministic, const_x):
+    """Batch-major convenience wrapper: ``xs [B, T, n] -> (carry, hs [B, T, U])``."""
+    in_dim = xs.shape[-1] + (0 if const_x is None else const_x.shape[-1])
+    params, keep = layer.prepare(in_dim, xs.shape[0], xs.shape[1], deterministic)
+    xs_tm = jnp.swapaxes(xs.astype(jnp.float32), 0, 1)
+    base = layer.const_fn()(params, xs.shape[-1], const_x)
+    carry, hs = layer.run_fn()(params, carry, xs_tm, base, keep)
+    return carry, jnp.swapaxes(hs, 0, 1)
+
+
+class LSTMSequence(LSTMCell):
+    """:class:`LSTMCell` run over whole sequences (same parameters).
+
+    ``layer(carry, xs, deterministic, const_x=None) -> (final_carry, hs)`` with
+    ``xs [B, T, n]`` and ``hs [B, T, U]``; ``const_x [B, m]`` is an input that
+    is the same at every step (``W_xh`` has ``n + m`` rows, the ``xs`` rows
+    first).  The pieces, for callers that stay time-major or batch several
+    layers: ``prepare`` (declares the parameters, draws the dropout masks),
+    ``const_fn()`` and ``run_fn()`` (pure functions).  ``fused=True`` uses
+    :func:`lstm_recurrence` (hand-written backward); ``fused=False`` scans the
+    step with autodiff.
+    """
+
+    fused: bool = True
+    unroll: int = 1
+    extra_in: int = 0  # rows of W_xh fed from inside a recurrence (hyper cell's h)
+
+    @nn.compact
+    def prepare(self, in_dim: int, batch: int, steps: int, deterministic: bool = True):
+        """Declares the parameters; returns ``(params, keep_mask or None)``."""
+        units = self.num_units
+        w_xh = self.param("W_xh", nn.initializers.glorot_uniform(),
+                          (in_dim + self.extra_in, 4 * units), self.param_dtype)
+        w_hh = self.param("W_hh", lstm_ortho_init(), (units, 4 * units), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (4 * units,), self.param_dtype)
+        keep = _dropout_keep_mask(self, self.use_recurrent_dropout, self.dropout_keep_prob,
+                                  deterministic, (steps, batch, units))
+        return {"W_xh": w_xh, "W_hh": w_hh, "bias": bias}, keep
+
+    def const_fn(self):
+        """``f(params, n_x, const_x) -> base``: bias + projection of the constant input."""
+        dtype = self.dtype
+        return lambda p, n_x, const_x=None: _const_projection(p["W_xh"], n_x, const_x, dtype,
+                                                              p["bias"])
+
+    def run_fn(self):
+        """``run(params, carry, xs [T, B, n], base, keep) -> (carry, hs [T, B, U])``."""
+        fb, kp, dtype, unroll, fused = (self.forget_bias, self.dropout_keep_prob, self.dtype,
+                                        self.unroll, self.fused)
+
+        def run(p, carry, xs, base, keep):
+            w_cat = jnp.concatenate([p["W_hh"], p["W_xh"][:xs.shape[-1]]], axis=0)
+            c, h = (a.astype(jnp.float32) for a in carry)
+            if fused:
+                return lstm_recurrence(xs, base, w_cat, c, h, keep, fb, kp, dtype, unroll)
+            step = functools.partial(_lstm_step, w_cat, base, forget_bias=fb, keep_prob=kp,
+                                     dtype=dtype)
+            return _scan(lambda cr, inp: step(cr, *inp), (c, h), (xs, keep), unroll)
+        return run
+
+    def __call__(self, carry, xs, deterministic: bool = True, const_x=None):
+        return _run_sequence(self, carry, xs, deterministic, const_x)
+
+
+def _ln_lstm_step(p, w_cat, base, carry, x, keep, *, units, forget_bias, keep_prob, dtype):
+    c, h = carry
+    pre = _add(_matmul(jnp.concatenate([h, x], axis=-1), w_cat, dtype), base)
+    batch_shape = pre.shape[:-1]
+    pre = _layer_norm(pre.reshape(batch_shape + (4, units)),
+                      p["ln_gamma"].reshape(4, units), p["ln_beta"].reshape(4, units))
+    gates = pre.reshape(batch_shape + (4 * units,))
+    new_c, o = _lstm_update(c, gates, forget_bias, lambda g: _apply_keep(g, keep, keep_prob))
+    new_h = jnp.tanh(_layer_norm(new_c, p["ln_c_gamma"], p["ln_c_beta"])) * o
+    return (new_c, new_h), new_h
+
+
+class LayerNormLSTMSequence(LayerNormLSTMCell):
+    """:class:`LayerNormLSTMCell` run over whole sequences (same parameters).
+
+    Same interface as :class:`LSTMSequence`; autodiff backward (``fused`` is
+    accepted for a uniform interface).
+    """
+
+    fused: bool = True
+    unroll: int = 1
+    extra_in: int = 0
+
+    @nn.compact
+    def prepare(self, in_dim: int, batch: int, steps: int, deterministic: bool = True):
+        units, pd = self.num_units, self.param_dtype
+        p = {
+            "W_xh": self.param("W_xh", nn.initializers.glorot_uniform(),
+                               (in_dim + self.extra_in, 4 * units), pd),
+            "W_hh": self.param("W_hh", lstm_ortho_init(), (units, 4 * units), pd),
+            "ln_gamma": self.param("ln_gamma", nn.initializers.ones, (4 * units,), pd),
+            "ln_beta": self.param("ln_beta", nn.initializers.zeros, (4 * units,), pd),
+            "ln_c_gamma": self.param("ln_c_gamma", nn.initializers.ones, (units,), pd),
+            "ln_c_beta": self.param("ln_c_beta", nn.initializers.zeros, (units,), pd),
+        }
+        keep = _dropout_keep_mask(self, self.use_recurrent_dropout, self.dropout_keep_prob,
+                                  deterministic, (steps, batch, units))
+        return p, keep
+
+    def const_fn(self):
+        dtype = self.dtype
+        return lambda p, n_x, const_x=None: _const_projection(p["W_xh"], n_x, const_x, dtype)
+
+    def step_fn(self):
+        return functools.partial(_ln_lstm_step, units=self.num_units,
+                                 forget_bias=self.forget_bias,
+                                 keep_prob=self.dropout_keep_prob, dtype=self.dtype)
+
+    def run_fn(self):
+        step, unroll = self.step_fn(), self.unroll
+
+        def run(p, carry, xs, base, keep):
+            w_cat = jnp.concatenate([p["W_hh"], p["W_xh"][:xs.shape[-1]]], axis=0)
+            carry = tuple(a.astype(jnp.float32) for a in carry)
+            return _scan(lambda cr, inp: step(p, w_cat, base, cr, *inp), carry, (xs, keep),
+                         unroll)
+        return run
+
+    def __call__(self, carry, xs, deterministic: bool = True, const_x=None):
+        return _run_sequence(self, carry, xs, deterministic, const_x)
+
+
+class HyperLSTMSequence(HyperLSTMCell):
+    """:class:`HyperLSTMCell` run over whole sequences (same parameters).
+
+    Constant inputs are projected once (for the main gates and for the hyper
+    cell); inside the recurrence ``x_t`` multiplies ``[W_xh | hyper W_xh(x
+    rows)]`` and ``h`` multiplies ``[W_hh | hyper W_xh(h rows)]`` (two matmuls
+    instead of three), and ``hyper_h`` the fused ``[zw_kernel | zb_kernel]``.
+    Autodiff backward.
+    """
+
+    fused: bool = True
+    unroll: int = 1
+
+    @nn.compact
+    def prepare(self, in_dim: int, batch: int, steps: int, deterministic: bool = True):
+        units, emb, hunits = self.num_units, self.hyper_embedding_size, self.hyper_num_units
+        pd = self.param_dtype
+        p = {
+            "W_xh": self.param("W_xh", nn.initializers.glorot_uniform(), (in_dim, 4 * units), pd),
+            "W_hh": self.param("W_hh", lstm_ortho_init(), (units, 4 * units), pd),
+            "bias": self.param("bias", nn.initializers.zeros, (4 * units,), pd),
+        }
+        hyper_cls = LayerNormLSTMSequence if self.use_layer_norm else LSTMSequence
+        hyper = hyper_cls(num_units=hunits, use_recurrent_dropout=self.hyper_use_recurrent_dropout,
+                          dropout_keep_prob=self.dropout_keep_prob, dtype=self.dtype,
+                          param_dtype=pd, extra_in=units, name="hyper_cell")
+        p["hyper_cell"], hyper_keep = hyper.prepare(in_dim, batch, steps, deterministic)
+        p["zw_kernel"] = self.param("zw_kernel", nn.initializers.zeros, (hunits, 8, emb), pd)
+        p["zw_bias"] = self.param("zw_bias", nn.initializers.ones, (8, emb), pd)
+        p["alpha"] = self.param("alpha", nn.initializers.constant(0.1 / emb), (8, emb, units), pd)
+        p["zb_kernel"] = self.param("zb_kernel", nn.initializers.normal(0.01), (hunits, 4, emb), pd)
+        p["beta"] = self.param("beta", nn.initializers.zeros, (4, emb, units), pd)
+        p["ln_c_gamma"] = self.param("ln_c_gamma", nn.initializers.ones, (units,), pd)
+        p["ln_c_beta"] = self.param("ln_c_beta", nn.initializers.zeros, (units,), pd)
+        if self.use_layer_norm:
+            p["ln_gamma"] = self.param("ln_gamma", nn.initializers.ones, (4 * units,), pd)
+            p["ln_beta"] = self.param("ln_beta", nn.initializers.zeros, (4 * units,), pd)
+        keep = _dropout_keep_mask(self, self.use_recurrent_dropout, self.dropout_keep_prob,
+                                  deterministic, (steps, batch, units))
+        return p, (keep, hyper_keep)
+
+    def const_fn(self):
+        dtype, ln = self.dtype, self.use_layer_norm
+
+        def const(p, n_x, const_x=None):
+            hp = p["hyper_cell"]
+            return (_const_projection(p["W_xh"], n_x, const_x, dtype),
+                    _const_projection(hp["W_xh"], n_x, const_x, dtype, None if ln else hp["bias"]))
+        return const
+
+    def run_fn(self):
+        units, hunits = self.num_units, self.hyper_num_units
+        fb, kp, dtype, unroll, ln = (self.forget_bias, self.dropout_keep_prob, self.dtype,
+                                     self.unroll, self.use_layer_norm)
+        f32 = jnp.float32
+        if ln:
+            hyper_step = functools.partial(_ln_lstm_step, units=hunits, forget_bias=1.0,
+                                           keep_prob=kp, dtype=dtype)
+        else:
+            def hyper_step(hp, w_hh, pre, carry, x, keep):
+                # ``pre`` already holds everything but hyper_h @ W_hh (bias included)
+                return _lstm_step(w_hh, pre, carry, x, keep, forget_bias=1.0, keep_prob=kp,
+                                  dtype=dtype)
+
+        def run(p, carry, xs, base, keep):
+            hp = p["hyper_cell"]
+            n_x = xs.shape[-1]
+            base_x, hyper_base = base
+            # loop invariants
+            w_x = jnp.concatenate([p["W_xh"][:n_x], hp["W_xh"][:n_x]], axis=-1)
+            w_h = jnp.concatenate([p["W_hh"], hp["W_xh"][-units:]], axis=-1)
+            z_kernel = jnp.concatenate([p["zw_kernel"], p["zb_kernel"]], axis=1).astype(f32)
+            alpha, beta = p["alpha"].astype(f32), p["beta"].astype(f32)
+            bias = p["bias"].reshape(4, units)
+            empty = jnp.zeros(xs.shape[1:-1] + (0,), f32)
+
+            def body(cr, inp):
+                c, h, hyper_c, hyper_h = cr
+                x, (k, hk) = inp
+                xproj = _matmul(x, w_x, dtype)
+                hproj = _matmul(h, w_h, dtype)
+                xh = _add(xproj[..., :4 * units], base_x)
+                hh = hproj[..., :4 * units]
+                hyper_pre = _add(xproj[..., 4 * units:] + hproj[..., 4 * units:], hyper_base)
+                (new_hc, new_hh), hyper_out = hyper_step(
+                    hp, hp["W_hh"], hyper_pre, (hyper_c, hyper_h), empty, hk)
+                zz = jnp.einsum("bh,hke->bke", hyper_out, z_kernel)
+                scales = jnp.einsum("bke,keu->bku", zz[:, :8] + p["zw_bias"], alpha)
+                dyn_bias = jnp.einsum("bke,keu->bku", zz[:, 8:], beta)
+                b = h.shape[0]
+                pre = (scales[:, :4] * xh.reshape(b, 4, units)
+                       + scales[:, 4:] * hh.reshape(b, 4, units) + dyn_bias)
+                pre = pre + bias
+                if ln:
+                    pre = _layer_norm(pre, p["ln_gamma"].reshape(4, units),
+                                      p["ln_beta"].reshape(4, units))
+                gates = pre.reshape(b, 4 * units)
+                new_c, o = _lstm_update(c, gates, fb, lambda g: _apply_keep(g, k, kp))
+                new_h = jnp.tanh(_layer_norm(new_c, p["ln_c_gamma"], p["ln_c_beta"])) * o
+                return (new_c, new_h, new_hc, new_hh), new_h
+
+            carry = tuple(a.astype(f32) for a in carry)
+            return _scan(body, carry, (xs, keep), unroll)
+        return run
+
+    def __call__(self, carry, xs, deterministic: bool = True, const_x=None):
+        return _run_sequence(self, carry, xs, deterministic, const_x)
+
+
+SEQUENCE_TYPES = {
+    "lstm": LSTMSequence,
+    "layer_norm": LayerNormLSTMSequence,
+    "hyper": HyperLSTMSequence,
+}
+
+
+def make_sequence_layer(kind: str, num_units: int, *, fused: bool = True, unroll: int = 1,
+                        use_recurrent_dropout: bool = False, dropout_keep_prob: float = 0.9,
+                        hyper_num_units: int = 256, hyper_embedding_size: int = 32,
+                        dtype: Dtype = jnp.float32, **kwargs) -> nn.Module:
+    """Build a whole-sequence layer by magenta cell name (see ``SEQUENCE_TYPES``)."""
+    if kind not in SEQUENCE_TYPES:
+        raise ValueError(f"unknown cell type {kind!r}; expected one of {sorted(SEQUENCE_TYPES)}")
+    extra = {}
+    if kind == "hyper":
+        extra = dict(hyper_num_units=hyper_num_units, hyper_embedding_size=hyper_embedding_size)
+    return SEQUENCE_TYPES[kind](num_units=num_units, fused=fused, unroll=unroll,
+                                use_recurrent_dropout=use_recurrent_dropout,
+                                dropout_keep_prob=dropout_keep_prob, dtype=dtype, **extra,
+                                **kwargs)

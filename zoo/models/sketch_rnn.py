@@ -85,12 +85,14 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from zoo.models.rnn_cells import CELL_TYPES, make_cell, scan_cell
+from zoo.models.rnn_cells import CELL_TYPES, make_cell, make_sequence_layer, scan_cell
 
 Array = jax.Array
 Dtype = Any
 
-__all__ = ["SketchRNN", "START_TOKEN", "split_raw", "reverse_within_length"]
+__all__ = ["SketchRNN", "START_TOKEN", "split_raw", "reverse_within_length", "RNN_IMPLS"]
+
+RNN_IMPLS = ("fused", "hoisted", "scan")
 
 START_TOKEN = (0.0, 0.0, 1.0, 0.0, 0.0)
 
@@ -105,8 +107,11 @@ def split_raw(raw: Array, num_mixture: int):
     return (pen, *chunks)
 
 
-def _gather_time(x: Array, idx: Array) -> Array:
-    """``x [B, T, ...]``, ``idx [B]`` -> ``x[b, idx[b]]``."""
+def _gather_time(x: Array, idx: Array, axis: int = 1) -> Array:
+    """``x [B, T, ...]``, ``idx [B]`` -> ``x[b, idx[b]]`` (``axis=0``: ``x [T, B, ...]``)."""
+    if axis == 0:
+        idx = idx.reshape((1, -1) + (1,) * (x.ndim - 2))
+        return jnp.take_along_axis(x, idx, axis=0)[0]
     idx = idx.reshape((-1, 1) + (1,) * (x.ndim - 2))
     return jnp.take_along_axis(x, idx, axis=1)[:, 0]
 
@@ -138,6 +143,8 @@ class SketchRNN(nn.Module):
     hyper_num_units: int = 256
     hyper_embedding_size: int = 32
     dtype: Dtype = jnp.float32
+    rnn_impl: str = "fused"
+    scan_unroll: int = 1
 
     def __post_init__(self):
         for field in ("enc_model", "dec_model"):
@@ -146,6 +153,8 @@ class SketchRNN(nn.Module):
                 raise ValueError(
                     f"SketchRNN.{field}={kind!r} is not a valid cell type; "
                     f"expected one of {sorted(CELL_TYPES)}")
+        if self.rnn_impl not in RNN_IMPLS:
+            raise ValueError(f"SketchRNN.rnn_impl={self.rnn_impl!r}; expected one of {RNN_IMPLS}")
         for field in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
             p = getattr(self, field)
             if not 0.0 < p <= 1.0:
@@ -153,15 +162,17 @@ class SketchRNN(nn.Module):
         super().__post_init__()
 
     def _cell(self, kind: str, units: int):
-        return make_cell(
-            kind, units,
+        common = dict(
             use_recurrent_dropout=self.use_recurrent_dropout,
             dropout_keep_prob=self.recurrent_dropout_prob,
             hyper_num_units=self.hyper_num_units,
             hyper_embedding_size=self.hyper_embedding_size,
             dtype=self.dtype,
-            cls_transform=scan_cell,
         )
+        if self.rnn_impl == "scan":
+            return make_cell(kind, units, cls_transform=scan_cell, **common)
+        return make_sequence_layer(kind, units, fused=self.rnn_impl == "fused",
+                                   unroll=self.scan_unroll, **common)
 
     def setup(self):
         small = nn.initializers.normal(0.001)  # magenta's 'gaussian', 0.001
@@ -192,14 +203,48 @@ class SketchRNN(nn.Module):
         last = jnp.maximum(seq_len - 1, 0)
         valid = (seq_len > 0)[:, None]
 
-        carry = self.encoder_fw.initialize_carry(batch)
-        _, h_fw = self.encoder_fw(carry, strokes, deterministic)
-        carry = self.encoder_bw.initialize_carry(batch)
-        _, h_bw = self.encoder_bw(carry, reverse_within_length(strokes, seq_len), deterministic)
-
-        last_h = jnp.concatenate([_gather_time(h_fw, last), _gather_time(h_bw, last)], axis=-1)
+        reversed_strokes = reverse_within_length(strokes, seq_len)
+        if self.rnn_impl == "scan":
+            carry = self.encoder_fw.initialize_carry(batch)
+            _, h_fw = self.encoder_fw(carry, strokes, deterministic)
+            carry = self.encoder_bw.initialize_carry(batch)
+            _, h_bw = self.encoder_bw(carry, reversed_strokes, deterministic)
+            last_h = jnp.concatenate([_gather_time(h_fw, last), _gather_time(h_bw, last)], -1)
+        else:
+            h_fw, h_bw = self._bidirectional(strokes, reversed_strokes, deterministic)
+            last_h = jnp.concatenate([_gather_time(h_fw, last, axis=0),
+                                      _gather_time(h_bw, last, axis=0)], axis=-1)
         last_h = jnp.where(valid, last_h, 0.0).astype(jnp.float32)
         return self.enc_mu(last_h), self.enc_presig(last_h)
+
+    def _bidirectional(self, strokes: Array, reversed_strokes: Array, deterministic: bool):
+        """Both encoder directions (sequence layers) -> time-major ``(h_fw, h_bw)``.
+
+        With ``rnn_impl='fused'`` and the lstm cell (hand-written backward), the
+        two directions' parameters, inputs and dropout masks are stacked on a
+        leading axis and run as one batched scan (``jax.vmap``): one loop instead
+        of two, and batched matmuls.  Otherwise two scans: for the autodiff
+        cells (layer_norm, hyper) the batched scan measured slower (BENCHMARKS.md).
+        """
+        batch, steps, n_x = strokes.shape
+        layers = (self.encoder_fw, self.encoder_bw)
+        xs = [jnp.swapaxes(x.astype(jnp.float32), 0, 1) for x in (strokes, reversed_strokes)]
+        prepared = [l.prepare(n_x, batch, steps, deterministic) for l in layers]
+        const, run = self.encoder_fw.const_fn(), self.encoder_fw.run_fn()
+        carry = self.encoder_fw.initialize_carry(batch)
+        if self.rnn_impl == "fused" and self.enc_model == "lstm":
+            stack = lambda *a: jnp.stack(a)
+            params = jax.tree.map(stack, prepared[0][0], prepared[1][0])
+            keep = jax.tree.map(stack, prepared[0][1], prepared[1][1])
+            base = jax.vmap(lambda p: const(p, n_x))(params)
+            carry = jax.tree.map(lambda a: jnp.stack([a, a]), carry)
+            _, hs = jax.vmap(run)(params, carry, jnp.stack(xs), base, keep)
+            return hs[0], hs[1]
+        outs = []
+        for (params, keep), x in zip(prepared, xs):
+            _, hs = run(params, carry, x, const(params, n_x), keep)
+            outs.append(hs)
+        return outs[0], outs[1]
 
     def sample_latent(self, mu: Array, presig: Array, rng: Array) -> Array:
         """``z = mu + exp(presig / 2) * eps``, ``eps ~ N(0, I)`` from ``rng``."""
@@ -235,9 +280,11 @@ class SketchRNN(nn.Module):
         if carry is None:
             carry = self.initial_carry(z, batch)
         x = inputs.astype(jnp.float32)
+        if self.conditional and z is None:
+            raise ValueError("a conditional SketchRNN needs z to decode")
+        if self.rnn_impl != "scan":
+            return self._decode_sequence(x, z, carry, deterministic)
         if self.conditional:
-            if z is None:
-                raise ValueError("a conditional SketchRNN needs z to decode")
             zt = jnp.broadcast_to(z.astype(jnp.float32)[:, None, :], (batch, steps, z.shape[-1]))
             x = jnp.concatenate([x, zt], axis=-1)
         if self.use_input_dropout:
@@ -247,6 +294,33 @@ class SketchRNN(nn.Module):
             hs = self.output_dropout(hs, deterministic=deterministic)
         raw = self.output(hs)  # one [B*T, D] x [D, 3+6M] matmul
         return raw, final_carry
+
+    def _decode_sequence(self, x: Array, z: Optional[Array], carry, deterministic: bool):
+        """Decoder with a sequence layer, time-major inside.
+
+        ``z`` (and the bias) is projected once per sequence, not once per step,
+        unless input dropout is on (that dropout acts on every step's ``[S, z]``
+        separately).
+        """
+        batch, steps = x.shape[0], x.shape[1]
+        const_x = None
+        if self.conditional:
+            z = z.astype(jnp.float32)
+            if self.use_input_dropout:
+                zt = jnp.broadcast_to(z[:, None, :], (batch, steps, z.shape[-1]))
+                x = jnp.concatenate([x, zt], axis=-1)
+            else:
+                const_x = z
+        if self.use_input_dropout:
+            x = self.input_dropout(x, deterministic=deterministic)
+        in_dim = x.shape[-1] + (0 if const_x is None else const_x.shape[-1])
+        params, keep = self.decoder.prepare(in_dim, batch, steps, deterministic)
+        base = self.decoder.const_fn()(params, x.shape[-1], const_x)
+        final_carry, hs = self.decoder.run_fn()(params, carry, jnp.swapaxes(x, 0, 1), base, keep)
+        if self.use_output_dropout:
+            hs = self.output_dropout(hs, deterministic=deterministic)
+        raw = self.output(hs)  # [T, B, 3+6M]: one [T*B, D] x [D, 3+6M] matmul
+        return jnp.swapaxes(raw, 0, 1), final_carry
 
     # -------------------------------------------------------------------- model
     def __call__(self, strokes: Array, seq_len: Array, *, deterministic: bool = False):
