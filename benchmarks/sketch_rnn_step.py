@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import dataclasses
 import datetime
 import json
@@ -99,6 +100,15 @@ def parse_args(argv=None):
     p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS")
     p.add_argument("--json", default="", help="also write all results to this file")
     return p.parse_args(argv)
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the kernel (the tuned malloc never trims by itself)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def tune_malloc() -> bool:
@@ -268,6 +278,10 @@ class JaxStep:
         self.compiled = lowered.compile(compiler_options=copts or None)
         self.compile_s = time.perf_counter() - t0
         try:
+            self.temp_gb = self.compiled.memory_analysis().temp_size_in_bytes / 1e9
+        except Exception:  # noqa: BLE001
+            self.temp_gb = float("nan")
+        try:
             ca = self.compiled.cost_analysis()
             ca = ca[0] if isinstance(ca, (list, tuple)) else ca
             self.xla_flops = float(ca.get("flops", float("nan")))
@@ -346,6 +360,17 @@ def versions(torch_mod):
     return v
 
 
+def _git_head() -> str:
+    try:
+        out = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "zoo",
+                                "benchmarks"], capture_output=True, text=True).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except OSError:
+        return ""
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -370,6 +395,7 @@ def main(args):
         "torch_threads": args.torch_threads if torch_mod is not None else None,
         "jax_threads": args.jax_threads or os.cpu_count(),
         "load_start": load(),
+        "git": _git_head(),
     }
     print("# Sketch-RNN train step benchmark")
     for k, v in info.items():
@@ -394,7 +420,8 @@ def main(args):
             for impl in impls:
                 jsteps[impl] = JaxStep(c, batch, impl)
                 print(f"  {cell}/{impl}: compile {jsteps[impl].compile_s:.1f} s, "
-                      f"{jsteps[impl].num_params} params", flush=True)
+                      f"{jsteps[impl].num_params} params, XLA temp buffers "
+                      f"{jsteps[impl].temp_gb:.2f} GB", flush=True)
             tsteps = {}
             if torch_mod is not None:
                 for enc in (encoders if cell == "lstm" else encoders[:1]):
@@ -423,6 +450,7 @@ def main(args):
                 t = med(jt)
                 row = dict(size=size, cell=cell, impl=impl, jax_s=t,
                            jax_all=[round(x, 4) for x in jt], compile_s=jsteps[impl].compile_s,
+                           temp_gb=jsteps[impl].temp_gb,
                            model_gflop=mf / 1e9, exec_gflop=ef / 1e9,
                            xla_cost_gflop=jsteps[impl].xla_flops / 1e9,
                            model_gflops=mf / t / 1e9, exec_gflops=ef / t / 1e9,
@@ -442,6 +470,8 @@ def main(args):
                 print(f"  => {cell}/jax-{impl}: {t:.3f}s; {msg}; {row['model_gflops']:.1f} model "
                       f"GFLOP/s = {100 * row['frac']:.0f}% of jnp.dot {row['dot_gflops']:.0f} "
                       f"GFLOP/s; XLA cost_analysis {row['xla_cost_gflop']:.1f} GFLOP", flush=True)
+            del jsteps, tsteps, steps
+            release_memory()
 
     print("\n## Results\n")
     print("Data pipeline (SketchTrainStream, 2 threads): " + ", ".join(
