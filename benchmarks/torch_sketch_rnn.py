@@ -144,7 +144,7 @@ class LoopHyperLSTM(nn.Module):
 
     def step(self, xproj_t, carry, mask_t):
         c, h, hc, hh = carry
-        u, hu, e = self.units, self.hyper_units, self.emb
+        u, e = self.units, self.emb
         b = h.shape[0]
         xh, hx = xproj_t[:, :4 * u], xproj_t[:, 4 * u:]
         w_h_part = self.hyper.W_xh[self.hyper.W_xh.shape[0] - u:]
