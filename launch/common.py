@@ -9,6 +9,7 @@ def _guarded(main):
   def wrapped(argv):
     from zoo.errors import ZooError  # pylint: disable=g-import-not-at-top
     from zoo.training.mesh import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
+
     logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines off the progress bar
     maybe_initialize_distributed()
     try:
@@ -16,6 +17,7 @@ def _guarded(main):
     except ZooError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+
   return wrapped
 
 
@@ -27,6 +29,7 @@ def run(main) -> None:
 def check_mode(argv, mode: str, modes) -> str:
   """Rejects stray positional arguments and unknown ``--mode`` values (one-line errors)."""
   from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
+
   if len(argv) > 1:
     raise ConfigError(f"unexpected arguments {argv[1:]}; use --config.KEY=VALUE overrides")
   if mode not in modes:

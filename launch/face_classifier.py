@@ -14,21 +14,25 @@ from launch import common
 
 MODES = ("train", "eval")
 
-_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/face_classifier.py",
-                                          "Config file (path[:variant]).")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/face_classifier",
-                               "Checkpoints, logs and the exported classifier.")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "launch/configs/face_classifier.py", "Config file (path[:variant])."
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", "runs/face_classifier", "Checkpoints, logs and the exported classifier."
+)
 _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 
 
 def main(argv):
   mode = common.check_mode(argv, _MODE.value, MODES)
   from zoo.tasks import face_classifier  # pylint: disable=g-import-not-at-top
+
   if mode == "train":
     face_classifier.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   else:
-    print(face_classifier.format_eval(face_classifier.evaluate_exported(_CONFIG.value,
-                                                                        _WORKDIR.value)))
+    print(
+      face_classifier.format_eval(face_classifier.evaluate_exported(_CONFIG.value, _WORKDIR.value))
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from launch import common
 
 MODES = ("train", "test", "export")
 
-_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/pix2pix.py",
-                                          "Config file (path[:variant]).")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "launch/configs/pix2pix.py", "Config file (path[:variant])."
+)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/pix2pix", "Checkpoints, logs and samples.")
 _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 
@@ -25,6 +26,7 @@ _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 def main(argv):
   mode = common.check_mode(argv, _MODE.value, MODES)
   from zoo.tasks import pix2pix  # pylint: disable=g-import-not-at-top
+
   if mode == "train":
     pix2pix.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   elif mode == "test":

@@ -21,6 +21,8 @@ SHEEP = REPO.parent / "shared" / "data" / "aaron_sheep.npz"
 @pytest.fixture
 def sheep_path():
   if not SHEEP.exists():
-    pytest.skip(f"real dataset not found at {SHEEP} (aaron_sheep.npz, CC BY-NC 4.0); "
-                "place it there to run this test")
+    pytest.skip(
+      f"real dataset not found at {SHEEP} (aaron_sheep.npz, CC BY-NC 4.0); "
+      "place it there to run this test"
+    )
   return SHEEP

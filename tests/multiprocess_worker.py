@@ -27,22 +27,43 @@ def main(task_name, workdir, out):
   if task_name == "toy":
     from tests.toy_task import ToyTask
     from zoo.training import loop
+
     task = ToyTask(process_index=jax.process_index(), process_count=jax.process_count())
-    res = loop.train(task, loop.LoopConfig(num_steps=12, log_every=4, save_every=6,
-                                           eval_every=0, async_checkpoints=False), workdir)
+    res = loop.train(
+      task,
+      loop.LoopConfig(
+        num_steps=12, log_every=4, save_every=6, eval_every=0, async_checkpoints=False
+      ),
+      workdir,
+    )
   elif task_name == "sketch_rnn":
     from launch.configs import sketch_rnn as cfg_lib
     from zoo.tasks import sketch_rnn
+
     c = cfg_lib.get_config()
-    c.update(dict(num_steps=4, batch_size=8, enc_rnn_size=8, dec_rnn_size=16, z_size=4,
-                  num_mixture=2, log_every=2, save_every=2, eval_every=4, sample_every=4,
-                  num_samples=4, eval_batch_size=8))
+    c.update(
+      dict(
+        num_steps=4,
+        batch_size=8,
+        enc_rnn_size=8,
+        dec_rnn_size=16,
+        z_size=4,
+        num_mixture=2,
+        log_every=2,
+        save_every=2,
+        eval_every=4,
+        sample_every=4,
+        num_samples=4,
+        eval_batch_size=8,
+      )
+    )
     res = sketch_rnn.train_and_evaluate(c, workdir)
   else:
     raise SystemExit(f"unknown task {task_name}")
   params = multihost_utils.process_allgather(res.state["params"], tiled=True)
-  flat = {jax.tree_util.keystr(k): np.asarray(v)
-          for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  flat = {
+    jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)
+  }
   losses = np.array([h["loss"] for h in res.history])
   if jax.process_index() == 0:
     np.savez(out, losses=losses, **flat)

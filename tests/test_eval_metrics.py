@@ -86,7 +86,8 @@ def test_classifier_frechet_distance_uses_features():
   rng = np.random.default_rng(3)
   a, b = rng.normal(size=(500, 2, 2)), rng.normal(size=(500, 2, 2)) + 2.0
   assert metrics.classifier_frechet_distance(Identity(), a, b) == pytest.approx(
-      metrics.frechet_distance(a.reshape(500, 4), b.reshape(500, 4)))
+    metrics.frechet_distance(a.reshape(500, 4), b.reshape(500, 4))
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -130,18 +131,17 @@ def test_l1_and_psnr_hand_values():
 def _ssim_reference(x, y, data_range, win=11, sigma=1.5, k1=0.01, k2=0.03):
   """Straightforward per-pixel SSIM (Wang et al. 2004) of one 2-D image pair."""
   r = np.arange(win) - (win - 1) / 2
-  w = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma ** 2))
+  w = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
   w /= w.sum()
   c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
   vals = []
   for i in range(x.shape[0] - win + 1):
     for j in range(x.shape[1] - win + 1):
-      px, py = x[i:i + win, j:j + win], y[i:i + win, j:j + win]
+      px, py = x[i : i + win, j : j + win], y[i : i + win, j : j + win]
       mx, my = np.sum(w * px), np.sum(w * py)
       vx, vy = np.sum(w * (px - mx) ** 2), np.sum(w * (py - my) ** 2)
       cxy = np.sum(w * (px - mx) * (py - my))
-      vals.append(((2 * mx * my + c1) * (2 * cxy + c2)) /
-                  ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+      vals.append(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
   return float(np.mean(vals))
 
 
@@ -150,8 +150,9 @@ def test_ssim_identical_noise_and_reference():
   x = rng.uniform(-1, 1, size=(1, 16, 14, 3))
   x = (x + np.roll(x, 1, axis=1) + np.roll(x, 1, axis=2)) / 3  # some structure
   assert metrics.ssim(x, x, data_range=2.0)[0] == pytest.approx(1.0)
-  values = [metrics.ssim(x + s * rng.normal(size=x.shape), x, data_range=2.0)[0]
-            for s in (0.02, 0.1, 0.3)]
+  values = [
+    metrics.ssim(x + s * rng.normal(size=x.shape), x, data_range=2.0)[0] for s in (0.02, 0.1, 0.3)
+  ]
   assert 1.0 > values[0] > values[1] > values[2]
   # Matches the per-pixel reference, averaged over channels.
   y = x + 0.15 * rng.normal(size=x.shape)
@@ -171,7 +172,7 @@ def test_ssim_constant_images_and_image_metrics():
   # Two constant images: SSIM reduces to the luminance term (2 a b + C1) / (a^2 + b^2 + C1).
   a, b = np.full((1, 12, 12), 0.2), np.full((1, 12, 12), 0.6)
   c1 = (0.01 * 1.0) ** 2
-  want = (2 * 0.2 * 0.6 + c1) / (0.2 ** 2 + 0.6 ** 2 + c1)
+  want = (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)
   assert metrics.ssim(a, b, data_range=1.0)[0] == pytest.approx(want)
   out = metrics.image_metrics(a, b, data_range=1.0)
   assert out["l1"] == pytest.approx(0.4)

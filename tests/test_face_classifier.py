@@ -23,8 +23,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _real_faces(start, n, size=16, split="test"):
-  stream = faces_pipeline.faces_batches(split, batch_size=n, size=size,
-                                        num_examples=start + n, shuffle=False)
+  stream = faces_pipeline.faces_batches(
+    split, batch_size=n, size=size, num_examples=start + n, shuffle=False
+  )
   items = [stream.source[i] for i in range(start, start + n)]
   return faces_pipeline.collate(items, ("image", "attributes"))
 
@@ -66,7 +67,8 @@ def test_predict_features_logits_shapes(tiny):
     assert v.min() >= 0 and v.max() < len(faces.ATTRIBUTES[k])
   logits = clf.logits(real["image"])
   assert {k: v.shape for k, v in logits.items()} == {
-      k: (12, len(vs)) for k, vs in faces.ATTRIBUTES.items()}
+    k: (12, len(vs)) for k, vs in faces.ATTRIBUTES.items()
+  }
   feats = clf.features(real["image"])
   assert feats.shape == (12, 16) and feats.dtype == np.float32
   # uint8 input == the same images as float in [-1, 1].
@@ -151,10 +153,21 @@ def test_load_missing_is_one_line_error(tmp_path):
 
 def test_cli_rejects_bad_config(tmp_path):
   out = subprocess.run(
-      [sys.executable, "-m", "launch.face_classifier",
-       "--config", "launch/configs/face_classifier.py:tiny", "--config.num_train=0",
-       "--workdir", str(tmp_path / "w")],
-      cwd=REPO, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "launch.face_classifier",
+      "--config",
+      "launch/configs/face_classifier.py:tiny",
+      "--config.num_train=0",
+      "--workdir",
+      str(tmp_path / "w"),
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert out.returncode == 2, out.stderr[-2000:]
   assert out.stderr.strip().splitlines()[-1].startswith("error: bad face_classifier config")
 

@@ -13,7 +13,7 @@ from zoo.models import layers as L
 
 
 def _key(i=0):
-    return jax.random.PRNGKey(i)
+  return jax.random.PRNGKey(i)
 
 
 # --------------------------------------------------------------------------
@@ -23,69 +23,71 @@ def _key(i=0):
 
 @pytest.mark.parametrize("lr_mult", [1.0, 0.01])
 def test_equalized_dense_effective_std(lr_mult):
-    fan_in, out = 256, 128
-    layer = L.EqualizedDense(out, lr_multiplier=lr_mult, gain=math.sqrt(2.0))
-    params = layer.init(_key(0), jnp.zeros((1, fan_in)))["params"]
-    chex.assert_shape(params["kernel"], (fan_in, out))
-    np.testing.assert_allclose(np.std(params["kernel"]) * lr_mult, 1.0, rtol=0.03)
-    np.testing.assert_allclose(np.mean(params["kernel"]) * lr_mult, 0.0, atol=0.02)
-    # applying to the identity reveals the effective weight matrix
-    w_eff = layer.apply({"params": params}, jnp.eye(fan_in))
-    np.testing.assert_allclose(np.std(w_eff), math.sqrt(2.0) / math.sqrt(fan_in), rtol=0.03)
-    np.testing.assert_allclose(
-        w_eff, params["kernel"] * math.sqrt(2.0 / fan_in) * lr_mult, rtol=1e-5, atol=1e-7
-    )
+  fan_in, out = 256, 128
+  layer = L.EqualizedDense(out, lr_multiplier=lr_mult, gain=math.sqrt(2.0))
+  params = layer.init(_key(0), jnp.zeros((1, fan_in)))["params"]
+  chex.assert_shape(params["kernel"], (fan_in, out))
+  np.testing.assert_allclose(np.std(params["kernel"]) * lr_mult, 1.0, rtol=0.03)
+  np.testing.assert_allclose(np.mean(params["kernel"]) * lr_mult, 0.0, atol=0.02)
+  # applying to the identity reveals the effective weight matrix
+  w_eff = layer.apply({"params": params}, jnp.eye(fan_in))
+  np.testing.assert_allclose(np.std(w_eff), math.sqrt(2.0) / math.sqrt(fan_in), rtol=0.03)
+  np.testing.assert_allclose(
+    w_eff, params["kernel"] * math.sqrt(2.0 / fan_in) * lr_mult, rtol=1e-5, atol=1e-7
+  )
 
 
 def test_equalized_dense_bias_and_leading_dims():
-    layer = L.EqualizedDense(3, lr_multiplier=0.1, bias_init=1.0, gain=1.0)
-    x = jnp.zeros((2, 5, 4))
-    params = layer.init(_key(1), x)["params"]
-    np.testing.assert_allclose(params["bias"], 10.0)  # stored / lr_mult
-    y = layer.apply({"params": params}, x)
-    chex.assert_shape(y, (2, 5, 3))
-    np.testing.assert_allclose(y, 1.0, rtol=1e-6)  # effective bias
-    no_bias = L.EqualizedDense(3, use_bias=False)
-    assert "bias" not in no_bias.init(_key(1), x)["params"]
+  layer = L.EqualizedDense(3, lr_multiplier=0.1, bias_init=1.0, gain=1.0)
+  x = jnp.zeros((2, 5, 4))
+  params = layer.init(_key(1), x)["params"]
+  np.testing.assert_allclose(params["bias"], 10.0)  # stored / lr_mult
+  y = layer.apply({"params": params}, x)
+  chex.assert_shape(y, (2, 5, 3))
+  np.testing.assert_allclose(y, 1.0, rtol=1e-6)  # effective bias
+  no_bias = L.EqualizedDense(3, use_bias=False)
+  assert "bias" not in no_bias.init(_key(1), x)["params"]
 
 
 def test_lr_multiplier_scales_stored_param_gradient():
-    """Equal effective weights, grad wrt stored params scales by lr_mult."""
-    x = jax.random.normal(_key(2), (4, 6))
-    target = jax.random.normal(_key(3), (4, 5))
-    base = L.EqualizedDense(5, lr_multiplier=1.0)
-    slow = L.EqualizedDense(5, lr_multiplier=0.1)
-    p1 = base.init(_key(4), x)["params"]
-    p1 = {"kernel": p1["kernel"], "bias": jnp.linspace(-1, 1, 5)}
-    p2 = jax.tree_util.tree_map(lambda a: a / 0.1, p1)
+  """Equal effective weights, grad wrt stored params scales by lr_mult."""
+  x = jax.random.normal(_key(2), (4, 6))
+  target = jax.random.normal(_key(3), (4, 5))
+  base = L.EqualizedDense(5, lr_multiplier=1.0)
+  slow = L.EqualizedDense(5, lr_multiplier=0.1)
+  p1 = base.init(_key(4), x)["params"]
+  p1 = {"kernel": p1["kernel"], "bias": jnp.linspace(-1, 1, 5)}
+  p2 = jax.tree_util.tree_map(lambda a: a / 0.1, p1)
 
-    def loss(module, p):
-        return jnp.mean(jnp.square(module.apply({"params": p}, x) - target))
+  def loss(module, p):
+    return jnp.mean(jnp.square(module.apply({"params": p}, x) - target))
 
-    np.testing.assert_allclose(loss(base, p1), loss(slow, p2), rtol=1e-5)
-    g1 = jax.grad(lambda p: loss(base, p))(p1)
-    g2 = jax.grad(lambda p: loss(slow, p))(p2)
-    for k in ("kernel", "bias"):
-        np.testing.assert_allclose(g2[k], 0.1 * g1[k], rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(loss(base, p1), loss(slow, p2), rtol=1e-5)
+  g1 = jax.grad(lambda p: loss(base, p))(p1)
+  g2 = jax.grad(lambda p: loss(slow, p))(p2)
+  for k in ("kernel", "bias"):
+    np.testing.assert_allclose(g2[k], 0.1 * g1[k], rtol=1e-4, atol=1e-7)
 
 
 def test_equalized_conv_matches_scaled_conv():
-    x = jax.random.normal(_key(5), (2, 8, 8, 3))
-    layer = L.EqualizedConv(16, kernel_size=3, lr_multiplier=0.5, bias_init=0.25)
-    params = layer.init(_key(6), x)["params"]
-    chex.assert_shape(params["kernel"], (3, 3, 3, 16))
-    np.testing.assert_allclose(np.std(params["kernel"]), 2.0, rtol=0.1)
-    y = layer.apply({"params": params}, x)
-    chex.assert_shape(y, (2, 8, 8, 16))
-    fan_in = 3 * 3 * 3
-    w = params["kernel"] * math.sqrt(2.0) / math.sqrt(fan_in) * 0.5
-    ref = nn.Conv(16, (3, 3), padding="SAME").apply({"params": {"kernel": w, "bias": params["bias"] * 0.5}}, x)
-    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
-    # stride / padding variants
-    y2 = L.EqualizedConv(4, kernel_size=(4, 4), strides=2, padding=1).init_with_output(_key(7), x)[0]
-    chex.assert_shape(y2, (2, 4, 4, 4))
-    y3 = L.EqualizedConv(4, kernel_size=1, padding="VALID").init_with_output(_key(7), x)[0]
-    chex.assert_shape(y3, (2, 8, 8, 4))
+  x = jax.random.normal(_key(5), (2, 8, 8, 3))
+  layer = L.EqualizedConv(16, kernel_size=3, lr_multiplier=0.5, bias_init=0.25)
+  params = layer.init(_key(6), x)["params"]
+  chex.assert_shape(params["kernel"], (3, 3, 3, 16))
+  np.testing.assert_allclose(np.std(params["kernel"]), 2.0, rtol=0.1)
+  y = layer.apply({"params": params}, x)
+  chex.assert_shape(y, (2, 8, 8, 16))
+  fan_in = 3 * 3 * 3
+  w = params["kernel"] * math.sqrt(2.0) / math.sqrt(fan_in) * 0.5
+  ref = nn.Conv(16, (3, 3), padding="SAME").apply(
+    {"params": {"kernel": w, "bias": params["bias"] * 0.5}}, x
+  )
+  np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+  # stride / padding variants
+  y2 = L.EqualizedConv(4, kernel_size=(4, 4), strides=2, padding=1).init_with_output(_key(7), x)[0]
+  chex.assert_shape(y2, (2, 4, 4, 4))
+  y3 = L.EqualizedConv(4, kernel_size=1, padding="VALID").init_with_output(_key(7), x)[0]
+  chex.assert_shape(y3, (2, 8, 8, 4))
 
 
 # --------------------------------------------------------------------------
@@ -94,55 +96,55 @@ def test_equalized_conv_matches_scaled_conv():
 
 
 def test_pixel_norm_unit_mean_square():
-    x = 5.0 * jax.random.normal(_key(8), (2, 4, 4, 7))
-    y = L.pixel_norm(x)
-    chex.assert_shape(y, x.shape)
-    np.testing.assert_allclose(jnp.mean(jnp.square(y), axis=-1), 1.0, rtol=1e-5)
-    z = L.pixel_norm(jax.random.normal(_key(9), (3, 16)))  # latents
-    np.testing.assert_allclose(jnp.mean(jnp.square(z), axis=-1), 1.0, rtol=1e-5)
-    assert np.all(np.isfinite(L.pixel_norm(jnp.zeros((1, 2, 2, 3)))))
+  x = 5.0 * jax.random.normal(_key(8), (2, 4, 4, 7))
+  y = L.pixel_norm(x)
+  chex.assert_shape(y, x.shape)
+  np.testing.assert_allclose(jnp.mean(jnp.square(y), axis=-1), 1.0, rtol=1e-5)
+  z = L.pixel_norm(jax.random.normal(_key(9), (3, 16)))  # latents
+  np.testing.assert_allclose(jnp.mean(jnp.square(z), axis=-1), 1.0, rtol=1e-5)
+  assert np.all(np.isfinite(L.pixel_norm(jnp.zeros((1, 2, 2, 3)))))
 
 
 def test_minibatch_stddev_hand_made():
-    # B=4, group_size=2 -> M=2 groups {0, 2} and {1, 3} (strided like the reference).
-    x = np.zeros((4, 2, 2, 2), np.float32)
-    x[0] = 1.0
-    x[2] = 3.0  # group 0: values 1 and 3 -> std 1 everywhere
-    x[1] = 0.0
-    x[3, ..., 0] = 4.0  # group 1: channel 0 std 2, channel 1 std 0 -> mean 1 ... over c
-    layer = L.MinibatchStdDev(group_size=2)
-    y = layer.apply({}, jnp.asarray(x))
-    chex.assert_shape(y, (4, 2, 2, 3))
-    np.testing.assert_allclose(y[..., :2], x)
-    np.testing.assert_allclose(y[0, ..., 2], 1.0, rtol=1e-5)
-    np.testing.assert_allclose(y[2, ..., 2], 1.0, rtol=1e-5)
-    # channel 1 std is sqrt(0 + 1e-8) = 1e-4
-    np.testing.assert_allclose(y[1, ..., 2], (2.0 + 1e-4) / 2, rtol=1e-5)
-    np.testing.assert_allclose(y[3, ..., 2], (2.0 + 1e-4) / 2, rtol=1e-5)
+  # B=4, group_size=2 -> M=2 groups {0, 2} and {1, 3} (strided like the reference).
+  x = np.zeros((4, 2, 2, 2), np.float32)
+  x[0] = 1.0
+  x[2] = 3.0  # group 0: values 1 and 3 -> std 1 everywhere
+  x[1] = 0.0
+  x[3, ..., 0] = 4.0  # group 1: channel 0 std 2, channel 1 std 0 -> mean 1 ... over c
+  layer = L.MinibatchStdDev(group_size=2)
+  y = layer.apply({}, jnp.asarray(x))
+  chex.assert_shape(y, (4, 2, 2, 3))
+  np.testing.assert_allclose(y[..., :2], x)
+  np.testing.assert_allclose(y[0, ..., 2], 1.0, rtol=1e-5)
+  np.testing.assert_allclose(y[2, ..., 2], 1.0, rtol=1e-5)
+  # channel 1 std is sqrt(0 + 1e-8) = 1e-4
+  np.testing.assert_allclose(y[1, ..., 2], (2.0 + 1e-4) / 2, rtol=1e-5)
+  np.testing.assert_allclose(y[3, ..., 2], (2.0 + 1e-4) / 2, rtol=1e-5)
 
-    # two new features: each averages its own channel slice
-    y2 = L.MinibatchStdDev(group_size=2, num_new_features=2).apply({}, jnp.asarray(x))
-    chex.assert_shape(y2, (4, 2, 2, 4))
-    np.testing.assert_allclose(y2[1, 0, 0, 2:], [2.0, 1e-4], rtol=1e-4)
+  # two new features: each averages its own channel slice
+  y2 = L.MinibatchStdDev(group_size=2, num_new_features=2).apply({}, jnp.asarray(x))
+  chex.assert_shape(y2, (4, 2, 2, 4))
+  np.testing.assert_allclose(y2[1, 0, 0, 2:], [2.0, 1e-4], rtol=1e-4)
 
 
 def test_minibatch_stddev_group_size_rules():
-    x = jax.random.normal(_key(10), (3, 4, 4, 8))
-    # group_size larger than batch -> G = B
-    y = L.MinibatchStdDev(group_size=4).apply({}, x)
-    expect = jnp.mean(jnp.sqrt(jnp.var(x, axis=0) + 1e-8))
-    np.testing.assert_allclose(y[..., -1], expect, rtol=1e-5)
-    with pytest.raises(ValueError, match="divisible"):
-        L.MinibatchStdDev(group_size=2).apply({}, x)
-    with pytest.raises(ValueError, match="num_new_features"):
-        L.MinibatchStdDev(group_size=3, num_new_features=3).apply({}, x)
+  x = jax.random.normal(_key(10), (3, 4, 4, 8))
+  # group_size larger than batch -> G = B
+  y = L.MinibatchStdDev(group_size=4).apply({}, x)
+  expect = jnp.mean(jnp.sqrt(jnp.var(x, axis=0) + 1e-8))
+  np.testing.assert_allclose(y[..., -1], expect, rtol=1e-5)
+  with pytest.raises(ValueError, match="divisible"):
+    L.MinibatchStdDev(group_size=2).apply({}, x)
+  with pytest.raises(ValueError, match="num_new_features"):
+    L.MinibatchStdDev(group_size=3, num_new_features=3).apply({}, x)
 
 
 def test_instance_norm():
-    x = 3.0 + 2.0 * jax.random.normal(_key(11), (2, 5, 5, 3))
-    y = L.instance_norm(x)
-    np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), 0.0, atol=1e-5)
-    np.testing.assert_allclose(jnp.std(y, axis=(1, 2)), 1.0, rtol=1e-4)
+  x = 3.0 + 2.0 * jax.random.normal(_key(11), (2, 5, 5, 3))
+  y = L.instance_norm(x)
+  np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(jnp.std(y, axis=(1, 2)), 1.0, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------
@@ -151,47 +153,47 @@ def test_instance_norm():
 
 
 def test_blur_kernel():
-    k = L.blur_kernel_2d()
-    np.testing.assert_allclose(k.sum(), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(k, np.outer([1, 2, 1], [1, 2, 1]) / 16.0)
-    np.testing.assert_allclose(L.blur_kernel_2d((1, 3, 3, 1)).sum(), 1.0, rtol=1e-6)
+  k = L.blur_kernel_2d()
+  np.testing.assert_allclose(k.sum(), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(k, np.outer([1, 2, 1], [1, 2, 1]) / 16.0)
+  np.testing.assert_allclose(L.blur_kernel_2d((1, 3, 3, 1)).sum(), 1.0, rtol=1e-6)
 
 
 def test_constant_image_preserved_by_resampling():
-    x = jnp.full((2, 8, 8, 3), 0.7)
-    for mode in ("zero", "edge", "reflect"):
-        b = L.blur(x, padding_mode=mode)
-        u = L.upsample_2x(x, padding_mode=mode)
-        d = L.downsample_2x(x, padding_mode=mode)
-        ds = L.downsample_2x(x, padding_mode=mode, method="stride")
-        chex.assert_shape([b, u, d, ds], [(2, 8, 8, 3), (2, 16, 16, 3), (2, 4, 4, 3), (2, 4, 4, 3)])
-        if mode == "zero":  # exact away from the borders
-            np.testing.assert_allclose(b[:, 1:-1, 1:-1], 0.7, rtol=1e-6)
-            np.testing.assert_allclose(u[:, 1:-1, 1:-1], 0.7, rtol=1e-6)
-            np.testing.assert_allclose(d[:, 1:-1, 1:-1], 0.7, rtol=1e-6)
-            assert float(b[0, 0, 0, 0]) < 0.7  # zero padding darkens the corner
-        else:  # exact everywhere
-            for a in (b, u, d, ds):
-                np.testing.assert_allclose(a, 0.7, rtol=1e-6)
+  x = jnp.full((2, 8, 8, 3), 0.7)
+  for mode in ("zero", "edge", "reflect"):
+    b = L.blur(x, padding_mode=mode)
+    u = L.upsample_2x(x, padding_mode=mode)
+    d = L.downsample_2x(x, padding_mode=mode)
+    ds = L.downsample_2x(x, padding_mode=mode, method="stride")
+    chex.assert_shape([b, u, d, ds], [(2, 8, 8, 3), (2, 16, 16, 3), (2, 4, 4, 3), (2, 4, 4, 3)])
+    if mode == "zero":  # exact away from the borders
+      np.testing.assert_allclose(b[:, 1:-1, 1:-1], 0.7, rtol=1e-6)
+      np.testing.assert_allclose(u[:, 1:-1, 1:-1], 0.7, rtol=1e-6)
+      np.testing.assert_allclose(d[:, 1:-1, 1:-1], 0.7, rtol=1e-6)
+      assert float(b[0, 0, 0, 0]) < 0.7  # zero padding darkens the corner
+    else:  # exact everywhere
+      for a in (b, u, d, ds):
+        np.testing.assert_allclose(a, 0.7, rtol=1e-6)
 
 
 def test_blur_impulse_and_resampling_values():
-    x = np.zeros((1, 5, 5, 2), np.float32)
-    x[0, 2, 2, 1] = 16.0
-    y = L.blur(jnp.asarray(x))
-    np.testing.assert_allclose(y[0, 1:4, 1:4, 1], np.outer([1, 2, 1], [1, 2, 1]), rtol=1e-6)
-    np.testing.assert_allclose(y[..., 0], 0.0)
-    # no-blur variants are plain nearest / average pooling
-    z = jnp.arange(16.0).reshape(1, 4, 4, 1)
-    np.testing.assert_allclose(L.upsample_2x(z, kernel=None)[0, :2, :2, 0], 0.0)
-    np.testing.assert_allclose(L.downsample_2x(z, kernel=None)[0, 0, 0, 0], (0 + 1 + 4 + 5) / 4)
-    with pytest.raises(ValueError):
-        L.downsample_2x(jnp.zeros((1, 5, 4, 1)))
-    with pytest.raises(ValueError):
-        L.blur(z, padding_mode="circular")
-    # jit works and preserves dtype
-    out = jax.jit(L.upsample_2x)(z.astype(jnp.bfloat16))
-    chex.assert_type(out, jnp.bfloat16)
+  x = np.zeros((1, 5, 5, 2), np.float32)
+  x[0, 2, 2, 1] = 16.0
+  y = L.blur(jnp.asarray(x))
+  np.testing.assert_allclose(y[0, 1:4, 1:4, 1], np.outer([1, 2, 1], [1, 2, 1]), rtol=1e-6)
+  np.testing.assert_allclose(y[..., 0], 0.0)
+  # no-blur variants are plain nearest / average pooling
+  z = jnp.arange(16.0).reshape(1, 4, 4, 1)
+  np.testing.assert_allclose(L.upsample_2x(z, kernel=None)[0, :2, :2, 0], 0.0)
+  np.testing.assert_allclose(L.downsample_2x(z, kernel=None)[0, 0, 0, 0], (0 + 1 + 4 + 5) / 4)
+  with pytest.raises(ValueError):
+    L.downsample_2x(jnp.zeros((1, 5, 4, 1)))
+  with pytest.raises(ValueError):
+    L.blur(z, padding_mode="circular")
+  # jit works and preserves dtype
+  out = jax.jit(L.upsample_2x)(z.astype(jnp.bfloat16))
+  chex.assert_type(out, jnp.bfloat16)
 
 
 # --------------------------------------------------------------------------
@@ -200,44 +202,46 @@ def test_blur_impulse_and_resampling_values():
 
 
 def test_adain_output_statistics_equal_style():
-    x = 2.0 + 3.0 * jax.random.normal(_key(12), (2, 8, 8, 4))
-    w = jax.random.normal(_key(13), (2, 16))
-    mod = L.AdaIN()
-    variables = mod.init(_key(14), x, w)
-    chex.assert_shape(variables["params"]["style"]["kernel"], (16, 8))
-    y = mod.apply(variables, x, w)
-    chex.assert_shape(y, x.shape)
-    style = L.EqualizedDense(8, gain=1.0).apply({"params": variables["params"]["style"]}, w)
-    ys, yb = style[:, :4], style[:, 4:]
-    np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), yb, atol=1e-4)
-    np.testing.assert_allclose(jnp.std(y, axis=(1, 2)), jnp.abs(ys + 1.0), rtol=1e-3, atol=1e-4)
-    # zero style -> plain instance norm
-    zero = jax.tree_util.tree_map(jnp.zeros_like, variables)
-    np.testing.assert_allclose(mod.apply(zero, x, w), L.instance_norm(x), atol=1e-5)
-    with pytest.raises(ValueError):
-        mod.apply(variables, x, w[:1])
+  x = 2.0 + 3.0 * jax.random.normal(_key(12), (2, 8, 8, 4))
+  w = jax.random.normal(_key(13), (2, 16))
+  mod = L.AdaIN()
+  variables = mod.init(_key(14), x, w)
+  chex.assert_shape(variables["params"]["style"]["kernel"], (16, 8))
+  y = mod.apply(variables, x, w)
+  chex.assert_shape(y, x.shape)
+  style = L.EqualizedDense(8, gain=1.0).apply({"params": variables["params"]["style"]}, w)
+  ys, yb = style[:, :4], style[:, 4:]
+  np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), yb, atol=1e-4)
+  np.testing.assert_allclose(jnp.std(y, axis=(1, 2)), jnp.abs(ys + 1.0), rtol=1e-3, atol=1e-4)
+  # zero style -> plain instance norm
+  zero = jax.tree_util.tree_map(jnp.zeros_like, variables)
+  np.testing.assert_allclose(mod.apply(zero, x, w), L.instance_norm(x), atol=1e-5)
+  with pytest.raises(ValueError):
+    mod.apply(variables, x, w[:1])
 
 
 def test_noise_injection():
-    x = jax.random.normal(_key(15), (2, 4, 4, 3))
-    mod = L.NoiseInjection()
-    variables = mod.init({"params": _key(16), "noise": _key(17)}, x)
-    np.testing.assert_allclose(variables["params"]["scale"], 0.0)
-    y = mod.apply(variables, x, rngs={"noise": _key(18)})
-    np.testing.assert_allclose(y, x)  # identity at init
-    scale = jnp.array([1.0, 0.0, -2.0])
-    v2 = {"params": {"scale": scale}}
-    y2 = mod.apply(v2, x, rngs={"noise": _key(18)})
-    diff = y2 - x
-    assert float(jnp.abs(diff[..., 0]).max()) > 0.1
-    np.testing.assert_allclose(diff[..., 1], 0.0)
-    np.testing.assert_allclose(diff[..., 2], -2.0 * diff[..., 0], rtol=1e-5, atol=1e-6)
-    # explicit noise, shared across channels
-    noise = jnp.ones((2, 4, 4, 1))
-    np.testing.assert_allclose(mod.apply(v2, x, noise) - x, jnp.broadcast_to(scale, x.shape), atol=1e-6)
-    # gradient reaches the scale
-    g = jax.grad(lambda p: jnp.sum(mod.apply({"params": p}, x, noise)))(v2["params"])
-    np.testing.assert_allclose(g["scale"], 32.0)
+  x = jax.random.normal(_key(15), (2, 4, 4, 3))
+  mod = L.NoiseInjection()
+  variables = mod.init({"params": _key(16), "noise": _key(17)}, x)
+  np.testing.assert_allclose(variables["params"]["scale"], 0.0)
+  y = mod.apply(variables, x, rngs={"noise": _key(18)})
+  np.testing.assert_allclose(y, x)  # identity at init
+  scale = jnp.array([1.0, 0.0, -2.0])
+  v2 = {"params": {"scale": scale}}
+  y2 = mod.apply(v2, x, rngs={"noise": _key(18)})
+  diff = y2 - x
+  assert float(jnp.abs(diff[..., 0]).max()) > 0.1
+  np.testing.assert_allclose(diff[..., 1], 0.0)
+  np.testing.assert_allclose(diff[..., 2], -2.0 * diff[..., 0], rtol=1e-5, atol=1e-6)
+  # explicit noise, shared across channels
+  noise = jnp.ones((2, 4, 4, 1))
+  np.testing.assert_allclose(
+    mod.apply(v2, x, noise) - x, jnp.broadcast_to(scale, x.shape), atol=1e-6
+  )
+  # gradient reaches the scale
+  g = jax.grad(lambda p: jnp.sum(mod.apply({"params": p}, x, noise)))(v2["params"])
+  np.testing.assert_allclose(g["scale"], 32.0)
 
 
 # --------------------------------------------------------------------------
@@ -246,39 +250,43 @@ def test_noise_injection():
 
 
 class _NormNet(nn.Module):
-    kind: str
-    train: bool = True
+  kind: str
+  train: bool = True
 
-    @nn.compact
-    def __call__(self, x):
-        return L.make_norm(self.kind, use_running_average=not self.train if self.kind == "batch" else None)(x)
+  @nn.compact
+  def __call__(self, x):
+    return L.make_norm(
+      self.kind, use_running_average=not self.train if self.kind == "batch" else None
+    )(x)
 
 
 def test_make_norm_choices():
-    x = 4.0 + 2.0 * jax.random.normal(_key(19), (4, 6, 6, 3))
+  x = 4.0 + 2.0 * jax.random.normal(_key(19), (4, 6, 6, 3))
 
-    # batch norm: batch statistics while training, running stats updated
-    v = _NormNet("batch").init(_key(20), x)
-    assert set(v) == {"params", "batch_stats"}
-    y, upd = _NormNet("batch").apply(v, x, mutable=["batch_stats"])
-    np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-4)
-    np.testing.assert_allclose(jnp.std(y, axis=(0, 1, 2)), 1.0, rtol=1e-3)
-    np.testing.assert_allclose(upd["batch_stats"]["BatchNorm_0"]["mean"], 0.1 * jnp.mean(x, axis=(0, 1, 2)), rtol=1e-4)
-    y_eval = _NormNet("batch", train=False).apply(v, x)  # running stats = (0, 1)
-    np.testing.assert_allclose(y_eval, x / jnp.sqrt(1.0 + 1e-5), rtol=1e-5)
+  # batch norm: batch statistics while training, running stats updated
+  v = _NormNet("batch").init(_key(20), x)
+  assert set(v) == {"params", "batch_stats"}
+  y, upd = _NormNet("batch").apply(v, x, mutable=["batch_stats"])
+  np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(jnp.std(y, axis=(0, 1, 2)), 1.0, rtol=1e-3)
+  np.testing.assert_allclose(
+    upd["batch_stats"]["BatchNorm_0"]["mean"], 0.1 * jnp.mean(x, axis=(0, 1, 2)), rtol=1e-4
+  )
+  y_eval = _NormNet("batch", train=False).apply(v, x)  # running stats = (0, 1)
+  np.testing.assert_allclose(y_eval, x / jnp.sqrt(1.0 + 1e-5), rtol=1e-5)
 
-    # instance norm: per example and channel, no params by default
-    v = _NormNet("instance").init(_key(21), x)
-    assert not jax.tree_util.tree_leaves(v)
-    y = _NormNet("instance").apply(v, x)
-    np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), 0.0, atol=1e-4)
-    np.testing.assert_allclose(jnp.std(y, axis=(1, 2)), 1.0, rtol=1e-3)
-    v_aff = L.make_norm("instance", affine=True).init(_key(22), x)
-    assert set(v_aff["params"]) == {"scale", "bias"}
+  # instance norm: per example and channel, no params by default
+  v = _NormNet("instance").init(_key(21), x)
+  assert not jax.tree_util.tree_leaves(v)
+  y = _NormNet("instance").apply(v, x)
+  np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(jnp.std(y, axis=(1, 2)), 1.0, rtol=1e-3)
+  v_aff = L.make_norm("instance", affine=True).init(_key(22), x)
+  assert set(v_aff["params"]) == {"scale", "bias"}
 
-    # none: identity
-    assert isinstance(L.make_norm("none"), L.Identity)
-    np.testing.assert_array_equal(_NormNet("none").apply({}, x), x)
+  # none: identity
+  assert isinstance(L.make_norm("none"), L.Identity)
+  np.testing.assert_array_equal(_NormNet("none").apply({}, x), x)
 
-    with pytest.raises(ValueError):
-        L.make_norm("group")
+  with pytest.raises(ValueError):
+    L.make_norm("group")

@@ -31,19 +31,48 @@ def run_two_processes(task, tmp_path):
   port = _free_port()
   procs = []
   for pid in range(2):
-    env = _env({"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
-                "JAX_PROCESS_ID": str(pid)})
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "tests.multiprocess_worker", task, str(tmp_path / "two"),
-         str(tmp_path / "two.npz")], env=env, cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True))
+    env = _env(
+      {
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(pid),
+      }
+    )
+    procs.append(
+      subprocess.Popen(
+        [
+          sys.executable,
+          "-m",
+          "tests.multiprocess_worker",
+          task,
+          str(tmp_path / "two"),
+          str(tmp_path / "two.npz"),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+    )
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, o in zip(procs, outs):
     assert p.returncode == 0, o[-3000:]
   single = subprocess.run(
-      [sys.executable, "-m", "tests.multiprocess_worker", task, str(tmp_path / "one"),
-       str(tmp_path / "one.npz")], env=_env({}), cwd=REPO, capture_output=True, text=True,
-      timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "tests.multiprocess_worker",
+      task,
+      str(tmp_path / "one"),
+      str(tmp_path / "one.npz"),
+    ],
+    env=_env({}),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-3000:]
   return np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
 

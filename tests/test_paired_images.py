@@ -117,9 +117,8 @@ def test_crop_positions_and_mirroring(tmp_path):
     b = s.batch(step)
     for r in range(2):
       pos = step * 2 + r
-      top, left, mirror = pdata.jitter_params(0, pos, load_hw=(20, 20), crop_hw=(16, 16),
-                                              flip=True)
-      want = full[int(b["index"][r])][top:top + 16, left:left + 16]
+      top, left, mirror = pdata.jitter_params(0, pos, load_hw=(20, 20), crop_hw=(16, 16), flip=True)
+      want = full[int(b["index"][r])][top : top + 16, left : left + 16]
       want = want[:, ::-1] if mirror else want
       np.testing.assert_array_equal(pdata.to_uint8(b["A"][r]), want)
       mirrored += mirror
@@ -136,8 +135,9 @@ def test_process_rows_make_up_the_global_batch(tmp_path):
   src = _same_content_folder(tmp_path)
   kw = dict(batch_size=4, load_size=20, crop_size=16, seed=1)
   full = pdata.PairedBatches(src, **kw).batch(3)
-  parts = [pdata.PairedBatches(src, process_index=p, process_count=2, **kw).batch(3)
-           for p in range(2)]
+  parts = [
+    pdata.PairedBatches(src, process_index=p, process_count=2, **kw).batch(3) for p in range(2)
+  ]
   np.testing.assert_array_equal(np.concatenate([p["A"] for p in parts]), full["A"])
   with pytest.raises(pdata.PairedDataError):
     pdata.PairedBatches(src, process_index=0, process_count=3, **kw)

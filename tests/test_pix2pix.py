@@ -41,8 +41,12 @@ def test_unet_shapes(hw):
   assert g.num_downs == 5
   x = jnp.zeros((2, *hw, 3))
   v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
-  y, upd = jax.eval_shape(lambda v: g.apply(v, x, train=True, rngs={"dropout": jax.random.key(3)},
-                                            mutable=["batch_stats"]), v)
+  y, upd = jax.eval_shape(
+    lambda v: g.apply(
+      v, x, train=True, rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"]
+    ),
+    v,
+  )
   assert y.shape == (2, *hw, 3) and "batch_stats" in upd
   # Skip connections: the innermost decoder layer sees [skip, up] = 2 x 8ngf channels.
   assert v["params"]["up3"]["kernel"].shape[-1] == 2 * 64
@@ -54,8 +58,9 @@ def test_unet_256_parameter_count():
   # Same count as the reference UnetGenerator(3, 3, 8, ngf=64, BatchNorm2d).
   g = models.make_generator(height=256, width=256)
   assert g.num_downs == 8 and models.unet_dropout_levels(8) == [4, 5, 6]
-  v = jax.eval_shape(lambda: g.init({"params": jax.random.key(0)}, jnp.zeros((1, 256, 256, 3)),
-                                    train=False))
+  v = jax.eval_shape(
+    lambda: g.init({"params": jax.random.key(0)}, jnp.zeros((1, 256, 256, 3)), train=False)
+  )
   assert models.param_count(v["params"]) == 54_413_955
   d = models.make_discriminator(netD="basic")
   vd = jax.eval_shape(lambda: d.init(jax.random.key(0), jnp.zeros((1, 256, 256, 6))))
@@ -80,8 +85,9 @@ def test_unet_depth_from_size_and_errors():
 def _num_dropout_layers(g, size, **kw):
   x = jnp.zeros((1, size, size, 3))
   v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
-  jaxpr = jax.make_jaxpr(lambda v: g.apply(v, x, train=False, rngs={"dropout": jax.random.key(1)},
-                                           **kw))(v)
+  jaxpr = jax.make_jaxpr(
+    lambda v: g.apply(v, x, train=False, rngs={"dropout": jax.random.key(1)}, **kw)
+  )(v)
   return str(jaxpr).count("random_bits")
 
 
@@ -105,7 +111,8 @@ def _receptive_field(net, size):
   out = jax.eval_shape(lambda x: net.apply(v, x, train=False), x)
   ci, cj = out.shape[1] // 2, out.shape[2] // 2
   g = jax.jit(jax.grad(lambda x: net.apply(v, x, train=False)[0, ci, cj, 0]))(
-      jax.random.normal(jax.random.key(1), x.shape))
+    jax.random.normal(jax.random.key(1), x.shape)
+  )
   rows, cols = np.nonzero(np.abs(np.asarray(g[0])).sum(-1))
   return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1, out.shape
 
@@ -116,8 +123,12 @@ def test_patchgan_receptive_field(net_d, n_layers, rf):
   d = models.make_discriminator(netD=net_d, n_layers_D=n_layers, ndf=8, norm="none")
   h, w, shape = _receptive_field(d, 96)
   assert (h, w) == (rf, rf)
-  assert shape == (1, models.patchgan_output_size(96, n_layers),
-                   models.patchgan_output_size(96, n_layers), 1)
+  assert shape == (
+    1,
+    models.patchgan_output_size(96, n_layers),
+    models.patchgan_output_size(96, n_layers),
+    1,
+  )
 
 
 def test_pixel_discriminator():
@@ -146,19 +157,21 @@ def test_loss_composition_by_hand():
   assert float(d) == pytest.approx(0.5 * (_sp(-2.0) + _sp(-1.0)), rel=1e-6)
   np.testing.assert_allclose(d, 0.5 * gan_lib.d_logistic_loss(real, fake).mean(), rtol=1e-6)
 
-  d, dr, df = task_lib.d_objective(jnp.full((1, 2, 2, 1), 0.5), jnp.full((1, 2, 2, 1), 0.25),
-                                   "lsgan")
+  d, dr, df = task_lib.d_objective(
+    jnp.full((1, 2, 2, 1), 0.5), jnp.full((1, 2, 2, 1), 0.25), "lsgan"
+  )
   assert (float(dr), float(df), float(d)) == pytest.approx((0.25, 0.0625, 0.15625))
 
   fake_b = jnp.zeros((1, 4, 4, 3))
   real_b = jnp.full((1, 4, 4, 3), 0.1)
   pred = jnp.full((1, 2, 2, 1), 0.5)
-  total, g_gan, g_l1 = task_lib.g_objective(pred, fake_b, real_b, gan_mode="vanilla",
-                                            lambda_l1=100.0)
+  total, g_gan, g_l1 = task_lib.g_objective(
+    pred, fake_b, real_b, gan_mode="vanilla", lambda_l1=100.0
+  )
   assert float(g_gan) == pytest.approx(_sp(-0.5), rel=1e-6)
   assert float(g_l1) == pytest.approx(0.1, rel=1e-5)
   assert float(total) == pytest.approx(_sp(-0.5) + 10.0, rel=1e-5)
-  total, g_gan, _ = task_lib.g_objective(pred, fake_b, real_b, gan_mode="lsgan", lambda_l1=100.)
+  total, g_gan, _ = task_lib.g_objective(pred, fake_b, real_b, gan_mode="lsgan", lambda_l1=100.0)
   assert float(g_gan) == pytest.approx(0.25) and float(total) == pytest.approx(10.25, rel=1e-5)
 
 
@@ -175,8 +188,12 @@ def test_linear_lr_decay_in_steps():
 
 
 def test_config_errors_are_one_line():
-  for key, value, word in (("netD", "global", "netD"), ("gan_mode", "wgan", "gan_mode"),
-                           ("crop_size", 48, "power of two"), ("n_steps_decay", 10**9, "n_steps")):
+  for key, value, word in (
+    ("netD", "global", "netD"),
+    ("gan_mode", "wgan", "gan_mode"),
+    ("crop_size", 48, "power of two"),
+    ("n_steps_decay", 10**9, "n_steps"),
+  ):
     c = config_lib.get_config()
     c[key] = value
     with pytest.raises(ConfigError) as e:
@@ -250,8 +267,9 @@ def test_resume_matches_uninterrupted(tmp_path):
   first = task_lib.train_and_evaluate(tiny_config(num_steps=2, **small), resumed_dir)
   assert first.step == 2
   resumed = task_lib.train_and_evaluate(tiny_config(num_steps=4, **small), resumed_dir)
-  straight = task_lib.train_and_evaluate(tiny_config(num_steps=4, **small),
-                                         str(tmp_path / "straight"))
+  straight = task_lib.train_and_evaluate(
+    tiny_config(num_steps=4, **small), str(tmp_path / "straight")
+  )
   assert resumed.step == straight.step == 4
   for a, b in zip(_leaves(resumed.state), _leaves(straight.state)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -272,8 +290,9 @@ def test_test_mode_and_export_round_trip(trained, tmp_path):
   d.mkdir()
   rng = np.random.default_rng(0)
   Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(d / "x.png")
-  out2 = task_lib.test(tiny_config(test_dir=str(d), results_dir=str(tmp_path / "res")),
-                       workdir, log=None)
+  out2 = task_lib.test(
+    tiny_config(test_dir=str(d), results_dir=str(tmp_path / "res")), workdir, log=None
+  )
   assert out2["num_images"] == 1 and os.path.exists(tmp_path / "res" / "index.html")
 
   ex = task_lib.export(tiny_config(export_dir=str(tmp_path / "export")), workdir, log=None)
@@ -306,6 +325,7 @@ def test_generate_is_independent_of_batching(trained):
 
 def test_test_mode_without_checkpoint(tmp_path):
   from zoo.errors import CheckpointError
+
   with pytest.raises(CheckpointError):
     task_lib.test(tiny_config(), str(tmp_path / "empty"), log=None)
 
@@ -313,15 +333,24 @@ def test_test_mode_without_checkpoint(tmp_path):
 def _cli(*args, cwd=REPO):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", "launch.pix2pix", *args], cwd=cwd, env=env,
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", "launch.pix2pix", *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
-@pytest.mark.parametrize("args,word", [
+@pytest.mark.parametrize(
+  "args,word",
+  [
     (["--config.netD=global"], "netD"),
     (["--mode=bogus"], "--mode"),
     (["--config.dataroot=/no/such/dir"], "dataroot"),
-])
+  ],
+)
 def test_cli_bad_value_exits_2_with_one_error_line(tmp_path, args, word):
   p = _cli("--workdir", str(tmp_path / "w"), *args)
   assert p.returncode == 2, p.stderr[-2000:]

@@ -56,8 +56,13 @@ def forced(model):
   params = jax.tree.map(lambda x: x, model.params)
   bias = params["output"]["bias"].at[:3].set(jnp.array([3.0, 0.5, -12.0]))
   params = {**params, "output": {**params["output"], "bias": bias}}
-  return api.SketchModel(model.model, params, model.config, max_seq_len=model.max_seq_len,
-                         scale_factor=model.scale_factor)
+  return api.SketchModel(
+    model.model,
+    params,
+    model.config,
+    max_seq_len=model.max_seq_len,
+    scale_factor=model.scale_factor,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,9 @@ def data(model):
 
 
 def _same(xs, ys):
-  return len(xs) == len(ys) and all(x.shape == y.shape and np.array_equal(x, y)
-                                    for x, y in zip(xs, ys))
+  return len(xs) == len(ys) and all(
+    x.shape == y.shape and np.array_equal(x, y) for x, y in zip(xs, ys)
+  )
 
 
 # ---------------------------------------------------------------------------- loading
@@ -132,12 +138,14 @@ def test_temperature_semantics_of_one_step():
   m, n, tau = 2, 4000, 0.5
   pi = np.log([0.7, 0.3])
   pen = np.log([0.6, 0.3, 0.1])
-  raw = np.concatenate([pen, pi, [1.0, -2.0], [0.5, 0.5], np.log([0.4, 0.4]),
-                        np.log([0.2, 0.2]), [0.0, 0.0]]).astype(np.float32)
+  raw = np.concatenate(
+    [pen, pi, [1.0, -2.0], [0.5, 0.5], np.log([0.4, 0.4]), np.log([0.2, 0.2]), [0.0, 0.0]]
+  ).astype(np.float32)
   raw = jnp.broadcast_to(raw, (n, 3 + 6 * m))
   keys = jax.random.split(jax.random.key(0), n)
-  draw = jax.jit(functools.partial(sampling.sample_step_outputs, num_mixture=m),
-                 static_argnames="greedy")
+  draw = jax.jit(
+    functools.partial(sampling.sample_step_outputs, num_mixture=m), static_argnames="greedy"
+  )
   rows = np.asarray(draw(raw, keys, temperature=tau))
   p_pen = np.array([0.6, 0.3, 0.1]) ** (1 / tau)
   np.testing.assert_allclose(rows[:, 2:].mean(0), p_pen / p_pen.sum(), atol=0.03)
@@ -153,14 +161,17 @@ def test_temperature_semantics_of_one_step():
   np.testing.assert_array_equal(one, rows[:3])
 
 
-@pytest.mark.parametrize("kw,needle", [
+@pytest.mark.parametrize(
+  "kw,needle",
+  [
     (dict(temperature=0), "temperature"),
     (dict(temperature=-1.0), "temperature"),
     (dict(temperature=float("nan")), "temperature"),
     (dict(n=0), "number of samples"),
     (dict(seed=-1), "seed"),
     (dict(max_len=0), "max_len"),
-])
+  ],
+)
 def test_sample_bad_arguments(model, kw, needle):
   kw = {"n": 2, **kw}
   with pytest.raises(ConfigError) as e:
@@ -178,15 +189,16 @@ def test_encode(model, data):
   assert not np.allclose(z[0], z[1])
   zs = model.encode(data[:2], sample=True, seed=0)
   np.testing.assert_array_equal(zs, model.encode(data[:2], sample=True, seed=0))
-  assert not np.allclose(zs, z) and not np.allclose(zs, model.encode(data[:2], sample=True,
-                                                                     seed=1))
+  assert not np.allclose(zs, z) and not np.allclose(zs, model.encode(data[:2], sample=True, seed=1))
   # The scale factor is applied: a sketch in pixels is not the same as its normalised copy.
   norm = data[0].copy()
   norm[:, :2] /= model.scale_factor
   assert not np.allclose(model.encode(norm)[0], z[0])
 
 
-@pytest.mark.parametrize("bad,needle", [
+@pytest.mark.parametrize(
+  "bad,needle",
+  [
     (np.zeros((5, 2)), "shape"),
     (np.zeros((2, 5, 4)), "shape"),
     (np.array([[1.0, np.nan, 0.0]]), "non-finite"),
@@ -195,7 +207,8 @@ def test_encode(model, data):
     (np.array([[1.0, 1.0, 2.0]]), "pen_lift"),
     ([], "no sketches"),
     ("abc", "dtype"),
-])
+  ],
+)
 def test_encode_bad_sketches(model, bad, needle):
   with pytest.raises(ZooError) as e:
     model.encode(bad)
@@ -268,8 +281,8 @@ def test_complete_keeps_prefix(forced, data):
   assert len(cands) == 4
   for c in cands:
     assert len(prefix) < len(c) <= len(prefix) + MAX_LEN
-    np.testing.assert_array_equal(c[:len(prefix)], prefix)
-  assert len({c[len(prefix):].tobytes() for c in cands}) == 4  # different candidates
+    np.testing.assert_array_equal(c[: len(prefix)], prefix)
+  assert len({c[len(prefix) :].tobytes() for c in cands}) == 4  # different candidates
   assert _same(cands, forced.complete(prefix, 4, seed=0, temperature=0.8, max_len=MAX_LEN))
   # The prefix matters: another prefix (same length) gives other continuations.
   other = forced.complete(data[1][:5], 4, seed=0, temperature=0.8, max_len=MAX_LEN)
@@ -290,8 +303,12 @@ def test_complete_keeps_prefix(forced, data):
 def test_unconditional_model(model):
   c = tiny_config(conditional=False)
   m = task_lib.make_model(c)
-  params = m.init({"params": jax.random.key(0)}, jnp.zeros((1, 3, 5)), jnp.ones((1,), jnp.int32),
-                  deterministic=True)["params"]
+  params = m.init(
+    {"params": jax.random.key(0)},
+    jnp.zeros((1, 3, 5)),
+    jnp.ones((1,), jnp.int32),
+    deterministic=True,
+  )["params"]
   um = api.SketchModel(m, params, c, max_seq_len=model.max_seq_len, scale_factor=3.0)
   with pytest.raises(ConfigError) as e:
     um.encode(np.zeros((3, 3)))
@@ -313,11 +330,13 @@ def test_load_sketch_input(tmp_path, data):
   assert len(api.load_sketch_input(f"{tmp_path}/d.npz:valid")) == 3
   E.write_json(data[2], tmp_path / "s.json", decimals=None)
   np.testing.assert_array_equal(api.load_sketch_input(str(tmp_path / "s.json"))[0], data[2])
-  for spec, needle in [(f"{tmp_path}/d.npz:test:5", "out of range"),
-                       (f"{tmp_path}/d.npz:test:x", "not an integer"),
-                       (f"{tmp_path}/d.npz:nope", "missing split"),
-                       (f"{tmp_path}/x.png", "expected a .json"),
-                       (f"{tmp_path}/none.json", "no such file")]:
+  for spec, needle in [
+    (f"{tmp_path}/d.npz:test:5", "out of range"),
+    (f"{tmp_path}/d.npz:test:x", "not an integer"),
+    (f"{tmp_path}/d.npz:nope", "missing split"),
+    (f"{tmp_path}/x.png", "expected a .json"),
+    (f"{tmp_path}/none.json", "no such file"),
+  ]:
     with pytest.raises(ZooError) as e:
       api.load_sketch_input(spec)
     assert needle in _one_line(e), spec
@@ -329,8 +348,9 @@ def test_load_sketch_input(tmp_path, data):
 def _cli(workdir, *args):
   cmd = [sys.executable, "-m", "launch.sketch_rnn", "--workdir", str(workdir), *args]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  return subprocess.Popen(
+    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
 
 
 def _finish(p, timeout=300):
@@ -348,14 +368,21 @@ def test_cli_modes(run_dir, model, tmp_path, data):
   E.write_json(data[0][:6], tmp_path / "prefix.json")
   save_sketch_npz(tmp_path / "two.npz", {"train": data, "valid": data, "test": data[:2]})
   procs = {
-      "sample": _cli(run_dir, "--mode=sample", "--num=4", "--seed=3", "--temperature=0.6",
-                     f"--output={tmp_path}/s"),
-      "eval": _cli(run_dir, "--mode=eval"),
-      "interpolate": _cli(run_dir, "--mode=interpolate", "--steps=3",
-                          f"--input={tmp_path}/two.npz:test:0",
-                          f"--input={tmp_path}/two.npz:test:1", f"--output={tmp_path}/i"),
-      "complete": _cli(run_dir, "--mode=complete", f"--input={tmp_path}/prefix.json", "--num=3",
-                       "--greedy"),
+    "sample": _cli(
+      run_dir, "--mode=sample", "--num=4", "--seed=3", "--temperature=0.6", f"--output={tmp_path}/s"
+    ),
+    "eval": _cli(run_dir, "--mode=eval"),
+    "interpolate": _cli(
+      run_dir,
+      "--mode=interpolate",
+      "--steps=3",
+      f"--input={tmp_path}/two.npz:test:0",
+      f"--input={tmp_path}/two.npz:test:1",
+      f"--output={tmp_path}/i",
+    ),
+    "complete": _cli(
+      run_dir, "--mode=complete", f"--input={tmp_path}/prefix.json", "--num=3", "--greedy"
+    ),
   }
   res = {k: _finish(p) for k, p in procs.items()}
   for k, (rc, out, err) in res.items():
@@ -412,10 +439,10 @@ def test_cli_errors(run_dir, tmp_path):
   bad = tmp_path / "bad.json"
   bad.write_text("[[1, NaN, 0]]")
   procs = [
-      (_cli(run_dir, "--mode=bogus"), "--mode"),
-      (_cli(tmp_path / "missing", "--mode=sample"), "does not exist"),
-      (_cli(run_dir, "--mode=sample", "--temperature=0"), "temperature"),
-      (_cli(run_dir, "--mode=complete", f"--input={bad}"), "non-finite"),
+    (_cli(run_dir, "--mode=bogus"), "--mode"),
+    (_cli(tmp_path / "missing", "--mode=sample"), "does not exist"),
+    (_cli(run_dir, "--mode=sample", "--temperature=0"), "temperature"),
+    (_cli(run_dir, "--mode=complete", f"--input={bad}"), "non-finite"),
   ]
   for p, needle in procs:
     rc, out, err = _finish(p)

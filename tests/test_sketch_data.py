@@ -21,6 +21,7 @@ def random_sketch(rng, n=60, p_lift=0.15):
 
 # ---- stroke-3 <-> stroke-5 ---------------------------------------------------
 
+
 def test_to_stroke5_start_token_and_padding():
   a = np.array([[1, 2, 0], [3, 4, 1], [5, 6, 0], [7, 8, 1]], np.int16)
   b = np.array([[9, 9, 1]], np.int16)
@@ -28,7 +29,9 @@ def test_to_stroke5_start_token_and_padding():
   assert x.shape == (2, 7, 5) and x.dtype == np.float32
   assert n.dtype == np.int32 and n.tolist() == [4, 1]
   np.testing.assert_array_equal(x[:, 0], [[0, 0, 1, 0, 0]] * 2)
-  np.testing.assert_array_equal(x[0, 1:5], [[1, 2, 1, 0, 0], [3, 4, 0, 1, 0], [5, 6, 1, 0, 0], [7, 8, 0, 1, 0]])
+  np.testing.assert_array_equal(
+    x[0, 1:5], [[1, 2, 1, 0, 0], [3, 4, 0, 1, 0], [5, 6, 1, 0, 0], [7, 8, 0, 1, 0]]
+  )
   np.testing.assert_array_equal(x[0, 5:], [[0, 0, 0, 0, 1]] * 2)
   np.testing.assert_array_equal(x[1, 1], [9, 9, 0, 1, 0])
   np.testing.assert_array_equal(x[1, 2:], [[0, 0, 0, 0, 1]] * 5)
@@ -57,6 +60,7 @@ def test_to_stroke3_stops_at_first_end_flag():
 
 
 # ---- preprocessing -------------------------------------------------------------
+
 
 def test_clean_clamps_offsets_only():
   s = np.array([[1500, -2000, 0], [3, -4, 1]], np.int16)
@@ -90,6 +94,7 @@ def test_scale_factor_aaron_sheep(sheep_path):
 
 
 # ---- augmentation --------------------------------------------------------------
+
 
 def test_random_scale_range_and_determinism():
   s = np.array([[10, 10, 0], [20, -20, 1]], np.float32)
@@ -143,14 +148,16 @@ def test_augment_strokes_rules(seed, prob):
   s = random_sketch(rng, n=80)
   out = S.augment_strokes(s, prob, np.random.default_rng(seed))
   # Same as magenta's loop fed with the same uniform numbers.
-  np.testing.assert_allclose(out, magenta_augment_reference(s, prob, np.random.default_rng(seed)), atol=1e-5)
+  np.testing.assert_allclose(
+    out, magenta_augment_reference(s, prob, np.random.default_rng(seed)), atol=1e-5
+  )
   # Pen-up points are never dropped, the end point is unchanged.
   assert out[:, 2].sum() == s[:, 2].sum()
   np.testing.assert_allclose(out[:, :2].sum(0), s[:, :2].sum(0), atol=1e-4)
   # The first two points of every stroke are kept untouched.
   for a, b in zip(stroke_starts(s[:, 2]), stroke_starts(out[:, 2])):
     k = min(2, int(np.argmax(s[a:, 2] == 1)) + 1)
-    np.testing.assert_array_equal(out[b:b + k], s[a:a + k])
+    np.testing.assert_array_equal(out[b : b + k], s[a : a + k])
   # Every output point lies on an original point (a dropped offset is merged,
   # not lost), and all pen-up positions survive.
   orig = np.cumsum(s[:, :2], 0)
@@ -178,7 +185,9 @@ def test_augment_strokes_drop_counts():
 
 # ---- rendering ---------------------------------------------------------------------
 
-SQUARE_X = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1], [10, 10, 1]], np.float32)
+SQUARE_X = np.array(
+  [[0, 0, 0], [10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1], [10, 10, 1]], np.float32
+)
 
 
 def test_to_absolute_polylines():
@@ -224,6 +233,7 @@ def test_to_image():
 
 # ---- synthetic dataset ---------------------------------------------------------------
 
+
 def test_synthetic_sizes_format_and_determinism():
   t = time.perf_counter()
   a, la = make_synthetic_sketches(seed=3, return_labels=True)
@@ -247,8 +257,9 @@ def test_synthetic_sizes_format_and_determinism():
 
 
 def test_synthetic_options():
-  a, la = make_synthetic_sketches(num_train=10, num_valid=3, num_test=0, classes=("star", "spiral"),
-                                  return_labels=True)
+  a, la = make_synthetic_sketches(
+    num_train=10, num_valid=3, num_test=0, classes=("star", "spiral"), return_labels=True
+  )
   assert [len(a[k]) for k in ("train", "valid", "test")] == [10, 3, 0]
   assert set(la["train"].tolist()) == {0, 1}
   # valid split does not depend on num_train

@@ -10,8 +10,9 @@ from PIL import Image
 from zoo.data import sketch_export as E
 from zoo.errors import ZooError
 
-SQUARE = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1],
-                   [3, 3, 0], [4, 4, 1]], np.float32)  # a square, then a diagonal line
+SQUARE = np.array(
+  [[0, 0, 0], [10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1], [3, 3, 0], [4, 4, 1]], np.float32
+)  # a square, then a diagonal line
 TRIANGLE = np.array([[10, 0, 0], [-5, 8, 0], [-5, -8, 1]], np.float32)
 
 
@@ -33,8 +34,9 @@ def test_svg_parses(tmp_path):
 
 
 def test_png_grid_size_and_ink(tmp_path):
-  p = E.write_grid_png([SQUARE, TRIANGLE, SQUARE, TRIANGLE, SQUARE], tmp_path / "g.png",
-                       cell_size=50)
+  p = E.write_grid_png(
+    [SQUARE, TRIANGLE, SQUARE, TRIANGLE, SQUARE], tmp_path / "g.png", cell_size=50
+  )
   with Image.open(p) as im:
     assert im.format == "PNG" and im.size == (150, 100)  # ceil(sqrt(5)) = 3 columns, 2 rows
     a = np.asarray(im.convert("L"))
@@ -49,8 +51,7 @@ def test_highlight_and_colors():
   blue = (img[..., 2] > 150) & (img[..., 0] < 100)
   black = img.sum(-1) < 150
   assert blue.sum() > 20 and black.sum() > 3  # prefix in the accent colour, the rest in ink
-  img = np.asarray(E.grid_image([SQUARE, SQUARE], ncols=2, cell_size=64,
-                                colors=[E.ACCENT, None]))
+  img = np.asarray(E.grid_image([SQUARE, SQUARE], ncols=2, cell_size=64, colors=[E.ACCENT, None]))
   assert ((img[:, :64, 2] > 150) & (img[:, :64, 0] < 100)).sum() > 20
   assert ((img[:, 64:, 2] > 150) & (img[:, 64:, 0] < 100)).sum() == 0
 
@@ -80,8 +81,12 @@ def test_gif_frames(tmp_path):
 
 def test_js_format_example():
   # sketch-rnn-js rows: [dx, dy, p0 (pen stays down), p1 (pen lifts), p2 (end)], end row last.
-  assert E.to_js_strokes(TRIANGLE) == [[10, 0, 1, 0, 0], [-5, 8, 1, 0, 0], [-5, -8, 0, 1, 0],
-                                       [0, 0, 0, 0, 1]]
+  assert E.to_js_strokes(TRIANGLE) == [
+    [10, 0, 1, 0, 0],
+    [-5, 8, 1, 0, 0],
+    [-5, -8, 0, 1, 0],
+    [0, 0, 0, 0, 1],
+  ]
   np.testing.assert_array_equal(E.from_js_strokes(E.to_js_strokes(TRIANGLE)), TRIANGLE)
   # stroke-3 rows are accepted too; rows after the end row are ignored.
   np.testing.assert_array_equal(E.from_js_strokes(TRIANGLE.tolist()), TRIANGLE)
@@ -110,7 +115,9 @@ def test_json_round_trip(tmp_path):
   np.testing.assert_array_equal(E.read_json(tmp_path / "rows.json")[0], TRIANGLE)
 
 
-@pytest.mark.parametrize("text,needle", [
+@pytest.mark.parametrize(
+  "text,needle",
+  [
     ("not json", "not valid JSON"),
     ("[1, 2, 3]", "expected a list"),
     ("[[1, 2, 3, 4]]", "expected rows of 5"),
@@ -118,7 +125,8 @@ def test_json_round_trip(tmp_path):
     ("[[1, 2, 0.5]]", "pen_lift"),
     ('[[1, "a", 0]]', "not a rectangular list of numbers"),
     ("[[1e999, 2, 0]]", "non-finite"),
-])
+  ],
+)
 def test_json_bad_files(tmp_path, text, needle):
   p = tmp_path / "bad.json"
   p.write_text(text)

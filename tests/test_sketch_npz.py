@@ -100,11 +100,15 @@ class Evil:
     return self.fn, self.args
 
 
-@pytest.mark.parametrize("make", [
+@pytest.mark.parametrize(
+  "make",
+  [
     lambda marker: Evil(open, str(marker), "w"),
     lambda marker: Evil(os.system, f"touch '{marker}'"),
     lambda marker: Evil(pathlib.Path.touch, pathlib.Path(marker)),
-], ids=["builtins.open", "os.system", "pathlib.touch"])
+  ],
+  ids=["builtins.open", "os.system", "pathlib.touch"],
+)
 def test_malicious_pickle_refused_without_running(tmp_path, good_splits, make):
   # The payload is live: unrestricted unpickling creates the marker file.
   probe = tmp_path / "probe"
@@ -115,8 +119,12 @@ def test_malicious_pickle_refused_without_running(tmp_path, good_splits, make):
 
   marker = tmp_path / "pwned"
   train = obj_array(good_splits["train"] + [make(marker)])
-  path = write_npz(tmp_path / "evil.npz", train=train, valid=obj_array(good_splits["valid"]),
-                   test=obj_array(good_splits["test"]))
+  path = write_npz(
+    tmp_path / "evil.npz",
+    train=train,
+    valid=obj_array(good_splits["valid"]),
+    test=obj_array(good_splits["test"]),
+  )
   with pytest.raises(SketchDataError) as e:
     load_sketch_npz(path)
   msg = str(e.value)
@@ -128,12 +136,18 @@ def test_unpickler_allows_only_numpy_reconstruction():
   up = sketch_npz.RestrictedUnpickler(io.BytesIO(b""))
   assert up.find_class("numpy", "ndarray") is np.ndarray
   assert up.find_class("numpy.core.multiarray", "_reconstruct") is up.find_class(
-      "numpy._core.multiarray", "_reconstruct")
+    "numpy._core.multiarray", "_reconstruct"
+  )
   enc = up.find_class("_codecs", "encode")
   assert enc("\xff", "latin1") == b"\xff"
   with pytest.raises(pickle.UnpicklingError, match="refused"):
     enc("x", "rot13")
-  for mod, name in [("os", "system"), ("builtins", "eval"), ("numpy", "load"), ("subprocess", "Popen")]:
+  for mod, name in [
+    ("os", "system"),
+    ("builtins", "eval"),
+    ("numpy", "load"),
+    ("subprocess", "Popen"),
+  ]:
     with pytest.raises(pickle.UnpicklingError, match=f"{mod}.{name}"):
       up.find_class(mod, name)
 
@@ -181,7 +195,9 @@ def test_corrupt_member(tmp_path, good_splits):
 
 
 def test_missing_split(tmp_path, good_splits):
-  p = save_sketch_npz(tmp_path / "nosplit.npz", {"train": good_splits["train"], "test": good_splits["test"]})
+  p = save_sketch_npz(
+    tmp_path / "nosplit.npz", {"train": good_splits["train"], "test": good_splits["test"]}
+  )
   assert_one_line_error(p, "missing split 'valid'")
   assert len(load_sketch_npz(p, splits=("train", "test"))["test"]) == 2
 
@@ -191,7 +207,9 @@ def test_missing_file(tmp_path):
     load_sketch_npz(tmp_path / "absent.npz")
 
 
-@pytest.mark.parametrize("bad,needle", [
+@pytest.mark.parametrize(
+  "bad,needle",
+  [
     (np.zeros((5, 2), np.int16), "shape (5, 2)"),
     (np.zeros((5,), np.int16), "shape (5,)"),
     (np.zeros((2, 5, 3), np.int16), "shape (2, 5, 3)"),
@@ -200,17 +218,26 @@ def test_missing_file(tmp_path):
     (np.array([[1.0, np.inf, 1.0]], np.float64), "non-finite"),
     (np.array([["a", "b", "c"]]), "dtype"),
     (np.array([[1, 2, 5]], np.int16), "pen_lift"),
-])
+  ],
+)
 def test_bad_element(tmp_path, good_splits, bad, needle):
-  p = write_npz(tmp_path / "badelem.npz", train=obj_array(good_splits["train"] + [bad]),
-                valid=obj_array(good_splits["valid"]), test=obj_array(good_splits["test"]))
+  p = write_npz(
+    tmp_path / "badelem.npz",
+    train=obj_array(good_splits["train"] + [bad]),
+    valid=obj_array(good_splits["valid"]),
+    test=obj_array(good_splits["test"]),
+  )
   msg = assert_one_line_error(p, needle)
   assert "'train' element 7" in msg
 
 
 def test_empty_split(tmp_path, good_splits):
-  p = write_npz(tmp_path / "emptysplit.npz", train=obj_array(good_splits["train"]),
-                valid=np.empty(0, object), test=obj_array(good_splits["test"]))
+  p = write_npz(
+    tmp_path / "emptysplit.npz",
+    train=obj_array(good_splits["train"]),
+    valid=np.empty(0, object),
+    test=obj_array(good_splits["test"]),
+  )
   assert_one_line_error(p, "split 'valid' is empty")
 
 

@@ -30,12 +30,17 @@ def assert_batches_equal(a, b):
 
 
 def test_prepare_splits():
-  raw = {"train": [np.array([[2000, 0, 0], [0, 4, 1]], np.int16), np.zeros((5, 3), np.int16)],
-         "valid": [np.zeros((7, 3), np.int16)], "test": [np.zeros((2, 3), np.int16)]}
+  raw = {
+    "train": [np.array([[2000, 0, 0], [0, 4, 1]], np.int16), np.zeros((5, 3), np.int16)],
+    "valid": [np.zeros((7, 3), np.int16)],
+    "test": [np.zeros((2, 3), np.int16)],
+  }
   raw["train"][1][:, 0] = 3
   out, max_len, scale = prepare_splits(raw)
   assert max_len == 7 and len(out["valid"]) == 1
-  assert out["train"][0].dtype == np.float32 and out["train"][0][0, 0] == 1000  # clamped, not normalised
+  assert (
+    out["train"][0].dtype == np.float32 and out["train"][0][0, 0] == 1000
+  )  # clamped, not normalised
   assert scale == pytest.approx(S.normalizing_scale_factor(out["train"]))
   out, max_len, _ = prepare_splits(raw, max_seq_len=4)
   assert max_len == 4 and len(out["train"]) == 1 and out["valid"] == [] and len(out["test"]) == 1
@@ -49,15 +54,17 @@ def test_batch_format(data):
   assert b["seq_len"].shape == (8,) and b["seq_len"].dtype == np.int32
   np.testing.assert_array_equal(b["strokes"][:, 0], [[0, 0, 1, 0, 0]] * 8)
   for row, n in zip(b["strokes"], b["seq_len"]):
-    assert (row[1:n + 1, 4] == 0).all() and (row[n + 1:, 4] == 1).all()
-    np.testing.assert_array_equal(row[1:n + 1, 2] + row[1:n + 1, 3], 1)
+    assert (row[1 : n + 1, 4] == 0).all() and (row[n + 1 :, 4] == 1).all()
+    np.testing.assert_array_equal(row[1 : n + 1, 2] + row[1 : n + 1, 3], 1)
 
 
 def test_no_augmentation_gives_normalised_sketches(data):
   splits, max_len, scale = data
   st = stream(data, random_scale_factor=0.0, augment_stroke_prob=0.0)
   b = st.batch(2)
-  ref, ref_len = S.to_stroke5(S.normalize([splits["train"][i] for i in st.indices(2)], scale), max_len)
+  ref, ref_len = S.to_stroke5(
+    S.normalize([splits["train"][i] for i in st.indices(2)], scale), max_len
+  )
   np.testing.assert_allclose(b["strokes"], ref, rtol=1e-6)
   np.testing.assert_array_equal(b["seq_len"], ref_len)
   # With augmentation the same rows differ (scaled, some points dropped).
@@ -139,14 +146,21 @@ def test_eval_batches(data):
   again = eval_batches(valid, batch_size=4, max_seq_len=max_len, scale_factor=scale)
   np.testing.assert_array_equal(again[1]["strokes"], bs[1]["strokes"])  # no augmentation
 
-  padded = eval_batches(valid, batch_size=4, max_seq_len=max_len, scale_factor=scale, drop_remainder=False)
+  padded = eval_batches(
+    valid, batch_size=4, max_seq_len=max_len, scale_factor=scale, drop_remainder=False
+  )
   assert len(padded) == 4 and padded[-1]["weights"].tolist() == [1, 0, 0, 0]
   assert padded[-1]["strokes"].shape == (4, max_len + 1, 5)
 
-  shards = [eval_batches(valid, batch_size=4, max_seq_len=max_len, scale_factor=scale, process_index=p,
-                         process_count=2) for p in range(2)]
+  shards = [
+    eval_batches(
+      valid, batch_size=4, max_seq_len=max_len, scale_factor=scale, process_index=p, process_count=2
+    )
+    for p in range(2)
+  ]
   for k, b in enumerate(bs):
-    np.testing.assert_array_equal(np.concatenate([shards[0][k]["strokes"], shards[1][k]["strokes"]]),
-                                  b["strokes"])
+    np.testing.assert_array_equal(
+      np.concatenate([shards[0][k]["strokes"], shards[1][k]["strokes"]]), b["strokes"]
+    )
   with pytest.raises(ValueError, match="divisible"):
     eval_batches(valid, batch_size=5, max_seq_len=max_len, scale_factor=scale, process_count=2)

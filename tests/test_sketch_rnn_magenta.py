@@ -37,14 +37,16 @@ def gen_model(**kw):
 def shapes_of(model):
   """Param tree of ``model`` from eval_shape (no compile)."""
   x = jnp.zeros((1, 3, 5))
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, jnp.array([2]),
-                                           deterministic=True))["params"]
+  return jax.eval_shape(
+    lambda: model.init(jax.random.key(0), x, jnp.array([2]), deterministic=True)
+  )["params"]
 
 
 def random_params(model=None, seed=0, scale=0.5):
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: (scale * rng.normal(size=s.shape)).astype(np.float32),
-                      shapes_of(model or gen_model()))
+  return jax.tree.map(
+    lambda s: (scale * rng.normal(size=s.shape)).astype(np.float32), shapes_of(model or gen_model())
+  )
 
 
 def strokes_seq(steps=7, seed=1):
@@ -77,16 +79,18 @@ def test_round_trip_within_quantisation(tmp_path):
   path = tmp_path / "m.json"
   obj = export(params, model=gen_model(), path=path, extra_info={"training_size": 7})
   info, shapes, weights = obj
-  assert info == dict(mode=2, version=6, max_seq_len=50, name="test", scale_factor=SCALE,
-                      training_size=7)
+  assert info == dict(
+    mode=2, version=6, max_seq_len=50, name="test", scale_factor=SCALE, training_size=7
+  )
   assert shapes == [[U, 3 + 6 * M], [3 + 6 * M], [5, 4 * U], [U, 4 * U], [4 * U]]
   assert all(isinstance(w, str) for w in weights)
   assert json.loads(path.read_text()) == obj
 
   for source in (path, str(path), obj, json.dumps(obj)):
     back, binfo = sm.import_magenta_json(source)
-    assert binfo["model_kwargs"] == dict(conditional=False, dec_model="lstm", dec_rnn_size=U,
-                                         num_mixture=M)
+    assert binfo["model_kwargs"] == dict(
+      conditional=False, dec_model="lstm", dec_rnn_size=U, num_mixture=M
+    )
     assert binfo["scale_factor"] == SCALE and binfo["max_seq_len"] == 50
     assert jax.tree.structure(back) == jax.tree.structure(params)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back)):
@@ -102,8 +106,9 @@ def test_round_trip_within_quantisation(tmp_path):
 def test_imported_params_sample_and_evaluate():
   params, info = sm.import_magenta_json(export(random_params()))
   model = SketchRNN(**info["model_kwargs"])
-  out, lengths = sample(model, {"params": params}, jax.random.key(0), z=None, batch_size=2,
-                        max_len=6, temperature=0.5)
+  out, lengths = sample(
+    model, {"params": params}, jax.random.key(0), z=None, batch_size=2, max_len=6, temperature=0.5
+  )
   assert out.shape == (2, 6, 5) and lengths.shape == (2,)
   assert np.all(np.isfinite(np.asarray(out)))
 
@@ -119,8 +124,10 @@ def test_export_rejects_conditional_and_non_lstm():
   assert_one_line_error(e, "conditional")
   ln = gen_model(dec_model="layer_norm")
   with pytest.raises(ZooError) as e:
-    export(random_params(ln), config=dict(conditional=False, dec_model="layer_norm",
-                                          dec_rnn_size=U, num_mixture=M))
+    export(
+      random_params(ln),
+      config=dict(conditional=False, dec_model="layer_norm", dec_rnn_size=U, num_mixture=M),
+    )
   assert_one_line_error(e, "lstm")
   with pytest.raises(ZooError) as e:
     export(random_params(ln))
@@ -148,10 +155,12 @@ def test_export_rejects_other_mixture_counts_and_bad_info():
   params = random_params()
   with pytest.raises(ZooError, match="dec_rnn_size=32"):
     export(params, model=gen_model(dec_rnn_size=32))
-  for kw, word in ((dict(scale_factor=0.0), "scale_factor"),
-                   (dict(scale_factor=float("nan")), "scale_factor"),
-                   (dict(max_seq_len=0), "max_seq_len"),
-                   (dict(extra_info={"mode": 1}), "mode")):
+  for kw, word in (
+    (dict(scale_factor=0.0), "scale_factor"),
+    (dict(scale_factor=float("nan")), "scale_factor"),
+    (dict(max_seq_len=0), "max_seq_len"),
+    (dict(extra_info={"mode": 1}), "mode"),
+  ):
     with pytest.raises(ZooError) as e:
       export(params, **kw)
     assert_one_line_error(e, word)
@@ -169,7 +178,9 @@ def _mutate(good, fn):
   return obj
 
 
-@pytest.mark.parametrize("fn, words", [
+@pytest.mark.parametrize(
+  "fn, words",
+  [
     (lambda o: o.pop(), ["[info, shapes, weights]", "length 2"]),
     (lambda o: o.append({}), ["length 4"]),
     (lambda o: o[0].update(mode=0), ["conditional"]),
@@ -185,7 +196,8 @@ def _mutate(good, fn):
     (lambda o: o[2].__setitem__(4, o[2][4][:-8]), ["lstm bias"]),
     (lambda o: o[2].__setitem__(4, base64.b64encode(b"\0" * 6).decode()), ["6 bytes", "128"]),
     (lambda o: o[2].__setitem__(0, 12), ["base64 string"]),
-])
+  ],
+)
 def test_import_rejects_malformed(good, fn, words):
   with pytest.raises(ZooError) as e:
     sm.import_magenta_json(_mutate(good, fn))
@@ -213,8 +225,10 @@ def _node_or_skip():
   if node is None:
     pytest.skip("node not found; install node >= 16 and run .ci/install_node_deps.sh")
   if not (NODE_DIR / "node_modules" / "@magenta" / "sketch" / "package.json").exists():
-    pytest.skip(f"@magenta/sketch is not installed in {NODE_DIR}; "
-                "run .ci/install_node_deps.sh (npm ci in tests/node)")
+    pytest.skip(
+      f"@magenta/sketch is not installed in {NODE_DIR}; "
+      "run .ci/install_node_deps.sh (npm ci in tests/node)"
+    )
   return node
 
 
@@ -227,9 +241,20 @@ def test_matches_magenta_sketch_js_client(tmp_path):
   # The client works in pixels: model units * scale_factor / pixel_factor (2).
   pixels = strokes.astype(np.float64) * np.array([SCALE / 2, SCALE / 2, 1, 1, 1])
   (tmp_path / "strokes.json").write_text(json.dumps(pixels.tolist()))
-  res = subprocess.run([node, str(NODE_DIR / "run_sketch.js"), str(tmp_path / "model.json"),
-                        str(tmp_path / "strokes.json"), str(tmp_path / "out.json"), "1,0.65"],
-                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
+  res = subprocess.run(
+    [
+      node,
+      str(NODE_DIR / "run_sketch.js"),
+      str(tmp_path / "model.json"),
+      str(tmp_path / "strokes.json"),
+      str(tmp_path / "out.json"),
+      "1,0.65",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=NODE_DIR,
+  )
   assert res.returncode == 0, res.stderr[-3000:]
   js = json.loads((tmp_path / "out.json").read_text())
   assert js["package_version"] == "0.2.0" and js["nmixture"] == M
@@ -239,8 +264,9 @@ def test_matches_magenta_sketch_js_client(tmp_path):
 
   # Ours: decoder over [start token, strokes[:-1]] from the zero state.
   inputs = np.concatenate([np.asarray([START_TOKEN], np.float32), strokes[:-1]])[None]
-  decode = jax.jit(lambda p, x: model.apply({"params": p}, x, None, None, deterministic=True,
-                                            method=model.decode))
+  decode = jax.jit(
+    lambda p, x: model.apply({"params": p}, x, None, None, deterministic=True, method=model.decode)
+  )
   raw, (c, h) = decode(params, jnp.asarray(inputs))
   raw = np.asarray(raw[0], np.float64)
 
@@ -250,9 +276,15 @@ def test_matches_magenta_sketch_js_client(tmp_path):
   tol = dict(rtol=1e-4, atol=1e-5)
   # Temperature 1: exactly zoo's mixture parameters (split_mixture_params).
   mp = split_mixture_params(jnp.asarray(raw, jnp.float32), num_mixture=M)
-  ours = dict(pi=jax.nn.softmax(mp.mixture_logits), muX=mp.mu_x, muY=mp.mu_y,
-              sigmaX=jnp.exp(mp.log_sigma_x), sigmaY=jnp.exp(mp.log_sigma_y), corr=mp.rho,
-              pen=jax.nn.softmax(mp.pen_logits))
+  ours = dict(
+    pi=jax.nn.softmax(mp.mixture_logits),
+    muX=mp.mu_x,
+    muY=mp.mu_y,
+    sigmaX=jnp.exp(mp.log_sigma_x),
+    sigmaY=jnp.exp(mp.log_sigma_y),
+    corr=mp.rho,
+    pen=jax.nn.softmax(mp.pen_logits),
+  )
   for key, value in ours.items():
     np.testing.assert_allclose(js_field("1", key), np.asarray(value), **tol, err_msg=key)
   # Another temperature: the client's own rule, as magenta_js_pdf documents it.

@@ -18,9 +18,22 @@ from zoo.tasks import sketch_rnn
 from zoo.training import mesh as mesh_lib
 from tests.conftest import REPO
 
-TINY = dict(batch_size=8, enc_rnn_size=8, dec_rnn_size=16, z_size=4, num_mixture=2,
-            hyper_num_units=8, hyper_embedding_size=4, log_every=1, save_every=2,
-            eval_every=2, sample_every=2, num_samples=4, eval_batch_size=8, num_steps=2)
+TINY = dict(
+  batch_size=8,
+  enc_rnn_size=8,
+  dec_rnn_size=16,
+  z_size=4,
+  num_mixture=2,
+  hyper_num_units=8,
+  hyper_embedding_size=4,
+  log_every=1,
+  save_every=2,
+  eval_every=2,
+  sample_every=2,
+  num_samples=4,
+  eval_batch_size=8,
+  num_steps=2,
+)
 
 
 def tiny_config(**kw):
@@ -58,8 +71,18 @@ def test_unconditional_trains(tmp_path):
 
 
 def test_loss_falls_on_embedded_data(tmp_path):
-  c = tiny_config(num_steps=60, batch_size=16, enc_rnn_size=16, dec_rnn_size=32, z_size=8,
-                  num_mixture=3, log_every=10, save_every=0, eval_every=0, sample_every=0)
+  c = tiny_config(
+    num_steps=60,
+    batch_size=16,
+    enc_rnn_size=16,
+    dec_rnn_size=32,
+    z_size=8,
+    num_mixture=3,
+    log_every=10,
+    save_every=0,
+    eval_every=0,
+    sample_every=0,
+  )
   res = sketch_rnn.train_and_evaluate(c, str(tmp_path))
   first, last = res.history[0]["r_cost"], res.history[-1]["r_cost"]
   assert last < first - 0.3, (first, last)
@@ -69,8 +92,17 @@ def test_metrics_logged(tmp_path):
   sketch_rnn.train_and_evaluate(tiny_config(), str(tmp_path))
   rows = _read_jsonl(tmp_path)
   keys = set().union(*rows)
-  for k in ("train/loss", "train/r_cost", "train/kl_cost", "train/kl_weight", "train/lr",
-            "train/grad_norm", "train/steps_per_sec", "valid/loss", "test/r_cost"):
+  for k in (
+    "train/loss",
+    "train/r_cost",
+    "train/kl_cost",
+    "train/kl_weight",
+    "train/lr",
+    "train/grad_norm",
+    "train/steps_per_sec",
+    "valid/loss",
+    "test/r_cost",
+  ):
     assert k in keys, k
   kl_w = [r["train/kl_weight"] for r in rows if "train/kl_weight" in r]
   c = tiny_config()
@@ -79,37 +111,51 @@ def test_metrics_logged(tmp_path):
 
 def test_four_devices_match_one(tmp_path):
   c = tiny_config(num_steps=2, eval_every=0, sample_every=0, save_every=0)
-  one = sketch_rnn.train_and_evaluate(c, str(tmp_path / "one"),
-                                      mesh=mesh_lib.make_mesh(jax.devices()[:1]))
+  one = sketch_rnn.train_and_evaluate(
+    c, str(tmp_path / "one"), mesh=mesh_lib.make_mesh(jax.devices()[:1])
+  )
   four = sketch_rnn.train_and_evaluate(c, str(tmp_path / "four"), mesh=mesh_lib.make_mesh())
-  np.testing.assert_allclose([h["loss"] for h in one.history],
-                             [h["loss"] for h in four.history], rtol=1e-5)
+  np.testing.assert_allclose(
+    [h["loss"] for h in one.history], [h["loss"] for h in four.history], rtol=1e-5
+  )
   chex.assert_trees_all_close(one.state["params"], four.state["params"], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("key,value,needle", [
+@pytest.mark.parametrize(
+  "key,value,needle",
+  [
     ("enc_model", "gru", "enc_model"),
     ("recurrent_dropout_prob", 1.5, "recurrent_dropout_prob"),
     ("batch_size", 6, "divisible"),
     ("data_set", "/nonexistent/sketches.npz", "sketches.npz"),
-])
+  ],
+)
 def test_bad_config_one_line_error(tmp_path, key, value, needle):
   c = tiny_config(**{key: value})
   with pytest.raises(Exception) as e:
     sketch_rnn.train_and_evaluate(c, str(tmp_path))
   from zoo.errors import ZooError
+
   assert isinstance(e.value, (ZooError, ConfigError)), type(e.value)
   msg = str(e.value)
   assert needle in msg and "\n" not in msg
 
 
 def _cli(workdir, *overrides, **kw):
-  args = [sys.executable, "-m", "launch.sketch_rnn", "--config", "launch/configs/sketch_rnn.py",
-          "--workdir", str(workdir)]
+  args = [
+    sys.executable,
+    "-m",
+    "launch.sketch_rnn",
+    "--config",
+    "launch/configs/sketch_rnn.py",
+    "--workdir",
+    str(workdir),
+  ]
   args += [f"--config.{k}={v}" for k, v in TINY.items()] + list(overrides)
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kw)
+  return subprocess.Popen(
+    args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+  )
 
 
 def test_cli_bad_value_prints_one_line(tmp_path):
@@ -121,8 +167,13 @@ def test_cli_bad_value_prints_one_line(tmp_path):
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
-  common = ["--config.num_steps=14", "--config.save_every=4", "--config.log_every=1",
-            "--config.eval_every=0", "--config.sample_every=0"]
+  common = [
+    "--config.num_steps=14",
+    "--config.save_every=4",
+    "--config.log_every=1",
+    "--config.eval_every=0",
+    "--config.sample_every=0",
+  ]
   full = _cli(tmp_path / "full", *common)
   assert full.wait(timeout=600) == 0, full.stderr.read()[-2000:]
   # Same run, killed with SIGKILL once it has written a checkpoint past step 4.
@@ -141,8 +192,12 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   out, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err[-2000:]
   assert "resumed from step" in out
-  full_rows = {r["step"]: r["train/loss"] for r in _read_jsonl(tmp_path / "full") if "train/loss" in r}
-  res_rows = {r["step"]: r["train/loss"] for r in _read_jsonl(tmp_path / "killed") if "train/loss" in r}
+  full_rows = {
+    r["step"]: r["train/loss"] for r in _read_jsonl(tmp_path / "full") if "train/loss" in r
+  }
+  res_rows = {
+    r["step"]: r["train/loss"] for r in _read_jsonl(tmp_path / "killed") if "train/loss" in r
+  }
   assert res_rows[14] == pytest.approx(full_rows[14], rel=1e-5)
   assert res_rows[13] == pytest.approx(full_rows[13], rel=1e-5)
 
@@ -150,8 +205,18 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
 @pytest.mark.slow
 def test_aaron_sheep_magenta_size_few_steps(tmp_path, sheep_path):
   c = cfg_lib.get_config("aaron_sheep")
-  c.update(dict(data_set=str(sheep_path), num_steps=2, log_every=1, save_every=2,
-                eval_every=0, sample_every=2, num_samples=2, batch_size=20))
+  c.update(
+    dict(
+      data_set=str(sheep_path),
+      num_steps=2,
+      log_every=1,
+      save_every=2,
+      eval_every=0,
+      sample_every=2,
+      num_samples=2,
+      batch_size=20,
+    )
+  )
   res = sketch_rnn.train_and_evaluate(c, str(tmp_path))
   assert res.step == 2 and np.isfinite(res.history[-1]["loss"])
   info = json.loads((tmp_path / "config.json").read_text())
@@ -160,8 +225,14 @@ def test_aaron_sheep_magenta_size_few_steps(tmp_path, sheep_path):
 
 
 def test_sigterm_saves_checkpoint_before_exit(tmp_path):
-  p = _cli(tmp_path, "--config.num_steps=100000", "--config.save_every=100000",
-           "--config.log_every=1", "--config.eval_every=0", "--config.sample_every=0")
+  p = _cli(
+    tmp_path,
+    "--config.num_steps=100000",
+    "--config.save_every=100000",
+    "--config.log_every=1",
+    "--config.eval_every=0",
+    "--config.sample_every=0",
+  )
   tb = tmp_path / "tb" / "metrics.jsonl"
   deadline = time.time() + 300
   while time.time() < deadline and not (tb.exists() and tb.read_text().count("\n") >= 3):

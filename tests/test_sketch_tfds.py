@@ -32,10 +32,13 @@ def test_tfds_npz_from_manual_dir_as_data_source(tmp_path, tiny):
   out = load_sketch_splits("tfds:npz/tiny.npz", data_dir=data_dir, manual_dir=manual)
   assert_same(out, tiny)
   prepared = data_dir / "zoo_sketches" / "npz_tiny" / "1.0.0"
-  assert [p.name for p in prepared.glob("*-train.*")] == ["zoo_sketches-train.array_record-00000-of-00001"]
+  assert [p.name for p in prepared.glob("*-train.*")] == [
+    "zoo_sketches-train.array_record-00000-of-00001"
+  ]
   # Reading straight from the prepared files, no TensorFlow involved.
-  builder = ZooSketches(config=config_from_spec("npz/tiny.npz"), data_dir=str(data_dir),
-                        file_format="array_record")
+  builder = ZooSketches(
+    config=config_from_spec("npz/tiny.npz"), data_dir=str(data_dir), file_format="array_record"
+  )
   src = builder.as_data_source()
   assert len(src["valid"]) == 4
   ex = src["valid"][0]
@@ -43,6 +46,7 @@ def test_tfds_npz_from_manual_dir_as_data_source(tmp_path, tiny):
   assert int(ex["label"]) == -1
   if importlib.util.find_spec("tensorflow") is None:
     import sys
+
     assert "tensorflow" not in sys.modules
 
 
@@ -51,7 +55,9 @@ def test_tfds_npz_by_path_and_quickdraw(tmp_path, tiny):
   assert_same(load_sketch_splits(f"tfds:{npz}", data_dir=tmp_path / "tfds"), tiny)
   manual = tmp_path / "manual"
   save_sketch_npz(manual / "hot air balloon.npz", tiny)
-  out = load_sketch_splits("quickdraw/hot air balloon", data_dir=tmp_path / "tfds", manual_dir=manual)
+  out = load_sketch_splits(
+    "quickdraw/hot air balloon", data_dir=tmp_path / "tfds", manual_dir=manual
+  )
   assert_same(out, tiny)
   assert (tmp_path / "tfds" / "zoo_sketches" / "quickdraw_hot_air_balloon" / "1.0.0").is_dir()
 
@@ -72,7 +78,9 @@ def test_quickdraw_missing_file_says_where_to_get_it(tmp_path):
   assert str(tmp_path / "manual" / "cat.npz") in msg and "\n" not in msg
   assert isinstance(e.value, ZooError)
   with pytest.raises(FileNotFoundError, match="none.npz"):
-    load_sketch_splits("tfds:npz/none.npz", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "manual")
+    load_sketch_splits(
+      "tfds:npz/none.npz", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "manual"
+    )
 
 
 def test_tfds_reads_npz_through_safe_loader(tmp_path):

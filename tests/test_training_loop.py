@@ -15,8 +15,15 @@ from tests.toy_task import ToyTask
 
 
 def _cfg(**kw):
-  base = dict(num_steps=40, seed=0, log_every=10, save_every=20, eval_every=20, sample_every=0,
-              async_checkpoints=False)
+  base = dict(
+    num_steps=40,
+    seed=0,
+    log_every=10,
+    save_every=20,
+    eval_every=20,
+    sample_every=0,
+    async_checkpoints=False,
+  )
   base.update(kw)
   return loop.LoopConfig(**base)
 
@@ -77,12 +84,21 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoint(tmp_path):
 
 def test_four_devices_match_one_device(tmp_path):
   assert jax.device_count() == 4, "conftest forces 4 CPU devices"
-  one = loop.train(ToyTask(), _cfg(num_steps=15, save_every=0, eval_every=0),
-                   str(tmp_path / "one"), mesh=mesh_lib.make_mesh(jax.devices()[:1]))
-  four = loop.train(ToyTask(), _cfg(num_steps=15, save_every=0, eval_every=0),
-                    str(tmp_path / "four"), mesh=mesh_lib.make_mesh())
+  one = loop.train(
+    ToyTask(),
+    _cfg(num_steps=15, save_every=0, eval_every=0),
+    str(tmp_path / "one"),
+    mesh=mesh_lib.make_mesh(jax.devices()[:1]),
+  )
+  four = loop.train(
+    ToyTask(),
+    _cfg(num_steps=15, save_every=0, eval_every=0),
+    str(tmp_path / "four"),
+    mesh=mesh_lib.make_mesh(),
+  )
   chex.assert_trees_all_close(one.state["params"], four.state["params"], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose([h["loss"] for h in one.history],
-                             [h["loss"] for h in four.history], rtol=1e-5)
+  np.testing.assert_allclose(
+    [h["loss"] for h in one.history], [h["loss"] for h in four.history], rtol=1e-5
+  )
   # The state really is replicated over 4 devices and the loop used all of them.
   assert len(four.state["params"]["w"].sharding.device_set) == 4

@@ -51,8 +51,10 @@ class ToyTask:
 
     loss, grads = jax.value_and_grad(loss_fn)(state["params"])
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-    return ({"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state},
-            {"loss": loss})
+    return (
+      {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state},
+      {"loss": loss},
+    )
 
   def evaluate(self, state, step):
     self.evaluated.append(step)

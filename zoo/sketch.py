@@ -66,18 +66,18 @@ from zoo.models import sketch_rnn_sampling as sampling
 from zoo.training import checkpoint as ckpt_lib
 
 __all__ = [
-    "SketchInputError",
-    "SketchModel",
-    "Interpolation",
-    "slerp",
-    "lerp",
-    "load_sketch_input",
-    "evaluate",
-    "run_sample",
-    "run_eval",
-    "run_interpolate",
-    "run_complete",
-    "MODES",
+  "SketchInputError",
+  "SketchModel",
+  "Interpolation",
+  "slerp",
+  "lerp",
+  "load_sketch_input",
+  "evaluate",
+  "run_sample",
+  "run_eval",
+  "run_interpolate",
+  "run_complete",
+  "MODES",
 ]
 
 MODES = ("train", "sample", "eval", "interpolate", "complete")
@@ -121,12 +121,14 @@ def _check_sketches(sketches) -> list[np.ndarray]:
       return [_check_sketch(s, f"sketch {i}") for i, s in enumerate(sketches)]
     if sketches.dtype != object:
       raise SketchInputError(
-          f"sketch has shape {sketches.shape}, expected a stroke-3 array [n, 3] or a list of them")
+        f"sketch has shape {sketches.shape}, expected a stroke-3 array [n, 3] or a list of them"
+      )
   try:
     items = list(sketches)
   except TypeError:
-    raise SketchInputError(f"expected a stroke-3 array [n, 3] or a list of them, "
-                           f"got {type(sketches).__name__}") from None
+    raise SketchInputError(
+      f"expected a stroke-3 array [n, 3] or a list of them, got {type(sketches).__name__}"
+    ) from None
   if not items:
     raise SketchInputError("no sketches given")
   try:
@@ -231,8 +233,10 @@ def _read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
   path = os.path.join(workdir, ckpt_lib.RUN_CONFIG)
   try:
     derived = info.pop("derived")
-    derived = {"max_seq_len": int(derived["max_seq_len"]),
-               "scale_factor": float(derived["scale_factor"])}
+    derived = {
+      "max_seq_len": int(derived["max_seq_len"]),
+      "scale_factor": float(derived["scale_factor"]),
+    }
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"{path} is unreadable or incomplete ({type(e).__name__}: {e})") from None
   return ml_collections.ConfigDict(info), derived
@@ -246,8 +250,17 @@ class SketchModel:
   :meth:`dataset_sketches`).
   """
 
-  def __init__(self, model, params, config, *, max_seq_len: int, scale_factor: float,
-               step: int | None = None, workdir: str | None = None):
+  def __init__(
+    self,
+    model,
+    params,
+    config,
+    *,
+    max_seq_len: int,
+    scale_factor: float,
+    step: int | None = None,
+    workdir: str | None = None,
+  ):
     self.model = model
     self.params = params
     self.config = config
@@ -256,11 +269,13 @@ class SketchModel:
     self.step = step
     self.workdir = workdir
     self._splits = None
-    self._sample_fn = jax.jit(functools.partial(sampling.sample, model),
-                              static_argnames=("batch_size", "max_len", "greedy"))
+    self._sample_fn = jax.jit(
+      functools.partial(sampling.sample, model), static_argnames=("batch_size", "max_len", "greedy")
+    )
     if model.conditional:
       self._encode_fn = jax.jit(
-          lambda params, x, n: model.apply({"params": params}, x, n, method=model.encode))
+        lambda params, x, n: model.apply({"params": params}, x, n, method=model.encode)
+      )
 
   # ------------------------------------------------------------------ loading
   @classmethod
@@ -283,13 +298,19 @@ class SketchModel:
 
     def init_state(rng):
       dummy = jnp.zeros((1, 2, 5), jnp.float32)
-      params = model.init({"params": rng, "dropout": rng, "latent": rng}, dummy,
-                          jnp.ones((1,), jnp.int32), deterministic=True)["params"]
+      params = model.init(
+        {"params": rng, "dropout": rng, "latent": rng},
+        dummy,
+        jnp.ones((1,), jnp.int32),
+        deterministic=True,
+      )["params"]
       return {"params": params, "opt_state": tx.init(params)}
 
     dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=dev),
-                            jax.eval_shape(init_state, jax.random.key(0)))
+    abstract = jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=dev),
+      jax.eval_shape(init_state, jax.random.key(0)),
+    )
     with _quiet_absl():  # orbax warns about read-only managers on every open
       ck = ckpt_lib.open_for_reading(workdir)
     try:
@@ -299,13 +320,21 @@ class SketchModel:
         state, meta = ck.restore(abstract, step)
       except (ValueError, KeyError, TypeError, OSError) as e:
         first = (str(e).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot restore the checkpoint in {workdir!r} with its "
-                              f"config.json ({type(e).__name__}: {first})") from None
+        raise CheckpointError(
+          f"cannot restore the checkpoint in {workdir!r} with its "
+          f"config.json ({type(e).__name__}: {first})"
+        ) from None
     finally:
       ck.close()
-    return cls(model, state["params"], config, max_seq_len=derived["max_seq_len"],
-               scale_factor=derived["scale_factor"], step=int(meta.get("step", step or 0)),
-               workdir=workdir)
+    return cls(
+      model,
+      state["params"],
+      config,
+      max_seq_len=derived["max_seq_len"],
+      scale_factor=derived["scale_factor"],
+      step=int(meta.get("step", step or 0)),
+      workdir=workdir,
+    )
 
   @property
   def conditional(self) -> bool:
@@ -317,12 +346,15 @@ class SketchModel:
 
   def _need_conditional(self, what: str) -> None:
     if not self.conditional:
-      raise ConfigError(f"{what} needs a conditional model (an encoder and z); this run was "
-                        "trained with conditional=False")
+      raise ConfigError(
+        f"{what} needs a conditional model (an encoder and z); this run was "
+        "trained with conditional=False"
+      )
 
   def _temperature(self, temperature) -> float:
-    return _check_temperature(self.config.sample_temperature if temperature is None
-                              else temperature)
+    return _check_temperature(
+      self.config.sample_temperature if temperature is None else temperature
+    )
 
   # ----------------------------------------------------------- data helpers
   def _normalise(self, sketch: np.ndarray) -> np.ndarray:
@@ -333,7 +365,7 @@ class SketchModel:
   def _to_pixels(self, strokes5: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     out = []
     for s, n in zip(strokes5, lengths):
-      s3 = S.to_stroke3(s[:int(n)], has_start_token=False)
+      s3 = S.to_stroke3(s[: int(n)], has_start_token=False)
       s3[:, :2] *= self.scale_factor
       out.append(s3)
     return out
@@ -342,6 +374,7 @@ class SketchModel:
     """Sketches (stroke-3, pixels, cleaned as in training) from the run's data set."""
     if self._splits is None:
       from zoo.tasks import sketch_rnn as task_lib  # pylint: disable=g-import-not-at-top
+
       self._splits = task_lib.load_data(self.config)[0]
     if split not in self._splits:
       raise ConfigError(f"unknown split {split!r}; the data set has {sorted(self._splits)}")
@@ -350,8 +383,9 @@ class SketchModel:
     for i in indices:
       i = _check_int("sketch index", i, 0)
       if i >= len(items):
-        raise SketchInputError(f"sketch index {i} is out of range: split {split!r} has "
-                               f"{len(items)} sketches")
+        raise SketchInputError(
+          f"sketch index {i} is out of range: split {split!r} has {len(items)} sketches"
+        )
       out.append(np.asarray(items[i], np.float32))
     return out
 
@@ -390,46 +424,79 @@ class SketchModel:
     if arr.ndim == 1:
       arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != self.z_size or arr.shape[0] < 1:
-      raise SketchInputError(f"z has shape {np.shape(z)}, expected [{self.z_size}] or "
-                             f"[N, {self.z_size}]")
+      raise SketchInputError(
+        f"z has shape {np.shape(z)}, expected [{self.z_size}] or [N, {self.z_size}]"
+      )
     if not np.isfinite(arr).all():
       raise SketchInputError("z contains non-finite values (NaN or inf)")
     if n is not None and arr.shape[0] not in (1, n):
       raise SketchInputError(f"z has {arr.shape[0]} rows, expected 1 or {n}")
     return arr if n is None else np.broadcast_to(arr, (n, self.z_size))
 
-  def _run(self, z, keys, *, n: int, temperature: float, greedy: bool, max_len: int,
-           prefix=None, prefix_len=None):
+  def _run(
+    self,
+    z,
+    keys,
+    *,
+    n: int,
+    temperature: float,
+    greedy: bool,
+    max_len: int,
+    prefix=None,
+    prefix_len=None,
+  ):
     """Runs the compiled sampler on ``n`` rows (padded to a power of two)."""
     b = _bucket(n)
     kw = {}
     if prefix is not None:
-      kw = dict(prefix=_pad_rows(jnp.asarray(prefix), b),
-                prefix_len=_pad_rows(jnp.asarray(prefix_len, jnp.int32), b))
+      kw = dict(
+        prefix=_pad_rows(jnp.asarray(prefix), b),
+        prefix_len=_pad_rows(jnp.asarray(prefix_len, jnp.int32), b),
+      )
     zz = None if z is None else _pad_rows(jnp.asarray(z, jnp.float32), b)
     strokes5, lengths = self._sample_fn(
-        {"params": self.params}, _pad_rows(keys, b), z=zz, batch_size=b, max_len=max_len,
-        temperature=jnp.float32(temperature), greedy=bool(greedy), **kw)
+      {"params": self.params},
+      _pad_rows(keys, b),
+      z=zz,
+      batch_size=b,
+      max_len=max_len,
+      temperature=jnp.float32(temperature),
+      greedy=bool(greedy),
+      **kw,
+    )
     strokes5, lengths = jax.device_get((strokes5, lengths))
     return np.asarray(strokes5)[:n], np.asarray(lengths)[:n]
 
   def _max_len(self, max_len) -> int:
     return self.max_seq_len if max_len is None else _check_int("max_len", max_len, 1)
 
-  def decode(self, z, *, temperature: float | None = None, greedy: bool = False, seed: int = 0,
-             max_len: int | None = None) -> list[np.ndarray]:
+  def decode(
+    self,
+    z,
+    *,
+    temperature: float | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    max_len: int | None = None,
+  ) -> list[np.ndarray]:
     """Latent codes ``[N, z_size]`` (or one ``[z_size]``) -> N stroke-3 sketches in pixels."""
     self._need_conditional("decode")
     z = self._check_z(z)
     t = self._temperature(temperature)
     seed = _check_int("seed", seed, 0)
     keys = _row_keys(jax.random.fold_in(jax.random.key(seed), 2), len(z))
-    out = self._run(z, keys, n=len(z), temperature=t, greedy=greedy,
-                    max_len=self._max_len(max_len))
+    out = self._run(z, keys, n=len(z), temperature=t, greedy=greedy, max_len=self._max_len(max_len))
     return self._to_pixels(*out)
 
-  def sample(self, n: int = 1, *, temperature: float | None = None, greedy: bool = False,
-             seed: int = 0, max_len: int | None = None) -> list[np.ndarray]:
+  def sample(
+    self,
+    n: int = 1,
+    *,
+    temperature: float | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    max_len: int | None = None,
+  ) -> list[np.ndarray]:
     """``n`` new sketches: conditional models decode ``z ~ N(0, I)``, unconditional ones
     run the decoder from its zero state."""
     n = _check_int("number of samples", n, 1)
@@ -441,19 +508,36 @@ class SketchModel:
       zkeys = _row_keys(jax.random.fold_in(key, 1), n)
       z = jax.vmap(lambda k: jax.random.normal(k, (self.z_size,)))(zkeys)
     keys = _row_keys(jax.random.fold_in(key, 2), n)
-    return self._to_pixels(*self._run(z, keys, n=n, temperature=t, greedy=greedy,
-                                      max_len=self._max_len(max_len)))
+    return self._to_pixels(
+      *self._run(z, keys, n=n, temperature=t, greedy=greedy, max_len=self._max_len(max_len))
+    )
 
-  def reconstruct(self, sketches, *, temperature: float | None = None, greedy: bool = False,
-                  seed: int = 0, sample_z: bool = False,
-                  max_len: int | None = None) -> list[np.ndarray]:
+  def reconstruct(
+    self,
+    sketches,
+    *,
+    temperature: float | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    sample_z: bool = False,
+    max_len: int | None = None,
+  ) -> list[np.ndarray]:
     """Encode then decode (``sample_z``: decode a posterior sample, not the mean)."""
     z = self.encode(sketches, sample=sample_z, seed=seed)
     return self.decode(z, temperature=temperature, greedy=greedy, seed=seed, max_len=max_len)
 
-  def complete(self, prefix, n_candidates: int = 4, *, temperature: float | None = None,
-               greedy: bool = False, seed: int = 0, latent: str = "prefix", z=None,
-               max_len: int | None = None) -> list[np.ndarray]:
+  def complete(
+    self,
+    prefix,
+    n_candidates: int = 4,
+    *,
+    temperature: float | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    latent: str = "prefix",
+    z=None,
+    max_len: int | None = None,
+  ) -> list[np.ndarray]:
     """Continues a user's drawing: ``n_candidates`` full sketches that start with ``prefix``.
 
     The prefix (stroke-3, pixels) is fed through the decoder, then sampling goes
@@ -489,21 +573,40 @@ class SketchModel:
         zz = self.encode([pre] * n, sample=True, seed=seed)  # one key per candidate
       elif latent == "prior":
         zz = jax.vmap(lambda k: jax.random.normal(k, (self.z_size,)))(
-            _row_keys(jax.random.fold_in(key, 1), n))
+          _row_keys(jax.random.fold_in(key, 1), n)
+        )
       else:
         raise ConfigError(f"latent={latent!r}, expected one of {LATENTS}")
     p = len(pre)
     rows = S.sketch_to_stroke5(self._normalise(pre), max(p, self.max_seq_len))[1:]
     prefix5 = np.broadcast_to(rows, (n,) + rows.shape)
     keys = _row_keys(jax.random.fold_in(key, 2), n)
-    cont = self._to_pixels(*self._run(zz, keys, n=n, temperature=t, greedy=greedy,
-                                      max_len=self._max_len(max_len), prefix=prefix5,
-                                      prefix_len=np.full((n,), p, np.int32)))
+    cont = self._to_pixels(
+      *self._run(
+        zz,
+        keys,
+        n=n,
+        temperature=t,
+        greedy=greedy,
+        max_len=self._max_len(max_len),
+        prefix=prefix5,
+        prefix_len=np.full((n,), p, np.int32),
+      )
+    )
     return [np.concatenate([pre, c], axis=0) for c in cont]
 
-  def interpolate(self, sketch_a, sketch_b, steps: int = 8, *, mode: str = "slerp",
-                  temperature: float | None = None, greedy: bool = False, seed: int = 0,
-                  max_len: int | None = None) -> Interpolation:
+  def interpolate(
+    self,
+    sketch_a,
+    sketch_b,
+    steps: int = 8,
+    *,
+    mode: str = "slerp",
+    temperature: float | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    max_len: int | None = None,
+  ) -> Interpolation:
     """Decodes ``steps`` latent codes from ``encode(a)`` to ``encode(b)`` (posterior means).
 
     ``mode="slerp"`` (the paper's spherical interpolation, linear fallback for
@@ -526,8 +629,7 @@ class SketchModel:
     zs[0], zs[-1] = z0, z1
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 2), 0)
     keys = jnp.stack([key] * steps)
-    out = self._run(zs, keys, n=steps, temperature=t, greedy=greedy,
-                    max_len=self._max_len(max_len))
+    out = self._run(zs, keys, n=steps, temperature=t, greedy=greedy, max_len=self._max_len(max_len))
     return Interpolation(t=ts, z=zs, sketches=self._to_pixels(*out), mode=mode)
 
 
@@ -547,13 +649,15 @@ def load_sketch_input(spec: str) -> list[np.ndarray]:
     return [_check_sketch(s, f"{spec} sketch {i}") for i, s in enumerate(export.read_json(spec))]
   path, sep, rest = spec.rpartition(".npz")
   if not sep:
-    raise SketchInputError(f"--input {spec!r}: expected a .json file or a .npz[:split[:index]] "
-                           "spec")
+    raise SketchInputError(
+      f"--input {spec!r}: expected a .json file or a .npz[:split[:index]] spec"
+    )
   path += ".npz"
   parts = [p for p in rest.split(":") if p] if rest else []
   if rest and not rest.startswith(":") or len(parts) > 2:
-    raise SketchInputError(f"--input {spec!r}: expected FILE.npz, FILE.npz:split or "
-                           "FILE.npz:split:index")
+    raise SketchInputError(
+      f"--input {spec!r}: expected FILE.npz, FILE.npz:split or FILE.npz:split:index"
+    )
   split = parts[0] if parts else "test"
   items = load_sketch_npz(path, splits=(split,))[split]
   if len(parts) < 2:
@@ -563,8 +667,9 @@ def load_sketch_input(spec: str) -> list[np.ndarray]:
   except ValueError:
     raise SketchInputError(f"--input {spec!r}: index {parts[1]!r} is not an integer") from None
   if not 0 <= i < len(items):
-    raise SketchInputError(f"--input {spec!r}: index {i} out of range (split {split!r} has "
-                           f"{len(items)} sketches)")
+    raise SketchInputError(
+      f"--input {spec!r}: index {i} out of range (split {split!r} has {len(items)} sketches)"
+    )
   return [np.asarray(items[i], np.float32)]
 
 
@@ -573,8 +678,9 @@ def load_sketch_input(spec: str) -> list[np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
-def evaluate(workdir: str, *, splits: Sequence[str] = ("valid", "test"),
-             tb: bool = True) -> tuple[int, dict[str, dict[str, float]]]:
+def evaluate(
+  workdir: str, *, splits: Sequence[str] = ("valid", "test"), tb: bool = True
+) -> tuple[int, dict[str, dict[str, float]]]:
   """Restores the latest checkpoint and evaluates it as training does
   (``SketchRNNTask.evaluate_split``: r_cost, r_cost_masked, kl_cost, kl_raw, loss).
 
@@ -590,8 +696,11 @@ def evaluate(workdir: str, *, splits: Sequence[str] = ("valid", "test"),
   config.max_seq_len = sm.max_seq_len
   task = task_lib.build_task(config)
   if not math.isclose(task.scale_factor, sm.scale_factor, rel_tol=1e-5):
-    print(f"warning: the data's scale factor {task.scale_factor:.6g} differs from the run's "
-          f"{sm.scale_factor:.6g}; evaluating with the run's", file=sys.stderr)
+    print(
+      f"warning: the data's scale factor {task.scale_factor:.6g} differs from the run's "
+      f"{sm.scale_factor:.6g}; evaluating with the run's",
+      file=sys.stderr,
+    )
     task.scale_factor = sm.scale_factor
   state = {"params": jax.device_put(sm.params, mesh_lib.replicated(task.mesh))}
   results = {}
@@ -622,9 +731,15 @@ def _write_each(sketches, out: Path, stem: str, *, gif: bool = True, highlight: 
       export.write_gif(s, out / f"{stem}_{i:03d}.gif", highlight=highlight)
 
 
-def run_sample(workdir: str, *, output: str | None = None, num: int = 16,
-               temperature: float | None = None, greedy: bool = False,
-               seed: int = 0) -> dict[str, Any]:
+def run_sample(
+  workdir: str,
+  *,
+  output: str | None = None,
+  num: int = 16,
+  temperature: float | None = None,
+  greedy: bool = False,
+  seed: int = 0,
+) -> dict[str, Any]:
   """``num`` samples -> ``sample_NNN.{svg,gif,json}``, ``samples.png`` (grid), ``samples.json``."""
   m = SketchModel.load(workdir)
   sketches = m.sample(num, temperature=temperature, greedy=greedy, seed=seed)
@@ -644,25 +759,38 @@ def _from_inputs(inputs: Sequence[str], count: int) -> list[np.ndarray] | None:
   """The first ``count`` sketches of the ``--input`` files (checked before any model loads)."""
   if not inputs:
     return None
-  sketches = [_check_sketch(s, f"{spec} sketch {i}") for spec in inputs
-              for i, s in enumerate(load_sketch_input(spec))]
+  sketches = [
+    _check_sketch(s, f"{spec} sketch {i}")
+    for spec in inputs
+    for i, s in enumerate(load_sketch_input(spec))
+  ]
   if len(sketches) < count:
     raise SketchInputError(f"--input gave {len(sketches)} sketch(es); this mode needs {count}")
   return sketches[:count]
 
 
-def _from_dataset(m: SketchModel, split: str, indices: Sequence[int],
-                  count: int) -> list[np.ndarray]:
+def _from_dataset(
+  m: SketchModel, split: str, indices: Sequence[int], count: int
+) -> list[np.ndarray]:
   indices = list(indices)
   if len(indices) < count:
     raise ConfigError(f"give {count} data-set indices (--index), got {len(indices)}")
   return m.dataset_sketches(split, indices[:count])
 
 
-def run_interpolate(workdir: str, *, inputs: Sequence[str] = (), split: str = "test",
-                    indices: Sequence[int] = (0, 1), steps: int = 8, mode: str = "slerp",
-                    output: str | None = None, temperature: float | None = None,
-                    greedy: bool = False, seed: int = 0) -> dict[str, Any]:
+def run_interpolate(
+  workdir: str,
+  *,
+  inputs: Sequence[str] = (),
+  split: str = "test",
+  indices: Sequence[int] = (0, 1),
+  steps: int = 8,
+  mode: str = "slerp",
+  output: str | None = None,
+  temperature: float | None = None,
+  greedy: bool = False,
+  seed: int = 0,
+) -> dict[str, Any]:
   """Two sketches (``inputs`` files, else dataset ``split[indices]``) -> ``interpolation.png``
   (one row: A, the ``steps`` decoded sketches, B; inputs in blue), ``interp_NNN.svg``,
   ``interpolation.json`` (``t``, ``z``, the sketches in sketch-rnn-js rows)."""
@@ -676,17 +804,35 @@ def run_interpolate(workdir: str, *, inputs: Sequence[str] = (), split: str = "t
   export.write_grid_png(row, out / "interpolation.png", ncols=len(row), colors=colors)
   for i, s in enumerate(res.sketches):
     export.write_svg(s, out / f"interp_{i:03d}.svg")
-  (out / "interpolation.json").write_text(json.dumps({
-      "mode": res.mode, "t": res.t.tolist(), "z": res.z.tolist(),
-      "inputs": [export.to_js_strokes(a), export.to_js_strokes(b)],
-      "sketches": [export.to_js_strokes(s) for s in res.sketches]}) + "\n")
+  (out / "interpolation.json").write_text(
+    json.dumps(
+      {
+        "mode": res.mode,
+        "t": res.t.tolist(),
+        "z": res.z.tolist(),
+        "inputs": [export.to_js_strokes(a), export.to_js_strokes(b)],
+        "sketches": [export.to_js_strokes(s) for s in res.sketches],
+      }
+    )
+    + "\n"
+  )
   return {"output": str(out), "step": m.step, "interpolation": res}
 
 
-def run_complete(workdir: str, *, inputs: Sequence[str] = (), split: str = "test",
-                 index: int = 0, prefix_points: int = 0, num: int = 8, latent: str = "prefix",
-                 output: str | None = None, temperature: float | None = None,
-                 greedy: bool = False, seed: int = 0) -> dict[str, Any]:
+def run_complete(
+  workdir: str,
+  *,
+  inputs: Sequence[str] = (),
+  split: str = "test",
+  index: int = 0,
+  prefix_points: int = 0,
+  num: int = 8,
+  latent: str = "prefix",
+  output: str | None = None,
+  temperature: float | None = None,
+  greedy: bool = False,
+  seed: int = 0,
+) -> dict[str, Any]:
   """A prefix (the first ``--input`` sketch, else dataset ``split[index]``) -> ``num``
   completions: ``completions.png`` (the prefix alone, then the candidates with the
   prefix in blue), ``completion_NNN.{svg,gif,json}``.
@@ -700,8 +846,7 @@ def run_complete(workdir: str, *, inputs: Sequence[str] = (), split: str = "test
   sketch = (given or _from_dataset(m, split, [index], 1))[0]
   k = prefix_points or (len(sketch) if inputs else max(1, len(sketch) // 2))
   prefix = sketch[:k]
-  cands = m.complete(prefix, num, latent=latent, temperature=temperature, greedy=greedy,
-                     seed=seed)
+  cands = m.complete(prefix, num, latent=latent, temperature=temperature, greedy=greedy, seed=seed)
   out = _output_dir(workdir, output, "complete")
   _write_each(cands, out, "completion", highlight=len(prefix))
   export.write_json(prefix, out / "prefix.json")

@@ -126,6 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every = 4000
     c.sample_every = 2000
   else:
-    raise ValueError(f"unknown pix2pix config variant {variant!r}; "
-                     "expected one of: default, paper, facades")
+    raise ValueError(
+      f"unknown pix2pix config variant {variant!r}; expected one of: default, paper, facades"
+    )
   return c

@@ -99,6 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif variant == "quickdraw":
     c.data_set = "quickdraw/cat"
   else:
-    raise ValueError(f"unknown sketch_rnn config variant {variant!r}; "
-                     "expected one of: default, magenta, aaron_sheep, quickdraw")
+    raise ValueError(
+      f"unknown sketch_rnn config variant {variant!r}; "
+      "expected one of: default, magenta, aaron_sheep, quickdraw"
+    )
   return c

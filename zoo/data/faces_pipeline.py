@@ -21,6 +21,7 @@ Batch layout (``views`` selects what is computed):
 - ``caption``: list[str] of length b
 - ``index`` (always): int64 [b] example ids within the split stream
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,189 +35,249 @@ from zoo.data import faces
 
 #: Default number of examples in each split of the on-the-fly stream.
 DEFAULT_NUM_EXAMPLES = {"train": 100_000, "valid": 5_000, "test": 5_000}
-VIEWS = ("image", "image_uint8", "label_map", "edges", "edges_uint8", "attributes",
-         "attributes_onehot", "caption", "index")
+VIEWS = (
+  "image",
+  "image_uint8",
+  "label_map",
+  "edges",
+  "edges_uint8",
+  "attributes",
+  "attributes_onehot",
+  "caption",
+  "index",
+)
 _PERM_MAGIC = 0x5EED
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
+  if isinstance(size, (int, np.integer)):
+    return int(size), int(size)
+  h, w = size
+  return int(h), int(w)
 
 
 class FacesSource:
-    """Random-access source: ``index -> dict`` of numpy arrays, rendered on demand.
+  """Random-access source: ``index -> dict`` of numpy arrays, rendered on demand.
 
-    Items: ``image`` uint8 [H,W,3], ``label_map`` uint8 [H,W], ``edges`` uint8 [H,W,3],
-    ``attributes`` ``{name: np.int32}``, ``caption`` str, ``index`` np.int64.
-    Deterministic per ``(seed, split, index)``.
-    """
+  Items: ``image`` uint8 [H,W,3], ``label_map`` uint8 [H,W], ``edges`` uint8 [H,W,3],
+  ``attributes`` ``{name: np.int32}``, ``caption`` str, ``index`` np.int64.
+  Deterministic per ``(seed, split, index)``.
+  """
 
-    def __init__(self, split: str = "train", *, size: int | Sequence[int] = 64,
-                 num_examples: int | None = None, seed: int = 0, all_attributes: bool = True):
-        if split not in faces.SPLITS:
-            raise ValueError(f"split must be one of {faces.SPLITS}, got {split!r}")
-        self.split = split
-        self.height, self.width = _size(size)
-        faces._check_size(self.height, self.width)
-        self.num_examples = int(DEFAULT_NUM_EXAMPLES[split] if num_examples is None
-                                else num_examples)
-        self.seed = int(seed)
-        self.all_attributes = all_attributes
+  def __init__(
+    self,
+    split: str = "train",
+    *,
+    size: int | Sequence[int] = 64,
+    num_examples: int | None = None,
+    seed: int = 0,
+    all_attributes: bool = True,
+  ):
+    if split not in faces.SPLITS:
+      raise ValueError(f"split must be one of {faces.SPLITS}, got {split!r}")
+    self.split = split
+    self.height, self.width = _size(size)
+    faces._check_size(self.height, self.width)
+    self.num_examples = int(DEFAULT_NUM_EXAMPLES[split] if num_examples is None else num_examples)
+    self.seed = int(seed)
+    self.all_attributes = all_attributes
 
-    def __len__(self) -> int:
-        return self.num_examples
+  def __len__(self) -> int:
+    return self.num_examples
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
-        if index < 0:
-            index += self.num_examples
-        if not 0 <= index < self.num_examples:
-            raise IndexError(f"index {index} out of range [0, {self.num_examples})")
-        ex = faces.make_example(index, seed=self.seed, split=self.split, height=self.height,
-                                width=self.width, all_attributes=self.all_attributes)
-        ex["attributes"] = {k: np.int32(v) for k, v in ex["attributes"].items()}
-        ex["index"] = np.int64(index)
-        return ex
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    index = int(index)
+    if index < 0:
+      index += self.num_examples
+    if not 0 <= index < self.num_examples:
+      raise IndexError(f"index {index} out of range [0, {self.num_examples})")
+    ex = faces.make_example(
+      index,
+      seed=self.seed,
+      split=self.split,
+      height=self.height,
+      width=self.width,
+      all_attributes=self.all_attributes,
+    )
+    ex["attributes"] = {k: np.int32(v) for k, v in ex["attributes"].items()}
+    ex["index"] = np.int64(index)
+    return ex
 
-    def __repr__(self) -> str:
-        return (f"FacesSource(split={self.split!r}, size=({self.height}, {self.width}), "
-                f"num_examples={self.num_examples}, seed={self.seed})")
+  def __repr__(self) -> str:
+    return (
+      f"FacesSource(split={self.split!r}, size=({self.height}, {self.width}), "
+      f"num_examples={self.num_examples}, seed={self.seed})"
+    )
 
 
 class FacesBatches:
-    """Deterministic, shardable, resumable batch stream over a :class:`FacesSource`.
+  """Deterministic, shardable, resumable batch stream over a :class:`FacesSource`.
 
-    ``batch_size`` is the *global* batch size ``B`` (divisible by ``process_count``);
-    each process gets ``B // process_count`` rows.  An epoch is
-    ``len(source) // B`` steps (the remainder of each permutation is dropped).
+  ``batch_size`` is the *global* batch size ``B`` (divisible by ``process_count``);
+  each process gets ``B // process_count`` rows.  An epoch is
+  ``len(source) // B`` steps (the remainder of each permutation is dropped).
+  """
+
+  def __init__(
+    self,
+    split: str = "train",
+    *,
+    batch_size: int,
+    size: int | Sequence[int] = 64,
+    seed: int = 0,
+    num_examples: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    views: Sequence[str] = ("image", "attributes"),
+    shuffle: bool = True,
+    all_attributes: bool = True,
+    num_threads: int = 2,
+    prefetch: int = 4,
+  ):
+    unknown = set(views) - set(VIEWS)
+    if unknown:
+      raise ValueError(f"unknown views {sorted(unknown)}; choose from {VIEWS}")
+    if batch_size <= 0 or batch_size % process_count:
+      raise ValueError(
+        f"batch_size {batch_size} must be a positive multiple of process_count {process_count}"
+      )
+    if not 0 <= process_index < process_count:
+      raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    self.source = FacesSource(
+      split, size=size, num_examples=num_examples, seed=seed, all_attributes=all_attributes
+    )
+    self.batch_size = int(batch_size)
+    self.local_batch_size = self.batch_size // process_count
+    self.process_index, self.process_count = int(process_index), int(process_count)
+    self.steps_per_epoch = len(self.source) // self.batch_size
+    if self.steps_per_epoch == 0:
+      raise ValueError(f"num_examples {len(self.source)} < batch_size {batch_size}")
+    self.views = tuple(views)
+    self.shuffle = shuffle
+    self.seed = int(seed)
+    self.num_threads, self.prefetch = int(num_threads), int(prefetch)
+
+  @functools.lru_cache(maxsize=2)
+  def _permutation(self, epoch: int) -> np.ndarray:
+    n = len(self.source)
+    if not self.shuffle:
+      return np.arange(n, dtype=np.int64)
+    split_id = faces._SPLIT_IDS[self.source.split]
+    rng = np.random.default_rng([_PERM_MAGIC, self.seed, split_id, int(epoch)])
+    return rng.permutation(n).astype(np.int64)
+
+  def global_indices(self, step: int) -> np.ndarray:
+    """Example ids of global batch ``step`` (all processes), int64 [B]."""
+    if step < 0:
+      raise ValueError(f"step must be non-negative, got {step}")
+    epoch, pos = divmod(int(step), self.steps_per_epoch)
+    return self._permutation(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+  def indices(self, step: int) -> np.ndarray:
+    """Example ids of this process's rows of batch ``step``, int64 [B/P]."""
+    b = self.local_batch_size
+    return self.global_indices(step)[self.process_index * b : (self.process_index + 1) * b]
+
+  def batch(self, step: int) -> dict[str, Any]:
+    """This process's part of global batch ``step``: a pure function of (seed, step)."""
+    items = [self.source[i] for i in self.indices(step)]
+    return collate(items, self.views)
+
+  def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[dict]:
+    """Yield ``batch(start_step)``, ``batch(start_step + 1)``, ... (prefetched).
+
+    Endless unless ``num_steps`` is given.  Batches are computed by grain reader
+    threads (``num_threads``) and buffered (``prefetch``).
     """
+    stop = start_step + num_steps if num_steps is not None else start_step + 2**40
+    ds = grain.MapDataset.range(int(start_step), int(stop)).map(self.batch)
+    opts = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
+    return iter(ds.to_iter_dataset(opts))
 
-    def __init__(self, split: str = "train", *, batch_size: int, size: int | Sequence[int] = 64,
-                 seed: int = 0, num_examples: int | None = None, process_index: int = 0,
-                 process_count: int = 1, views: Sequence[str] = ("image", "attributes"),
-                 shuffle: bool = True, all_attributes: bool = True, num_threads: int = 2,
-                 prefetch: int = 4):
-        unknown = set(views) - set(VIEWS)
-        if unknown:
-            raise ValueError(f"unknown views {sorted(unknown)}; choose from {VIEWS}")
-        if batch_size <= 0 or batch_size % process_count:
-            raise ValueError(f"batch_size {batch_size} must be a positive multiple of "
-                             f"process_count {process_count}")
-        if not 0 <= process_index < process_count:
-            raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-        self.source = FacesSource(split, size=size, num_examples=num_examples, seed=seed,
-                                  all_attributes=all_attributes)
-        self.batch_size = int(batch_size)
-        self.local_batch_size = self.batch_size // process_count
-        self.process_index, self.process_count = int(process_index), int(process_count)
-        self.steps_per_epoch = len(self.source) // self.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"num_examples {len(self.source)} < batch_size {batch_size}")
-        self.views = tuple(views)
-        self.shuffle = shuffle
-        self.seed = int(seed)
-        self.num_threads, self.prefetch = int(num_threads), int(prefetch)
+  def __len__(self) -> int:
+    """Steps per epoch."""
+    return self.steps_per_epoch
 
-    @functools.lru_cache(maxsize=2)
-    def _permutation(self, epoch: int) -> np.ndarray:
-        n = len(self.source)
-        if not self.shuffle:
-            return np.arange(n, dtype=np.int64)
-        split_id = faces._SPLIT_IDS[self.source.split]
-        rng = np.random.default_rng([_PERM_MAGIC, self.seed, split_id, int(epoch)])
-        return rng.permutation(n).astype(np.int64)
-
-    def global_indices(self, step: int) -> np.ndarray:
-        """Example ids of global batch ``step`` (all processes), int64 [B]."""
-        if step < 0:
-            raise ValueError(f"step must be non-negative, got {step}")
-        epoch, pos = divmod(int(step), self.steps_per_epoch)
-        return self._permutation(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
-
-    def indices(self, step: int) -> np.ndarray:
-        """Example ids of this process's rows of batch ``step``, int64 [B/P]."""
-        b = self.local_batch_size
-        return self.global_indices(step)[self.process_index * b:(self.process_index + 1) * b]
-
-    def batch(self, step: int) -> dict[str, Any]:
-        """This process's part of global batch ``step``: a pure function of (seed, step)."""
-        items = [self.source[i] for i in self.indices(step)]
-        return collate(items, self.views)
-
-    def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[dict]:
-        """Yield ``batch(start_step)``, ``batch(start_step + 1)``, ... (prefetched).
-
-        Endless unless ``num_steps`` is given.  Batches are computed by grain reader
-        threads (``num_threads``) and buffered (``prefetch``).
-        """
-        stop = start_step + num_steps if num_steps is not None else start_step + 2**40
-        ds = grain.MapDataset.range(int(start_step), int(stop)).map(self.batch)
-        opts = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
-        return iter(ds.to_iter_dataset(opts))
-
-    def __len__(self) -> int:
-        """Steps per epoch."""
-        return self.steps_per_epoch
-
-    def element_spec(self) -> dict[str, Any]:
-        """Shapes/dtypes of one (local) batch, without rendering."""
-        b, h, w = self.local_batch_size, self.source.height, self.source.width
-        spec: dict[str, Any] = {
-            "image": ((b, h, w, 3), np.float32), "image_uint8": ((b, h, w, 3), np.uint8),
-            "label_map": ((b, h, w), np.int32), "edges": ((b, h, w, 3), np.float32),
-            "edges_uint8": ((b, h, w, 3), np.uint8),
-            "attributes": {k: ((b,), np.int32) for k in faces.ATTRIBUTE_NAMES},
-            "attributes_onehot": ((b, sum(faces.ATTRIBUTE_SIZES)), np.float32),
-            "caption": ((b,), str), "index": ((b,), np.int64),
-        }
-        return {k: v for k, v in spec.items() if k in self.views or k == "index"}
+  def element_spec(self) -> dict[str, Any]:
+    """Shapes/dtypes of one (local) batch, without rendering."""
+    b, h, w = self.local_batch_size, self.source.height, self.source.width
+    spec: dict[str, Any] = {
+      "image": ((b, h, w, 3), np.float32),
+      "image_uint8": ((b, h, w, 3), np.uint8),
+      "label_map": ((b, h, w), np.int32),
+      "edges": ((b, h, w, 3), np.float32),
+      "edges_uint8": ((b, h, w, 3), np.uint8),
+      "attributes": {k: ((b,), np.int32) for k in faces.ATTRIBUTE_NAMES},
+      "attributes_onehot": ((b, sum(faces.ATTRIBUTE_SIZES)), np.float32),
+      "caption": ((b,), str),
+      "index": ((b,), np.int64),
+    }
+    return {k: v for k, v in spec.items() if k in self.views or k == "index"}
 
 
 def _to_float(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+  return x.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
-def collate(items: Sequence[dict[str, Any]], views: Sequence[str] = ("image", "attributes")
-            ) -> dict[str, Any]:
-    """Stack :class:`FacesSource` items into a batch with the requested ``views``."""
-    out: dict[str, Any] = {"index": np.asarray([it["index"] for it in items], np.int64)}
-    if "image" in views or "image_uint8" in views:
-        img = np.stack([it["image"] for it in items])
-        if "image" in views:
-            out["image"] = _to_float(img)
-        if "image_uint8" in views:
-            out["image_uint8"] = img
-    if "edges" in views or "edges_uint8" in views:
-        e = np.stack([it["edges"] for it in items])
-        if "edges" in views:
-            out["edges"] = _to_float(e)
-        if "edges_uint8" in views:
-            out["edges_uint8"] = e
-    if "label_map" in views:
-        out["label_map"] = np.stack([it["label_map"] for it in items]).astype(np.int32)
-    if "attributes" in views or "attributes_onehot" in views:
-        attrs = {k: np.asarray([it["attributes"][k] for it in items], np.int32)
-                 for k in faces.ATTRIBUTE_NAMES}
-        if "attributes" in views:
-            out["attributes"] = attrs
-        if "attributes_onehot" in views:
-            out["attributes_onehot"] = faces.one_hot_attributes(attrs)
-    if "caption" in views:
-        out["caption"] = [str(it["caption"]) for it in items]
-    return out
+def collate(
+  items: Sequence[dict[str, Any]], views: Sequence[str] = ("image", "attributes")
+) -> dict[str, Any]:
+  """Stack :class:`FacesSource` items into a batch with the requested ``views``."""
+  out: dict[str, Any] = {"index": np.asarray([it["index"] for it in items], np.int64)}
+  if "image" in views or "image_uint8" in views:
+    img = np.stack([it["image"] for it in items])
+    if "image" in views:
+      out["image"] = _to_float(img)
+    if "image_uint8" in views:
+      out["image_uint8"] = img
+  if "edges" in views or "edges_uint8" in views:
+    e = np.stack([it["edges"] for it in items])
+    if "edges" in views:
+      out["edges"] = _to_float(e)
+    if "edges_uint8" in views:
+      out["edges_uint8"] = e
+  if "label_map" in views:
+    out["label_map"] = np.stack([it["label_map"] for it in items]).astype(np.int32)
+  if "attributes" in views or "attributes_onehot" in views:
+    attrs = {
+      k: np.asarray([it["attributes"][k] for it in items], np.int32) for k in faces.ATTRIBUTE_NAMES
+    }
+    if "attributes" in views:
+      out["attributes"] = attrs
+    if "attributes_onehot" in views:
+      out["attributes_onehot"] = faces.one_hot_attributes(attrs)
+  if "caption" in views:
+    out["caption"] = [str(it["caption"]) for it in items]
+  return out
 
 
-def faces_batches(split: str = "train", *, batch_size: int, size: int | Sequence[int] = 64,
-                  seed: int = 0, num_examples: int | None = None, process_index: int = 0,
-                  process_count: int = 1, views: Sequence[str] = ("image", "attributes"),
-                  shuffle: bool = True, all_attributes: bool = True, num_threads: int = 2,
-                  prefetch: int = 4) -> FacesBatches:
-    """Batch stream over the faces ``split`` (see :class:`FacesBatches`)."""
-    return FacesBatches(split, batch_size=batch_size, size=size, seed=seed,
-                        num_examples=num_examples, process_index=process_index,
-                        process_count=process_count, views=views, shuffle=shuffle,
-                        all_attributes=all_attributes, num_threads=num_threads,
-                        prefetch=prefetch)
+def faces_batches(
+  split: str = "train",
+  *,
+  batch_size: int,
+  size: int | Sequence[int] = 64,
+  seed: int = 0,
+  num_examples: int | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
+  views: Sequence[str] = ("image", "attributes"),
+  shuffle: bool = True,
+  all_attributes: bool = True,
+  num_threads: int = 2,
+  prefetch: int = 4,
+) -> FacesBatches:
+  """Batch stream over the faces ``split`` (see :class:`FacesBatches`)."""
+  return FacesBatches(
+    split,
+    batch_size=batch_size,
+    size=size,
+    seed=seed,
+    num_examples=num_examples,
+    process_index=process_index,
+    process_count=process_count,
+    views=views,
+    shuffle=shuffle,
+    all_attributes=all_attributes,
+    num_threads=num_threads,
+    prefetch=prefetch,
+  )

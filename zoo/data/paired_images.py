@@ -109,7 +109,8 @@ def list_images(folder: str) -> list[str]:
         out.append(os.path.join(dirpath, name))
   if not out:
     raise PairedDataError(
-        f"no images in {folder!r} (expected A|B pairs as {'/'.join(IMG_EXTENSIONS)} files)")
+      f"no images in {folder!r} (expected A|B pairs as {'/'.join(IMG_EXTENSIONS)} files)"
+    )
   return out
 
 
@@ -126,8 +127,16 @@ class AlignedFolder:
       dataset for testing); ``B`` is then all zeros and ``has_target`` False.
   """
 
-  def __init__(self, folder: str, *, direction: str = "AtoB", check_square: bool = True,
-               max_size: int = 0, cache: bool = True, single: bool = False):
+  def __init__(
+    self,
+    folder: str,
+    *,
+    direction: str = "AtoB",
+    check_square: bool = True,
+    max_size: int = 0,
+    cache: bool = True,
+    single: bool = False,
+  ):
     if direction not in DIRECTIONS:
       raise PairedDataError(f"direction={direction!r}, expected one of {DIRECTIONS}")
     self.folder = folder
@@ -153,8 +162,9 @@ class AlignedFolder:
       return
     if check_square and w != 2 * h:
       raise PairedDataError(
-          f"{path}: width {w} is not twice the height {h}; expected an A|B pair side by side "
-          "(set check_square=False to accept non-square halves)")
+        f"{path}: width {w} is not twice the height {h}; expected an A|B pair side by side "
+        "(set check_square=False to accept non-square halves)"
+      )
     if w < 2 or w % 2:
       raise PairedDataError(f"{path}: width {w} must be even to split into A|B halves")
 
@@ -175,7 +185,7 @@ class AlignedFolder:
     if self.single:
       return img, np.zeros_like(img)
     half = img.shape[1] // 2
-    a, b = img[:, :half], img[:, half:2 * half]
+    a, b = img[:, :half], img[:, half : 2 * half]
     return (b, a) if self.direction == "BtoA" else (a, b)
 
   def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,9 +214,17 @@ class SyntheticEdgesFaces:
   one pixel thin at every resolution.
   """
 
-  def __init__(self, split: str, num_examples: int, *, seed: int = 0,
-               direction: str = "AtoB", cache: bool = True):
+  def __init__(
+    self,
+    split: str,
+    num_examples: int,
+    *,
+    seed: int = 0,
+    direction: str = "AtoB",
+    cache: bool = True,
+  ):
     from zoo.data import faces  # pylint: disable=g-import-not-at-top
+
     self._faces = faces
     if direction not in DIRECTIONS:
       raise PairedDataError(f"direction={direction!r}, expected one of {DIRECTIONS}")
@@ -238,8 +256,7 @@ class SyntheticEdgesFaces:
         return hit
     lo, hi = self._faces.MIN_SIZE, self._faces.MAX_SIZE
     rh, rw = min(max(h, lo), hi), min(max(w, lo), hi)
-    ex = self._faces.make_example(int(index), seed=self.seed, split=self.split, height=rh,
-                                  width=rw)
+    ex = self._faces.make_example(int(index), seed=self.seed, split=self.split, height=rh, width=rw)
     a, b = _resize(ex["edges"], (h, w)), _resize(ex["image"], (h, w))
     out = (b, a) if self.direction == "BtoA" else (a, b)
     if self._cache is not None:
@@ -253,8 +270,9 @@ class SyntheticEdgesFaces:
 # ---------------------------------------------------------------------------
 
 
-def jitter_params(seed: int, position: int, *, load_hw: tuple[int, int],
-                  crop_hw: tuple[int, int], flip: bool) -> tuple[int, int, bool]:
+def jitter_params(
+  seed: int, position: int, *, load_hw: tuple[int, int], crop_hw: tuple[int, int], flip: bool
+) -> tuple[int, int, bool]:
   """``(top, left, mirror)`` for global stream position ``position``."""
   rng = np.random.default_rng([_JITTER_MAGIC, int(seed), int(position)])
   top = int(rng.integers(0, load_hw[0] - crop_hw[0] + 1))
@@ -263,9 +281,10 @@ def jitter_params(seed: int, position: int, *, load_hw: tuple[int, int],
   return top, left, mirror
 
 
-def apply_jitter(img: np.ndarray, top: int, left: int, mirror: bool,
-                 crop_hw: tuple[int, int]) -> np.ndarray:
-  out = img[top:top + crop_hw[0], left:left + crop_hw[1]]
+def apply_jitter(
+  img: np.ndarray, top: int, left: int, mirror: bool, crop_hw: tuple[int, int]
+) -> np.ndarray:
+  out = img[top : top + crop_hw[0], left : left + crop_hw[1]]
   return out[:, ::-1] if mirror else out
 
 
@@ -278,7 +297,8 @@ def _process_rows(batch_size: int, process_index: int, process_count: int) -> ra
     raise PairedDataError(f"bad process_index {process_index} of {process_count}")
   if batch_size % process_count:
     raise PairedDataError(
-        f"batch_size={batch_size} must be divisible by the number of processes ({process_count})")
+      f"batch_size={batch_size} must be divisible by the number of processes ({process_count})"
+    )
   per = batch_size // process_count
   return range(process_index * per, (process_index + 1) * per)
 
@@ -297,10 +317,22 @@ class PairedBatches:
     num_workers: threads loading the examples of a batch (0: inline).
   """
 
-  def __init__(self, source, *, batch_size: int, load_size: int | Sequence[int],
-               crop_size: int | Sequence[int], flip: bool = True, shuffle: bool = True,
-               input_nc: int = 3, output_nc: int = 3, seed: int = 0, process_index: int = 0,
-               process_count: int = 1, num_workers: int = 0):
+  def __init__(
+    self,
+    source,
+    *,
+    batch_size: int,
+    load_size: int | Sequence[int],
+    crop_size: int | Sequence[int],
+    flip: bool = True,
+    shuffle: bool = True,
+    input_nc: int = 3,
+    output_nc: int = 3,
+    seed: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_workers: int = 0,
+  ):
     self.source = source
     self.n = len(source)
     if self.n < 1:
@@ -318,8 +350,7 @@ class PairedBatches:
     self.input_nc, self.output_nc = int(input_nc), int(output_nc)
     self.seed = int(seed)
     self.rows = _process_rows(self.batch_size, process_index, process_count)
-    self._pool = (concurrent.futures.ThreadPoolExecutor(num_workers) if num_workers > 0
-                  else None)
+    self._pool = concurrent.futures.ThreadPoolExecutor(num_workers) if num_workers > 0 else None
     self._perm_cache: dict[int, np.ndarray] = {}
 
   def _index_at(self, position: int) -> int:
@@ -338,8 +369,9 @@ class PairedBatches:
 
   def _load(self, position: int, index: int) -> tuple[int, np.ndarray, np.ndarray]:
     a, b = self.source.load(index, self.load_hw)
-    top, left, mirror = jitter_params(self.seed, position, load_hw=self.load_hw,
-                                      crop_hw=self.crop_hw, flip=self.flip)
+    top, left, mirror = jitter_params(
+      self.seed, position, load_hw=self.load_hw, crop_hw=self.crop_hw, flip=self.flip
+    )
     a = apply_jitter(a, top, left, mirror, self.crop_hw)
     b = apply_jitter(b, top, left, mirror, self.crop_hw)
     return index, _channels(a, self.input_nc), _channels(b, self.output_nc)
@@ -353,9 +385,9 @@ class PairedBatches:
     else:
       items = [self._load(p, i) for p, i in zip(positions, indices)]
     return {
-        "A": to_float(np.stack([a for _, a, _ in items])),
-        "B": to_float(np.stack([b for _, _, b in items])),
-        "index": np.asarray([i for i, _, _ in items], np.int64),
+      "A": to_float(np.stack([a for _, a, _ in items])),
+      "B": to_float(np.stack([b for _, _, b in items])),
+      "index": np.asarray([i for i, _, _ in items], np.int64),
     }
 
   def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -378,9 +410,17 @@ class PairedBatches:
     return max(1, self.n // self.batch_size)
 
 
-def eval_batches(source, *, batch_size: int, size: int | Sequence[int], num_examples: int = 0,
-                 input_nc: int = 3, output_nc: int = 3, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+  source,
+  *,
+  batch_size: int,
+  size: int | Sequence[int],
+  num_examples: int = 0,
+  input_nc: int = 3,
+  output_nc: int = 3,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
   """Ordered, un-jittered batches over the first ``num_examples`` (0: all) examples.
 
   Pairs are resized straight to ``size`` (pix2pix tests with ``load_size =
@@ -401,17 +441,30 @@ def eval_batches(source, *, batch_size: int, size: int | Sequence[int], num_exam
       mask.append(1.0 if g < n else 0.0)
       a_list.append(_channels(a, input_nc))
       b_list.append(_channels(b, output_nc))
-    yield {"A": to_float(np.stack(a_list)), "B": to_float(np.stack(b_list)),
-           "index": np.asarray(idx, np.int64), "mask": np.asarray(mask, np.float32)}
+    yield {
+      "A": to_float(np.stack(a_list)),
+      "B": to_float(np.stack(b_list)),
+      "index": np.asarray(idx, np.int64),
+      "mask": np.asarray(mask, np.float32),
+    }
 
 
 def num_eval_batches(n: int, batch_size: int) -> int:
   return math.ceil(n / batch_size)
 
 
-def open_source(dataroot: str, split: str, *, direction: str = "AtoB", check_square: bool = True,
-                max_size: int = 0, synthetic_sizes: dict[str, int] | None = None,
-                seed: int = 0, cache: bool = True, required: bool = True):
+def open_source(
+  dataroot: str,
+  split: str,
+  *,
+  direction: str = "AtoB",
+  check_square: bool = True,
+  max_size: int = 0,
+  synthetic_sizes: dict[str, int] | None = None,
+  seed: int = 0,
+  cache: bool = True,
+  required: bool = True,
+):
   """The source of ``split``: ``dataroot/split`` or, for ``dataroot=''``, edges2faces.
 
   With ``required=False`` a missing split folder gives ``None`` instead of an error.
@@ -435,14 +488,29 @@ def open_source(dataroot: str, split: str, *, direction: str = "AtoB", check_squ
   if not os.path.isdir(folder):
     if required:
       raise PairedDataError(
-          f"no {split!r} folder in dataroot {dataroot!r} (expected {folder} with A|B images)")
+        f"no {split!r} folder in dataroot {dataroot!r} (expected {folder} with A|B images)"
+      )
     return None
-  return AlignedFolder(folder, direction=direction, check_square=check_square,
-                       max_size=max_size, cache=cache)
+  return AlignedFolder(
+    folder, direction=direction, check_square=check_square, max_size=max_size, cache=cache
+  )
 
 
 __all__ = [
-    "PairedDataError", "AlignedFolder", "SyntheticEdgesFaces", "PairedBatches", "eval_batches",
-    "open_source", "list_images", "jitter_params", "apply_jitter", "epoch_permutation",
-    "scaled_load_size", "to_float", "to_uint8", "IMG_EXTENSIONS", "DIRECTIONS", "SPLITS",
+  "PairedDataError",
+  "AlignedFolder",
+  "SyntheticEdgesFaces",
+  "PairedBatches",
+  "eval_batches",
+  "open_source",
+  "list_images",
+  "jitter_params",
+  "apply_jitter",
+  "epoch_permutation",
+  "scaled_load_size",
+  "to_float",
+  "to_uint8",
+  "IMG_EXTENSIONS",
+  "DIRECTIONS",
+  "SPLITS",
 ]

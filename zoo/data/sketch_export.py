@@ -35,18 +35,18 @@ from zoo.data import strokes as S
 from zoo.errors import ZooError
 
 __all__ = [
-    "SketchFormatError",
-    "write_svg",
-    "write_grid_svg",
-    "render",
-    "grid_image",
-    "write_grid_png",
-    "gif_frames",
-    "write_gif",
-    "to_js_strokes",
-    "from_js_strokes",
-    "write_json",
-    "read_json",
+  "SketchFormatError",
+  "write_svg",
+  "write_grid_svg",
+  "render",
+  "grid_image",
+  "write_grid_png",
+  "gif_frames",
+  "write_gif",
+  "to_js_strokes",
+  "from_js_strokes",
+  "write_json",
+  "read_json",
 ]
 
 INK = (0, 0, 0)
@@ -83,8 +83,9 @@ def write_svg(sketch, path: str | Path, *, size: int = 256, stroke_width: float 
   return Path(path)
 
 
-def write_grid_svg(sketches: Sequence, path: str | Path, *, ncols: int | None = None,
-                   cell_size: int = 128) -> Path:
+def write_grid_svg(
+  sketches: Sequence, path: str | Path, *, ncols: int | None = None, cell_size: int = 128
+) -> Path:
   """Several sketches on one SVG grid (``ncols`` default: a square-ish layout)."""
   sketches = [_stroke3(s, f"sketch {i}") for i, s in enumerate(sketches)]
   ncols = ncols or max(1, math.ceil(math.sqrt(len(sketches))))
@@ -119,8 +120,18 @@ def _points(sketch: np.ndarray) -> np.ndarray:
   return np.cumsum(sketch[:, :2], axis=0) if len(sketch) else np.zeros((0, 2))
 
 
-def _draw_points(draw, sketch: np.ndarray, frame: _Frame, start: int, stop: int, *,
-                 width: int, highlight: int = 0, color=INK, accent=ACCENT) -> None:
+def _draw_points(
+  draw,
+  sketch: np.ndarray,
+  frame: _Frame,
+  start: int,
+  stop: int,
+  *,
+  width: int,
+  highlight: int = 0,
+  color=INK,
+  accent=ACCENT,
+) -> None:
   """Draws points ``start .. stop-1`` (their segments); points ``< highlight`` in ``accent``.
 
   Point ``j`` connects to point ``j-1`` unless the pen lifted after ``j-1``; a
@@ -140,22 +151,46 @@ def _draw_points(draw, sketch: np.ndarray, frame: _Frame, start: int, stop: int,
       draw.ellipse([x1 - r, y1 - r, x1 + r, y1 + r], fill=col)  # stroke start / lone dot
 
 
-def render(sketch, size: int = 128, *, stroke_width: int = 2, highlight: int = 0,
-           color=INK, accent=ACCENT, background=PAPER, margin: float | None = None):
+def render(
+  sketch,
+  size: int = 128,
+  *,
+  stroke_width: int = 2,
+  highlight: int = 0,
+  color=INK,
+  accent=ACCENT,
+  background=PAPER,
+  margin: float | None = None,
+):
   """One sketch -> ``PIL.Image`` (RGB, ``size x size``), scaled to fit and centred."""
   from PIL import Image, ImageDraw
 
   sk = _stroke3(sketch)
   margin = 0.08 * size + stroke_width if margin is None else margin
   img = Image.new("RGB", (size, size), background)
-  _draw_points(ImageDraw.Draw(img), sk, _Frame(sk, size, margin), 0, len(sk),
-               width=stroke_width, highlight=highlight, color=color, accent=accent)
+  _draw_points(
+    ImageDraw.Draw(img),
+    sk,
+    _Frame(sk, size, margin),
+    0,
+    len(sk),
+    width=stroke_width,
+    highlight=highlight,
+    color=color,
+    accent=accent,
+  )
   return img
 
 
-def grid_image(sketches: Sequence, *, ncols: int | None = None, cell_size: int = 128,
-               stroke_width: int = 2, highlight: Sequence[int] | None = None,
-               colors: Sequence | None = None):
+def grid_image(
+  sketches: Sequence,
+  *,
+  ncols: int | None = None,
+  cell_size: int = 128,
+  stroke_width: int = 2,
+  highlight: Sequence[int] | None = None,
+  colors: Sequence | None = None,
+):
   """Sketches on a grid -> ``PIL.Image`` of ``(ncols * cell, nrows * cell)`` pixels.
 
   ``ncols`` defaults to a square-ish layout; pass ``ncols=len(sketches)`` for one
@@ -170,9 +205,13 @@ def grid_image(sketches: Sequence, *, ncols: int | None = None, cell_size: int =
   img = Image.new("RGB", (ncols * cell_size, nrows * cell_size), PAPER)
   for i, sk in enumerate(sketches):
     r, c = divmod(i, ncols)
-    cell = render(sk, cell_size, stroke_width=stroke_width,
-                  highlight=int(highlight[i]) if highlight is not None else 0,
-                  color=(colors[i] if colors is not None and colors[i] is not None else INK))
+    cell = render(
+      sk,
+      cell_size,
+      stroke_width=stroke_width,
+      highlight=int(highlight[i]) if highlight is not None else 0,
+      color=(colors[i] if colors is not None and colors[i] is not None else INK),
+    )
     img.paste(cell, (c * cell_size, r * cell_size))
   draw = ImageDraw.Draw(img)
   for c in range(1, ncols):
@@ -188,8 +227,9 @@ def write_grid_png(sketches: Sequence, path: str | Path, **kw) -> Path:
   return Path(path)
 
 
-def gif_frames(sketch, *, size: int = 256, stroke_width: int = 3, max_frames: int = 100,
-               highlight: int = 0) -> list:
+def gif_frames(
+  sketch, *, size: int = 256, stroke_width: int = 3, max_frames: int = 100, highlight: int = 0
+) -> list:
   """Frames of ``sketch`` being drawn: first ``k`` points for increasing ``k``, pen tip in red.
 
   ``k`` runs over at most ``max_frames`` values spread evenly over ``1..n``; the
@@ -204,8 +244,7 @@ def gif_frames(sketch, *, size: int = 256, stroke_width: int = 3, max_frames: in
   frame = _Frame(sk, size, margin)
   pts = _points(sk)
   n = len(sk)
-  ks = (np.unique(np.round(np.linspace(1, n, min(max_frames, n))).astype(int)).tolist()
-        if n else [])
+  ks = np.unique(np.round(np.linspace(1, n, min(max_frames, n))).astype(int)).tolist() if n else []
   base = Image.new("RGB", (size, size), PAPER)
   base_draw = ImageDraw.Draw(base)
   frames, prev, drawn = [], None, 0
@@ -225,15 +264,33 @@ def gif_frames(sketch, *, size: int = 256, stroke_width: int = 3, max_frames: in
   return frames
 
 
-def write_gif(sketch, path: str | Path, *, size: int = 256, stroke_width: int = 3,
-              max_frames: int = 100, frame_ms: int = 40, hold_ms: int = 1500,
-              loop: int = 0, highlight: int = 0) -> int:
+def write_gif(
+  sketch,
+  path: str | Path,
+  *,
+  size: int = 256,
+  stroke_width: int = 3,
+  max_frames: int = 100,
+  frame_ms: int = 40,
+  hold_ms: int = 1500,
+  loop: int = 0,
+  highlight: int = 0,
+) -> int:
   """Animated GIF of ``sketch`` being drawn (see :func:`gif_frames`); returns the frame count."""
-  frames = gif_frames(sketch, size=size, stroke_width=stroke_width, max_frames=max_frames,
-                      highlight=highlight)
+  frames = gif_frames(
+    sketch, size=size, stroke_width=stroke_width, max_frames=max_frames, highlight=highlight
+  )
   durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
-  frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
-                 duration=durations, loop=loop, disposal=1, optimize=False)
+  frames[0].save(
+    path,
+    format="GIF",
+    save_all=True,
+    append_images=frames[1:],
+    duration=durations,
+    loop=loop,
+    disposal=1,
+    optimize=False,
+  )
   return len(frames)
 
 
@@ -257,8 +314,10 @@ def to_js_strokes(sketch, *, decimals: int | None = 3) -> list[list]:
   JSON integers.
   """
   sk = _stroke3(sketch)
-  rows = [[_num(dx, decimals), _num(dy, decimals), 0 if p > 0.5 else 1, 1 if p > 0.5 else 0, 0]
-          for dx, dy, p in sk]
+  rows = [
+    [_num(dx, decimals), _num(dy, decimals), 0 if p > 0.5 else 1, 1 if p > 0.5 else 0, 0]
+    for dx, dy, p in sk
+  ]
   rows.append([0, 0, 0, 0, 1])
   return rows
 
@@ -275,8 +334,9 @@ def from_js_strokes(rows, where: str = "sketch") -> np.ndarray:
     raise SketchFormatError(f"{where}: rows are not a rectangular list of numbers") from None
   if arr.ndim != 2 or arr.shape[1] not in (3, 5):
     raise SketchFormatError(
-        f"{where}: expected rows of 5 ([dx, dy, p0, p1, p2]) or 3 ([dx, dy, pen_lift]) numbers, "
-        f"got shape {arr.shape}")
+      f"{where}: expected rows of 5 ([dx, dy, p0, p1, p2]) or 3 ([dx, dy, pen_lift]) numbers, "
+      f"got shape {arr.shape}"
+    )
   if not np.isfinite(arr).all():
     raise SketchFormatError(f"{where}: contains non-finite values")
   if arr.shape[1] == 3:
@@ -294,11 +354,14 @@ def write_json(sketches, path: str | Path, *, decimals: int | None = 3) -> Path:
 
   A single array gives a list of rows; a list of arrays gives a list of lists.
   """
-  single = ((isinstance(sketches, np.ndarray) and sketches.ndim == 2) or
-            (isinstance(sketches, (list, tuple)) and len(sketches) > 0 and
-             np.ndim(sketches[0]) == 1))
-  data = (to_js_strokes(sketches, decimals=decimals) if single else
-          [to_js_strokes(s, decimals=decimals) for s in sketches])
+  single = (isinstance(sketches, np.ndarray) and sketches.ndim == 2) or (
+    isinstance(sketches, (list, tuple)) and len(sketches) > 0 and np.ndim(sketches[0]) == 1
+  )
+  data = (
+    to_js_strokes(sketches, decimals=decimals)
+    if single
+    else [to_js_strokes(s, decimals=decimals) for s in sketches]
+  )
   Path(path).write_text(json.dumps(data, separators=(",", ":")) + "\n")
   return Path(path)
 
@@ -333,5 +396,6 @@ def read_json(path: str | Path) -> list[np.ndarray]:
       raise SketchFormatError(f"{path}: no sketches")
     return [from_js_strokes(s, f"{path} sketch {i}") for i, s in enumerate(data)]
   raise SketchFormatError(
-      f"{path}: expected a list of [dx, dy, p0, p1, p2] (or [dx, dy, pen_lift]) rows, "
-      "or a list of such lists")
+    f"{path}: expected a list of [dx, dy, p0, p1, p2] (or [dx, dy, pen_lift]) rows, "
+    "or a list of such lists"
+  )

@@ -55,7 +55,7 @@ def prepare_images(images: jax.Array, size: int) -> jax.Array:
   b, h, w, c = images.shape
   m = min(h, w)
   top, left = (h - m) // 2, (w - m) // 2
-  x = images[:, top:top + m, left:left + m, :].astype(jnp.float32)
+  x = images[:, top : top + m, left : left + m, :].astype(jnp.float32)
   if c == 1:
     x = jnp.repeat(x, 3, axis=-1)
   if m != size:
@@ -79,8 +79,11 @@ class AttributeCNN(nn.Module):
 
   @nn.compact
   def __call__(self, images):
-    sizes = (dict(self.attribute_sizes) if self.attribute_sizes is not None
-             else {k: len(v) for k, v in faces.ATTRIBUTES.items()})
+    sizes = (
+      dict(self.attribute_sizes)
+      if self.attribute_sizes is not None
+      else {k: len(v) for k, v in faces.ATTRIBUTES.items()}
+    )
     x = prepare_images(images, self.input_size)
     for i, w in enumerate(self.widths):
       for j in range(self.convs_per_stage):
@@ -93,10 +96,12 @@ class AttributeCNN(nn.Module):
 
 
 def make_model(model_config: Mapping[str, Any]) -> AttributeCNN:
-  return AttributeCNN(input_size=int(model_config["input_size"]),
-                      widths=tuple(int(w) for w in model_config["widths"]),
-                      convs_per_stage=int(model_config["convs_per_stage"]),
-                      feature_dim=int(model_config["feature_dim"]))
+  return AttributeCNN(
+    input_size=int(model_config["input_size"]),
+    widths=tuple(int(w) for w in model_config["widths"]),
+    convs_per_stage=int(model_config["convs_per_stage"]),
+    feature_dim=int(model_config["feature_dim"]),
+  )
 
 
 def _to_float_images(images) -> np.ndarray:
@@ -126,8 +131,14 @@ class FaceClassifier:
   in chunks of ``batch_size`` (padded, so each image shape compiles once).
   """
 
-  def __init__(self, model_config: Mapping[str, Any], params: Any, *, batch_size: int = 256,
-               info: Mapping[str, Any] | None = None):
+  def __init__(
+    self,
+    model_config: Mapping[str, Any],
+    params: Any,
+    *,
+    batch_size: int = 256,
+    info: Mapping[str, Any] | None = None,
+  ):
     self.model_config = {k: model_config[k] for k in MODEL_KEYS}
     self.model = make_model(self.model_config)
     self.params = params
@@ -155,24 +166,29 @@ class FaceClassifier:
     workdir = default_classifier_workdir() if workdir is None else workdir
     d = export_dir(workdir)
     if not os.path.isfile(os.path.join(d, "classifier.json")) and os.path.isfile(
-        os.path.join(workdir, "classifier.json")):
+      os.path.join(workdir, "classifier.json")
+    ):
       d = workdir
     meta_path, params_path = os.path.join(d, "classifier.json"), os.path.join(d, "params.msgpack")
     if not (os.path.isfile(meta_path) and os.path.isfile(params_path)):
       raise CheckpointError(
-          f"no trained face classifier in {workdir!r} (expected {meta_path}); train one with "
-          f"`python -m launch.face_classifier --workdir {workdir}`")
+        f"no trained face classifier in {workdir!r} (expected {meta_path}); train one with "
+        f"`python -m launch.face_classifier --workdir {workdir}`"
+      )
     with open(meta_path) as f:
       meta = json.load(f)
     if meta.get("format") != EXPORT_FORMAT:
-      raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected "
-                            f"{EXPORT_FORMAT!r}")
+      raise CheckpointError(
+        f"{meta_path}: format {meta.get('format')!r}, expected {EXPORT_FORMAT!r}"
+      )
     if dict(meta.get("attributes", {})) != {k: len(v) for k, v in faces.ATTRIBUTES.items()}:
       raise CheckpointError(f"{meta_path}: trained on a different attribute schema; retrain it")
     model = make_model(meta["model"])
     abstract = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, model.input_size,
-                                                         model.input_size, 3)))["params"])
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, model.input_size, model.input_size, 3)))[
+        "params"
+      ]
+    )
     target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
     with open(params_path, "rb") as f:
       try:
@@ -194,7 +210,7 @@ class FaceClassifier:
       raise ValueError("no images")
     logits, feats = [], []
     for start in range(0, n, self.batch_size):
-      chunk = x[start:start + self.batch_size]
+      chunk = x[start : start + self.batch_size]
       m = chunk.shape[0]
       pad = _bucket(m, self.batch_size) - m
       if pad:
@@ -222,6 +238,7 @@ class FaceClassifier:
   def accuracy(self, images, attributes: Mapping[str, Any]) -> dict[str, float]:
     """Per-attribute accuracy (and ``'mean'``) of :meth:`predict` against true codes."""
     from zoo.eval import metrics  # pylint: disable=g-import-not-at-top
+
     return metrics.attribute_accuracy(self.predict(images), attributes)
 
   def __repr__(self) -> str:
@@ -238,18 +255,28 @@ def is_trained(workdir: str) -> bool:
   return all(os.path.isfile(os.path.join(d, f)) for f in ("classifier.json", "params.msgpack"))
 
 
-def save_export(workdir: str, model_config: Mapping[str, Any], params: Any, *,
-                extra: Mapping[str, Any] | None = None) -> str:
+def save_export(
+  workdir: str,
+  model_config: Mapping[str, Any],
+  params: Any,
+  *,
+  extra: Mapping[str, Any] | None = None,
+) -> str:
   """Writes the weights and a JSON description under ``<workdir>/classifier/``; returns the dir."""
   d = export_dir(workdir)
   os.makedirs(d, exist_ok=True)
   meta = dict(extra or {})
-  meta.update(format=EXPORT_FORMAT, model={k: model_config[k] for k in MODEL_KEYS},
-              attributes={k: len(v) for k, v in faces.ATTRIBUTES.items()})
+  meta.update(
+    format=EXPORT_FORMAT,
+    model={k: model_config[k] for k in MODEL_KEYS},
+    attributes={k: len(v) for k, v in faces.ATTRIBUTES.items()},
+  )
   meta["model"]["widths"] = [int(w) for w in meta["model"]["widths"]]
   data = flax.serialization.to_bytes(jax.device_get(params))
-  for name, payload, mode in (("params.msgpack", data, "wb"),
-                              ("classifier.json", json.dumps(meta, indent=2, default=str), "w")):
+  for name, payload, mode in (
+    ("params.msgpack", data, "wb"),
+    ("classifier.json", json.dumps(meta, indent=2, default=str), "w"),
+  ):
     tmp = os.path.join(d, f".{name}.tmp{os.getpid()}")
     with open(tmp, mode) as f:
       f.write(payload)
@@ -285,9 +312,13 @@ def _lock(workdir: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def get_or_train_classifier(workdir: str | None = None, config=None, *,
-                            log_fn: Callable[[str], None] | None = None,
-                            **load_kwargs) -> FaceClassifier:
+def get_or_train_classifier(
+  workdir: str | None = None,
+  config=None,
+  *,
+  log_fn: Callable[[str], None] | None = None,
+  **load_kwargs,
+) -> FaceClassifier:
   """Loads the classifier exported in ``workdir``; trains (or resumes) it first if missing.
 
   Args:
@@ -302,10 +333,13 @@ def get_or_train_classifier(workdir: str | None = None, config=None, *,
     with _lock(workdir):
       if not is_trained(workdir):  # another process may have trained it meanwhile
         from zoo.tasks import face_classifier as task_lib  # pylint: disable=g-import-not-at-top
+
         if config is None:
           config = task_lib.default_config()
         say = log_fn or (lambda msg: print(msg, flush=True))
-        say(f"[face_classifier] no trained classifier in {workdir}; training it "
-            f"({config.num_steps} steps)")
+        say(
+          f"[face_classifier] no trained classifier in {workdir}; training it "
+          f"({config.num_steps} steps)"
+        )
         task_lib.train_and_evaluate(config, workdir, log_fn=log_fn)
   return FaceClassifier.load(workdir, **load_kwargs)

@@ -112,8 +112,9 @@ def _trace_sqrt_product_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float
   return float(tr)
 
 
-def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2, *, method: str = "auto",
-                                     eps: float = 1e-6) -> float:
+def frechet_distance_from_statistics(
+  mu1, sigma1, mu2, sigma2, *, method: str = "auto", eps: float = 1e-6
+) -> float:
   """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
 
   ``FD = |mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrt(sigma1 sigma2))``.
@@ -132,8 +133,9 @@ def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2, *, method: str = 
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
   sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-    raise ValueError(f"inconsistent shapes: mu {mu1.shape} / {mu2.shape}, "
-                     f"sigma {sigma1.shape} / {sigma2.shape}")
+    raise ValueError(
+      f"inconsistent shapes: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape}"
+    )
   tr_covmean = None
   if method == "scipy" or (method == "auto" and HAVE_SCIPY):
     if not HAVE_SCIPY:
@@ -171,8 +173,9 @@ def classifier_frechet_distance(classifier, images_a, images_b, *, method: str =
   in [-1, 1] or uint8). Use the same number of images on both sides when comparing
   distances (the estimate depends on the sample size).
   """
-  return frechet_distance(classifier.features(images_a), classifier.features(images_b),
-                          method=method)
+  return frechet_distance(
+    classifier.features(images_a), classifier.features(images_b), method=method
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -223,8 +226,16 @@ def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
   return np.lib.stride_tricks.sliding_window_view(x, win, axis=2) @ g  # [b, H', W', C]
 
 
-def ssim(pred, target, *, data_range: float, win_size: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+def ssim(
+  pred,
+  target,
+  *,
+  data_range: float,
+  win_size: int = 11,
+  sigma: float = 1.5,
+  k1: float = 0.01,
+  k2: float = 0.03,
+) -> np.ndarray:
   """Structural similarity of each example (Wang et al. 2004), ``[b]``.
 
   Local means, variances and covariance use an ``win_size`` x ``win_size`` Gaussian window
@@ -248,8 +259,9 @@ def ssim(pred, target, *, data_range: float, win_size: int = 11, sigma: float = 
   if p.ndim != 4:
     raise ValueError(f"expected [b, H, W, C] or [b, H, W], got shape {p.shape}")
   if min(p.shape[1:3]) < win_size:
-    raise ValueError(f"images {p.shape[1]}x{p.shape[2]} are smaller than the "
-                     f"{win_size}x{win_size} SSIM window")
+    raise ValueError(
+      f"images {p.shape[1]}x{p.shape[2]} are smaller than the {win_size}x{win_size} SSIM window"
+    )
   g = gaussian_window(win_size, sigma)
   mu_x, mu_y = _filter_valid(p, g), _filter_valid(t, g)
   sxx = _filter_valid(p * p, g) - mu_x * mu_x
@@ -272,8 +284,10 @@ def batch_mean(per_example) -> float:
 def image_metrics(pred, target, *, data_range: float) -> dict[str, float]:
   """Batch means of :func:`l1`, :func:`psnr` and :func:`ssim` (``ssim`` skipped for images
   smaller than its 11x11 window)."""
-  out = {"l1": batch_mean(l1(pred, target)),
-         "psnr": batch_mean(psnr(pred, target, data_range=data_range))}
+  out = {
+    "l1": batch_mean(l1(pred, target)),
+    "psnr": batch_mean(psnr(pred, target, data_range=data_range)),
+  }
   shape = np.shape(pred)
   if len(shape) >= 3 and min(shape[1:3]) >= 11:
     out["ssim"] = batch_mean(ssim(pred, target, data_range=data_range))

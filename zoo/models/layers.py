@@ -26,19 +26,19 @@ Dtype = Any
 PaddingLike = Union[str, int, Sequence[int], Sequence[tuple[int, int]]]
 
 __all__ = [
-    "EqualizedDense",
-    "EqualizedConv",
-    "pixel_norm",
-    "instance_norm",
-    "MinibatchStdDev",
-    "blur_kernel_2d",
-    "blur",
-    "upsample_2x",
-    "downsample_2x",
-    "AdaIN",
-    "NoiseInjection",
-    "Identity",
-    "make_norm",
+  "EqualizedDense",
+  "EqualizedConv",
+  "pixel_norm",
+  "instance_norm",
+  "MinibatchStdDev",
+  "blur_kernel_2d",
+  "blur",
+  "upsample_2x",
+  "downsample_2x",
+  "AdaIN",
+  "NoiseInjection",
+  "Identity",
+  "make_norm",
 ]
 
 
@@ -48,147 +48,145 @@ __all__ = [
 
 
 def _normal_init(stddev: float) -> Callable[..., Array]:
-    def init(key, shape, dtype=jnp.float32):
-        return stddev * jax.random.normal(key, shape, dtype)
+  def init(key, shape, dtype=jnp.float32):
+    return stddev * jax.random.normal(key, shape, dtype)
 
-    return init
+  return init
 
 
 class EqualizedDense(nn.Module):
-    """Fully connected layer with ProGAN's equalized learning rate.
+  """Fully connected layer with ProGAN's equalized learning rate.
 
-    The stored kernel is drawn from ``N(0, 1 / lr_multiplier^2)`` and scaled at
-    run time by ``gain / sqrt(fan_in) * lr_multiplier``, so the effective
-    weights have He-style std ``gain / sqrt(fan_in)`` while the optimiser sees
-    parameters of unit scale; with Adam every layer then learns at the same
-    speed (ProGAN Sec. 4.1). ``lr_multiplier`` (StyleGAN's mapping network uses
-    0.01) further scales the gradient of the stored parameters, i.e. the
-    effective learning rate. The bias is stored divided by ``lr_multiplier``
-    and multiplied back at run time, so ``bias_init`` is the *effective* initial
-    bias.
+  The stored kernel is drawn from ``N(0, 1 / lr_multiplier^2)`` and scaled at
+  run time by ``gain / sqrt(fan_in) * lr_multiplier``, so the effective
+  weights have He-style std ``gain / sqrt(fan_in)`` while the optimiser sees
+  parameters of unit scale; with Adam every layer then learns at the same
+  speed (ProGAN Sec. 4.1). ``lr_multiplier`` (StyleGAN's mapping network uses
+  0.01) further scales the gradient of the stored parameters, i.e. the
+  effective learning rate. The bias is stored divided by ``lr_multiplier``
+  and multiplied back at run time, so ``bias_init`` is the *effective* initial
+  bias.
 
-    Attributes:
-      features: number of output features.
-      lr_multiplier: learning-rate multiplier for this layer.
-      use_bias: whether to add a bias.
-      gain: He gain; ``sqrt(2)`` for layers followed by (leaky) ReLU, ``1`` for
-        linear outputs.
-      bias_init: effective initial value of the bias (a constant).
-      dtype: computation dtype (inferred from inputs and params when ``None``).
-      param_dtype: dtype of the stored parameters.
+  Attributes:
+    features: number of output features.
+    lr_multiplier: learning-rate multiplier for this layer.
+    use_bias: whether to add a bias.
+    gain: He gain; ``sqrt(2)`` for layers followed by (leaky) ReLU, ``1`` for
+      linear outputs.
+    bias_init: effective initial value of the bias (a constant).
+    dtype: computation dtype (inferred from inputs and params when ``None``).
+    param_dtype: dtype of the stored parameters.
 
-    Input ``[..., fan_in]`` -> output ``[..., features]``.
-    """
+  Input ``[..., fan_in]`` -> output ``[..., features]``.
+  """
 
-    features: int
-    lr_multiplier: float = 1.0
-    use_bias: bool = True
-    gain: float = math.sqrt(2.0)
-    bias_init: float = 0.0
-    dtype: Optional[Dtype] = None
-    param_dtype: Dtype = jnp.float32
+  features: int
+  lr_multiplier: float = 1.0
+  use_bias: bool = True
+  gain: float = math.sqrt(2.0)
+  bias_init: float = 0.0
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        fan_in = x.shape[-1]
-        lr = self.lr_multiplier
-        kernel = self.param(
-            "kernel", _normal_init(1.0 / lr), (fan_in, self.features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param(
-                "bias",
-                nn.initializers.constant(self.bias_init / lr),
-                (self.features,),
-                self.param_dtype,
-            )
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        w = kernel * (self.gain / math.sqrt(fan_in) * lr)
-        y = jnp.dot(x, w)
-        if bias is not None:
-            y = y + bias * lr
-        return y
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    fan_in = x.shape[-1]
+    lr = self.lr_multiplier
+    kernel = self.param("kernel", _normal_init(1.0 / lr), (fan_in, self.features), self.param_dtype)
+    bias = None
+    if self.use_bias:
+      bias = self.param(
+        "bias",
+        nn.initializers.constant(self.bias_init / lr),
+        (self.features,),
+        self.param_dtype,
+      )
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    w = kernel * (self.gain / math.sqrt(fan_in) * lr)
+    y = jnp.dot(x, w)
+    if bias is not None:
+      y = y + bias * lr
+    return y
 
 
 def _conv_padding(padding: PaddingLike, kernel_size: tuple[int, int]):
-    if isinstance(padding, str):
-        p = padding.upper()
-        if p not in ("SAME", "VALID"):
-            raise ValueError(f"padding string must be 'SAME' or 'VALID', got {padding!r}")
-        return p
-    if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
-    padding = tuple(padding)
-    if len(padding) == 2 and all(isinstance(p, int) for p in padding):
-        return tuple((int(p), int(p)) for p in padding)
-    if len(padding) == 2 and all(len(p) == 2 for p in padding):
-        return tuple((int(a), int(b)) for a, b in padding)
-    raise ValueError(f"unsupported padding {padding!r}")
+  if isinstance(padding, str):
+    p = padding.upper()
+    if p not in ("SAME", "VALID"):
+      raise ValueError(f"padding string must be 'SAME' or 'VALID', got {padding!r}")
+    return p
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  padding = tuple(padding)
+  if len(padding) == 2 and all(isinstance(p, int) for p in padding):
+    return tuple((int(p), int(p)) for p in padding)
+  if len(padding) == 2 and all(len(p) == 2 for p in padding):
+    return tuple((int(a), int(b)) for a, b in padding)
+  raise ValueError(f"unsupported padding {padding!r}")
 
 
 class EqualizedConv(nn.Module):
-    """2-D convolution (NHWC) with ProGAN's equalized learning rate.
+  """2-D convolution (NHWC) with ProGAN's equalized learning rate.
 
-    Like :class:`EqualizedDense` with ``fan_in = kh * kw * C_in``: the HWIO
-    kernel is stored ``~ N(0, 1 / lr_multiplier^2)`` and multiplied at run time
-    by ``gain / sqrt(fan_in) * lr_multiplier``.
+  Like :class:`EqualizedDense` with ``fan_in = kh * kw * C_in``: the HWIO
+  kernel is stored ``~ N(0, 1 / lr_multiplier^2)`` and multiplied at run time
+  by ``gain / sqrt(fan_in) * lr_multiplier``.
 
-    Attributes:
-      features: output channels.
-      kernel_size: int or ``(kh, kw)``.
-      strides: int or ``(sh, sw)``.
-      padding: ``'SAME'``, ``'VALID'``, an int, ``(ph, pw)`` or
-        ``((top, bottom), (left, right))`` (zero padding).
-      lr_multiplier, use_bias, gain, bias_init, dtype, param_dtype: as in
-        :class:`EqualizedDense`.
+  Attributes:
+    features: output channels.
+    kernel_size: int or ``(kh, kw)``.
+    strides: int or ``(sh, sw)``.
+    padding: ``'SAME'``, ``'VALID'``, an int, ``(ph, pw)`` or
+      ``((top, bottom), (left, right))`` (zero padding).
+    lr_multiplier, use_bias, gain, bias_init, dtype, param_dtype: as in
+      :class:`EqualizedDense`.
 
-    Input ``[B, H, W, C_in]`` -> output ``[B, H', W', features]``.
-    """
+  Input ``[B, H, W, C_in]`` -> output ``[B, H', W', features]``.
+  """
 
-    features: int
-    kernel_size: Union[int, Sequence[int]] = 3
-    strides: Union[int, Sequence[int]] = 1
-    padding: PaddingLike = "SAME"
-    lr_multiplier: float = 1.0
-    use_bias: bool = True
-    gain: float = math.sqrt(2.0)
-    bias_init: float = 0.0
-    dtype: Optional[Dtype] = None
-    param_dtype: Dtype = jnp.float32
+  features: int
+  kernel_size: Union[int, Sequence[int]] = 3
+  strides: Union[int, Sequence[int]] = 1
+  padding: PaddingLike = "SAME"
+  lr_multiplier: float = 1.0
+  use_bias: bool = True
+  gain: float = math.sqrt(2.0)
+  bias_init: float = 0.0
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        if x.ndim != 4:
-            raise ValueError(f"EqualizedConv expects NHWC input, got shape {x.shape}")
-        ks = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-        st = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
-        c_in = x.shape[-1]
-        fan_in = ks[0] * ks[1] * c_in
-        lr = self.lr_multiplier
-        kernel = self.param(
-            "kernel", _normal_init(1.0 / lr), (*ks, c_in, self.features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param(
-                "bias",
-                nn.initializers.constant(self.bias_init / lr),
-                (self.features,),
-                self.param_dtype,
-            )
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        w = kernel * (self.gain / math.sqrt(fan_in) * lr)
-        y = jax.lax.conv_general_dilated(
-            x,
-            w,
-            window_strides=st,
-            padding=_conv_padding(self.padding, ks),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        if bias is not None:
-            y = y + bias * lr
-        return y
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if x.ndim != 4:
+      raise ValueError(f"EqualizedConv expects NHWC input, got shape {x.shape}")
+    ks = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+    st = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
+    c_in = x.shape[-1]
+    fan_in = ks[0] * ks[1] * c_in
+    lr = self.lr_multiplier
+    kernel = self.param(
+      "kernel", _normal_init(1.0 / lr), (*ks, c_in, self.features), self.param_dtype
+    )
+    bias = None
+    if self.use_bias:
+      bias = self.param(
+        "bias",
+        nn.initializers.constant(self.bias_init / lr),
+        (self.features,),
+        self.param_dtype,
+      )
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    w = kernel * (self.gain / math.sqrt(fan_in) * lr)
+    y = jax.lax.conv_general_dilated(
+      x,
+      w,
+      window_strides=st,
+      padding=_conv_padding(self.padding, ks),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    if bias is not None:
+      y = y + bias * lr
+    return y
 
 
 # --------------------------------------------------------------------------
@@ -197,74 +195,74 @@ class EqualizedConv(nn.Module):
 
 
 def pixel_norm(x: Array, eps: float = 1e-8) -> Array:
-    """ProGAN pixelwise feature normalisation (Sec. 4.2).
+  """ProGAN pixelwise feature normalisation (Sec. 4.2).
 
-    ``b_{x,y} = a_{x,y} / sqrt(mean_c a_{x,y,c}^2 + eps)`` over the channel
-    (last) axis, so every feature vector has unit mean square. Works for any
-    ``[..., C]`` input (also for latents ``[B, Z]``).
-    """
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+  ``b_{x,y} = a_{x,y} / sqrt(mean_c a_{x,y,c}^2 + eps)`` over the channel
+  (last) axis, so every feature vector has unit mean square. Works for any
+  ``[..., C]`` input (also for latents ``[B, Z]``).
+  """
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
 
 
 def instance_norm(x: Array, eps: float = 1e-8) -> Array:
-    """Parameter-free instance normalisation over the spatial axes of ``[B, ..., C]``.
+  """Parameter-free instance normalisation over the spatial axes of ``[B, ..., C]``.
 
-    Each channel of each example is shifted to zero mean and scaled to unit
-    variance (StyleGAN uses ``eps = 1e-8``). Reductions run in at least float32.
-    """
-    if x.ndim < 3:
-        raise ValueError(f"instance_norm expects [B, spatial..., C], got shape {x.shape}")
-    axes = tuple(range(1, x.ndim - 1))
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    xf = xf - jnp.mean(xf, axis=axes, keepdims=True)
-    xf = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=axes, keepdims=True) + eps)
-    return xf.astype(x.dtype)
+  Each channel of each example is shifted to zero mean and scaled to unit
+  variance (StyleGAN uses ``eps = 1e-8``). Reductions run in at least float32.
+  """
+  if x.ndim < 3:
+    raise ValueError(f"instance_norm expects [B, spatial..., C], got shape {x.shape}")
+  axes = tuple(range(1, x.ndim - 1))
+  xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  xf = xf - jnp.mean(xf, axis=axes, keepdims=True)
+  xf = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=axes, keepdims=True) + eps)
+  return xf.astype(x.dtype)
 
 
 class MinibatchStdDev(nn.Module):
-    """Minibatch standard deviation layer (ProGAN Sec. 3, StyleGAN variant).
+  """Minibatch standard deviation layer (ProGAN Sec. 3, StyleGAN variant).
 
-    The batch ``[B, H, W, C]`` is split into ``B / G`` groups of
-    ``G = min(group_size, B)`` examples. As in the reference implementation the
-    groups are strided: example ``b`` belongs to group ``b mod (B / G)``. The
-    channels are split into ``num_new_features`` slices. For every group and
-    slice the standard deviation over the group members (biased, plus 1e-8
-    inside the square root) is computed per feature and pixel, then averaged
-    over the pixels and the slice's channels. The resulting ``num_new_features``
-    scalars per group are broadcast over ``H x W`` and appended as channels.
+  The batch ``[B, H, W, C]`` is split into ``B / G`` groups of
+  ``G = min(group_size, B)`` examples. As in the reference implementation the
+  groups are strided: example ``b`` belongs to group ``b mod (B / G)``. The
+  channels are split into ``num_new_features`` slices. For every group and
+  slice the standard deviation over the group members (biased, plus 1e-8
+  inside the square root) is computed per feature and pixel, then averaged
+  over the pixels and the slice's channels. The resulting ``num_new_features``
+  scalars per group are broadcast over ``H x W`` and appended as channels.
 
-    ``G`` must divide ``B`` and ``num_new_features`` must divide ``C``; a
-    ``ValueError`` is raised otherwise.
+  ``G`` must divide ``B`` and ``num_new_features`` must divide ``C``; a
+  ``ValueError`` is raised otherwise.
 
-    Input ``[B, H, W, C]`` -> output ``[B, H, W, C + num_new_features]``.
-    """
+  Input ``[B, H, W, C]`` -> output ``[B, H, W, C + num_new_features]``.
+  """
 
-    group_size: int = 4
-    num_new_features: int = 1
-    eps: float = 1e-8
+  group_size: int = 4
+  num_new_features: int = 1
+  eps: float = 1e-8
 
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        if x.ndim != 4:
-            raise ValueError(f"MinibatchStdDev expects NHWC input, got shape {x.shape}")
-        b, h, w, c = x.shape
-        g = min(self.group_size, b)
-        if g < 1 or b % g != 0:
-            raise ValueError(
-                f"batch size {b} must be divisible by the group size min({self.group_size}, {b}) = {g}"
-            )
-        n = self.num_new_features
-        if n < 1 or c % n != 0:
-            raise ValueError(f"channels {c} must be divisible by num_new_features {n}")
-        m = b // g
-        y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        y = y.reshape(g, m, h, w, n, c // n)
-        y = y - jnp.mean(y, axis=0, keepdims=True)
-        y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + self.eps)  # [M, H, W, n, c/n]
-        y = jnp.mean(y, axis=(1, 2, 4))  # [M, n]
-        y = jnp.tile(y, (g, 1))  # [B, n]; row b is group b mod M
-        y = jnp.broadcast_to(y[:, None, None, :], (b, h, w, n)).astype(x.dtype)
-        return jnp.concatenate([x, y], axis=-1)
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if x.ndim != 4:
+      raise ValueError(f"MinibatchStdDev expects NHWC input, got shape {x.shape}")
+    b, h, w, c = x.shape
+    g = min(self.group_size, b)
+    if g < 1 or b % g != 0:
+      raise ValueError(
+        f"batch size {b} must be divisible by the group size min({self.group_size}, {b}) = {g}"
+      )
+    n = self.num_new_features
+    if n < 1 or c % n != 0:
+      raise ValueError(f"channels {c} must be divisible by num_new_features {n}")
+    m = b // g
+    y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    y = y.reshape(g, m, h, w, n, c // n)
+    y = y - jnp.mean(y, axis=0, keepdims=True)
+    y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + self.eps)  # [M, H, W, n, c/n]
+    y = jnp.mean(y, axis=(1, 2, 4))  # [M, n]
+    y = jnp.tile(y, (g, 1))  # [B, n]; row b is group b mod M
+    y = jnp.broadcast_to(y[:, None, None, :], (b, h, w, n)).astype(x.dtype)
+    return jnp.concatenate([x, y], axis=-1)
 
 
 # --------------------------------------------------------------------------
@@ -273,104 +271,102 @@ class MinibatchStdDev(nn.Module):
 
 
 def blur_kernel_2d(taps: Sequence[float] = (1, 2, 1)) -> np.ndarray:
-    """Separable 2-D filter ``outer(taps, taps)`` normalised to sum to one."""
-    k = np.asarray(taps, dtype=np.float64)
-    if k.ndim != 1 or k.size == 0:
-        raise ValueError(f"taps must be a non-empty 1-D sequence, got {taps!r}")
-    k2 = np.outer(k, k)
-    total = k2.sum()
-    if total == 0:
-        raise ValueError("filter taps sum to zero")
-    return (k2 / total).astype(np.float32)
+  """Separable 2-D filter ``outer(taps, taps)`` normalised to sum to one."""
+  k = np.asarray(taps, dtype=np.float64)
+  if k.ndim != 1 or k.size == 0:
+    raise ValueError(f"taps must be a non-empty 1-D sequence, got {taps!r}")
+  k2 = np.outer(k, k)
+  total = k2.sum()
+  if total == 0:
+    raise ValueError("filter taps sum to zero")
+  return (k2 / total).astype(np.float32)
 
 
 _PAD_MODES = {"zero": "constant", "edge": "edge", "reflect": "reflect"}
 
 
-def blur(
-    x: Array, *, kernel: Sequence[float] = (1, 2, 1), padding_mode: str = "zero"
-) -> Array:
-    """Low-pass filter each channel of ``[B, H, W, C]`` (same output size).
+def blur(x: Array, *, kernel: Sequence[float] = (1, 2, 1), padding_mode: str = "zero") -> Array:
+  """Low-pass filter each channel of ``[B, H, W, C]`` (same output size).
 
-    The filter is the normalised outer product of ``kernel`` (binomial
-    ``[1, 2, 1]`` -> ``[[1,2,1],[2,4,2],[1,2,1]] / 16``, as in StyleGAN, which
-    applies it around every resampling step to reduce aliasing; Zhang 2019).
+  The filter is the normalised outer product of ``kernel`` (binomial
+  ``[1, 2, 1]`` -> ``[[1,2,1],[2,4,2],[1,2,1]] / 16``, as in StyleGAN, which
+  applies it around every resampling step to reduce aliasing; Zhang 2019).
 
-    Args:
-      x: ``[B, H, W, C]``.
-      kernel: 1-D filter taps.
-      padding_mode: ``'zero'`` (StyleGAN's choice; constants fade near the
-        border), ``'edge'`` (replicate, keeps constant images exactly constant)
-        or ``'reflect'``.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"blur expects NHWC input, got shape {x.shape}")
-    if padding_mode not in _PAD_MODES:
-        raise ValueError(f"padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
-    k2 = blur_kernel_2d(kernel)
-    kh, kw = k2.shape
-    pad_h = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2)
-    pad_w = ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
-    xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), mode=_PAD_MODES[padding_mode])
-    c = x.shape[-1]
-    w = jnp.asarray(np.tile(k2[:, :, None, None], (1, 1, 1, c)), dtype=x.dtype)
-    return jax.lax.conv_general_dilated(
-        xp,
-        w,
-        window_strides=(1, 1),
-        padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=c,
-    )
+  Args:
+    x: ``[B, H, W, C]``.
+    kernel: 1-D filter taps.
+    padding_mode: ``'zero'`` (StyleGAN's choice; constants fade near the
+      border), ``'edge'`` (replicate, keeps constant images exactly constant)
+      or ``'reflect'``.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"blur expects NHWC input, got shape {x.shape}")
+  if padding_mode not in _PAD_MODES:
+    raise ValueError(f"padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+  k2 = blur_kernel_2d(kernel)
+  kh, kw = k2.shape
+  pad_h = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2)
+  pad_w = ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), mode=_PAD_MODES[padding_mode])
+  c = x.shape[-1]
+  w = jnp.asarray(np.tile(k2[:, :, None, None], (1, 1, 1, c)), dtype=x.dtype)
+  return jax.lax.conv_general_dilated(
+    xp,
+    w,
+    window_strides=(1, 1),
+    padding="VALID",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=c,
+  )
 
 
 def upsample_2x(
-    x: Array, *, kernel: Optional[Sequence[float]] = (1, 2, 1), padding_mode: str = "zero"
+  x: Array, *, kernel: Optional[Sequence[float]] = (1, 2, 1), padding_mode: str = "zero"
 ) -> Array:
-    """Nearest-neighbour 2x upsampling followed by :func:`blur`.
+  """Nearest-neighbour 2x upsampling followed by :func:`blur`.
 
-    ``[B, H, W, C] -> [B, 2H, 2W, C]``; ``kernel=None`` skips the blur (plain
-    nearest-neighbour, as in ProGAN).
-    """
-    if x.ndim != 4:
-        raise ValueError(f"upsample_2x expects NHWC input, got shape {x.shape}")
-    y = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-    if kernel is not None:
-        y = blur(y, kernel=kernel, padding_mode=padding_mode)
-    return y
+  ``[B, H, W, C] -> [B, 2H, 2W, C]``; ``kernel=None`` skips the blur (plain
+  nearest-neighbour, as in ProGAN).
+  """
+  if x.ndim != 4:
+    raise ValueError(f"upsample_2x expects NHWC input, got shape {x.shape}")
+  y = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  if kernel is not None:
+    y = blur(y, kernel=kernel, padding_mode=padding_mode)
+  return y
 
 
 def downsample_2x(
-    x: Array,
-    *,
-    kernel: Optional[Sequence[float]] = (1, 2, 1),
-    method: str = "avg_pool",
-    padding_mode: str = "zero",
+  x: Array,
+  *,
+  kernel: Optional[Sequence[float]] = (1, 2, 1),
+  method: str = "avg_pool",
+  padding_mode: str = "zero",
 ) -> Array:
-    """:func:`blur` followed by 2x decimation.
+  """:func:`blur` followed by 2x decimation.
 
-    ``[B, H, W, C] -> [B, H/2, W/2, C]`` (H, W even).
+  ``[B, H, W, C] -> [B, H/2, W/2, C]`` (H, W even).
 
-    Args:
-      x: ``[B, H, W, C]``.
-      kernel: 1-D blur taps, or ``None`` for no blur (ProGAN's plain 2x2
-        average pooling).
-      method: ``'avg_pool'`` (2x2 mean, StyleGAN's ``downscale2d``) or
-        ``'stride'`` (keep every second pixel, like a strided conv after blur).
-      padding_mode: see :func:`blur`.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"downsample_2x expects NHWC input, got shape {x.shape}")
-    b, h, w, c = x.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"downsample_2x needs even height and width, got {h}x{w}")
-    if kernel is not None:
-        x = blur(x, kernel=kernel, padding_mode=padding_mode)
-    if method == "avg_pool":
-        return jnp.mean(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
-    if method == "stride":
-        return x[:, ::2, ::2, :]
-    raise ValueError(f"method must be 'avg_pool' or 'stride', got {method!r}")
+  Args:
+    x: ``[B, H, W, C]``.
+    kernel: 1-D blur taps, or ``None`` for no blur (ProGAN's plain 2x2
+      average pooling).
+    method: ``'avg_pool'`` (2x2 mean, StyleGAN's ``downscale2d``) or
+      ``'stride'`` (keep every second pixel, like a strided conv after blur).
+    padding_mode: see :func:`blur`.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"downsample_2x expects NHWC input, got shape {x.shape}")
+  b, h, w, c = x.shape
+  if h % 2 or w % 2:
+    raise ValueError(f"downsample_2x needs even height and width, got {h}x{w}")
+  if kernel is not None:
+    x = blur(x, kernel=kernel, padding_mode=padding_mode)
+  if method == "avg_pool":
+    return jnp.mean(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+  if method == "stride":
+    return x[:, ::2, ::2, :]
+  raise ValueError(f"method must be 'avg_pool' or 'stride', got {method!r}")
 
 
 # --------------------------------------------------------------------------
@@ -379,77 +375,77 @@ def downsample_2x(
 
 
 class AdaIN(nn.Module):
-    """Adaptive instance normalisation driven by a latent ``w`` (StyleGAN1).
+  """Adaptive instance normalisation driven by a latent ``w`` (StyleGAN1).
 
-    ``(y_s, y_b) = EqualizedDense(2C, gain=1)(w)`` and
+  ``(y_s, y_b) = EqualizedDense(2C, gain=1)(w)`` and
 
-        ``AdaIN(x, w) = instance_norm(x) * (y_s + 1) + y_b``
+      ``AdaIN(x, w) = instance_norm(x) * (y_s + 1) + y_b``
 
-    (StyleGAN, Eq. 1; the ``+ 1`` is added explicitly as in the reference
-    ``style_mod``, so a zero style leaves the normalised features unchanged).
-    The first ``C`` outputs of the dense layer are the scales, the last ``C``
-    the biases. After the layer every channel of every example has spatial mean
-    ``y_b`` and std ``|y_s + 1|``.
+  (StyleGAN, Eq. 1; the ``+ 1`` is added explicitly as in the reference
+  ``style_mod``, so a zero style leaves the normalised features unchanged).
+  The first ``C`` outputs of the dense layer are the scales, the last ``C``
+  the biases. After the layer every channel of every example has spatial mean
+  ``y_b`` and std ``|y_s + 1|``.
 
-    Attributes:
-      epsilon: instance-norm epsilon.
-      lr_multiplier: for the style dense layer.
-      normalize: set ``False`` to only apply the style modulation.
+  Attributes:
+    epsilon: instance-norm epsilon.
+    lr_multiplier: for the style dense layer.
+    normalize: set ``False`` to only apply the style modulation.
 
-    ``x: [B, H, W, C]``, ``w: [B, D]`` -> ``[B, H, W, C]``.
-    """
+  ``x: [B, H, W, C]``, ``w: [B, D]`` -> ``[B, H, W, C]``.
+  """
 
-    epsilon: float = 1e-8
-    lr_multiplier: float = 1.0
-    normalize: bool = True
-    dtype: Optional[Dtype] = None
-    param_dtype: Dtype = jnp.float32
+  epsilon: float = 1e-8
+  lr_multiplier: float = 1.0
+  normalize: bool = True
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: Array, w: Array) -> Array:
-        c = x.shape[-1]
-        if w.ndim != 2 or w.shape[0] != x.shape[0]:
-            raise ValueError(f"w must be [B, D] with B = {x.shape[0]}, got shape {w.shape}")
-        style = EqualizedDense(
-            2 * c,
-            gain=1.0,
-            lr_multiplier=self.lr_multiplier,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="style",
-        )(w)
-        bshape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)
-        scale = style[:, :c].reshape(bshape)
-        shift = style[:, c:].reshape(bshape)
-        if self.normalize:
-            x = instance_norm(x, self.epsilon)
-        return x * (scale + 1.0) + shift
+  @nn.compact
+  def __call__(self, x: Array, w: Array) -> Array:
+    c = x.shape[-1]
+    if w.ndim != 2 or w.shape[0] != x.shape[0]:
+      raise ValueError(f"w must be [B, D] with B = {x.shape[0]}, got shape {w.shape}")
+    style = EqualizedDense(
+      2 * c,
+      gain=1.0,
+      lr_multiplier=self.lr_multiplier,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="style",
+    )(w)
+    bshape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)
+    scale = style[:, :c].reshape(bshape)
+    shift = style[:, c:].reshape(bshape)
+    if self.normalize:
+      x = instance_norm(x, self.epsilon)
+    return x * (scale + 1.0) + shift
 
 
 class NoiseInjection(nn.Module):
-    """StyleGAN per-pixel noise: ``x + noise * scale``.
+  """StyleGAN per-pixel noise: ``x + noise * scale``.
 
-    ``noise`` is one map ``[B, H, W, 1]`` shared by all channels, either passed
-    in (e.g. fixed noise for evaluation, or zeros) or drawn from
-    ``N(0, 1)`` with the ``'noise'`` RNG stream (``apply(..., rngs={'noise':
-    key})``). ``scale`` is a learned per-channel weight ``[C]`` initialised to
-    zero, so the layer starts as the identity (StyleGAN Sec. 3.2).
+  ``noise`` is one map ``[B, H, W, 1]`` shared by all channels, either passed
+  in (e.g. fixed noise for evaluation, or zeros) or drawn from
+  ``N(0, 1)`` with the ``'noise'`` RNG stream (``apply(..., rngs={'noise':
+  key})``). ``scale`` is a learned per-channel weight ``[C]`` initialised to
+  zero, so the layer starts as the identity (StyleGAN Sec. 3.2).
 
-    ``x: [B, H, W, C]`` -> ``[B, H, W, C]``.
-    """
+  ``x: [B, H, W, C]`` -> ``[B, H, W, C]``.
+  """
 
-    param_dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: Array, noise: Optional[Array] = None) -> Array:
-        c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.zeros_init(), (c,), self.param_dtype)
-        if noise is None:
-            noise = jax.random.normal(self.make_rng("noise"), x.shape[:-1] + (1,), x.dtype)
-        noise = jnp.asarray(noise)
-        if noise.ndim != x.ndim:
-            raise ValueError(f"noise must be [B, H, W, 1], got shape {noise.shape}")
-        return x + (noise * scale).astype(x.dtype)
+  @nn.compact
+  def __call__(self, x: Array, noise: Optional[Array] = None) -> Array:
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.zeros_init(), (c,), self.param_dtype)
+    if noise is None:
+      noise = jax.random.normal(self.make_rng("noise"), x.shape[:-1] + (1,), x.dtype)
+    noise = jnp.asarray(noise)
+    if noise.ndim != x.ndim:
+      raise ValueError(f"noise must be [B, H, W, 1], got shape {noise.shape}")
+    return x + (noise * scale).astype(x.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -458,81 +454,81 @@ class NoiseInjection(nn.Module):
 
 
 class Identity(nn.Module):
-    """No-op module: returns its first argument (``make_norm('none')``)."""
+  """No-op module: returns its first argument (``make_norm('none')``)."""
 
-    @nn.compact
-    def __call__(self, x: Array, *args, **kwargs) -> Array:
-        del args, kwargs
-        return x
+  @nn.compact
+  def __call__(self, x: Array, *args, **kwargs) -> Array:
+    del args, kwargs
+    return x
 
 
 def make_norm(
-    kind: str,
-    *,
-    use_running_average: Optional[bool] = None,
-    momentum: float = 0.9,
-    epsilon: float = 1e-5,
-    affine: Optional[bool] = None,
-    scale_init: Optional[Callable[..., Array]] = None,
-    axis_name: Optional[str] = None,
-    dtype: Optional[Dtype] = None,
-    param_dtype: Dtype = jnp.float32,
-    name: Optional[str] = None,
+  kind: str,
+  *,
+  use_running_average: Optional[bool] = None,
+  momentum: float = 0.9,
+  epsilon: float = 1e-5,
+  affine: Optional[bool] = None,
+  scale_init: Optional[Callable[..., Array]] = None,
+  axis_name: Optional[str] = None,
+  dtype: Optional[Dtype] = None,
+  param_dtype: Dtype = jnp.float32,
+  name: Optional[str] = None,
 ) -> nn.Module:
-    """Build a normalisation layer by name (pix2pix's ``--norm`` option).
+  """Build a normalisation layer by name (pix2pix's ``--norm`` option).
 
-    Call it inside a ``@nn.compact`` method and apply it as ``norm(x)``.
+  Call it inside a ``@nn.compact`` method and apply it as ``norm(x)``.
 
-    * ``'batch'``: ``nn.BatchNorm`` over ``[B, H, W]`` per channel. The defaults
-      (``momentum=0.9``, ``epsilon=1e-5``, affine) match PyTorch's
-      ``BatchNorm2d`` used by pix2pix. ``use_running_average`` may be fixed
-      here or passed per call, ``norm(x, use_running_average=...)``; statistics
-      live in the ``'batch_stats'`` collection (make it mutable when training).
-      pix2pix by default keeps using batch statistics at test time.
-    * ``'instance'``: ``nn.InstanceNorm`` (per example and channel over H, W);
-      non-affine by default, like pix2pix/CycleGAN's ``InstanceNorm2d``.
-    * ``'none'``: :class:`Identity`.
+  * ``'batch'``: ``nn.BatchNorm`` over ``[B, H, W]`` per channel. The defaults
+    (``momentum=0.9``, ``epsilon=1e-5``, affine) match PyTorch's
+    ``BatchNorm2d`` used by pix2pix. ``use_running_average`` may be fixed
+    here or passed per call, ``norm(x, use_running_average=...)``; statistics
+    live in the ``'batch_stats'`` collection (make it mutable when training).
+    pix2pix by default keeps using batch statistics at test time.
+  * ``'instance'``: ``nn.InstanceNorm`` (per example and channel over H, W);
+    non-affine by default, like pix2pix/CycleGAN's ``InstanceNorm2d``.
+  * ``'none'``: :class:`Identity`.
 
-    Args:
-      kind: ``'batch'``, ``'instance'`` or ``'none'``.
-      use_running_average: batch norm only.
-      momentum: batch norm running-average decay.
-      epsilon: numerical epsilon.
-      affine: learn scale and bias; default ``True`` for batch, ``False`` for
-        instance norm.
-      scale_init: optional initialiser of the scale (pix2pix draws it from
-        ``N(1, 0.02)``).
-      axis_name: batch norm cross-device axis name (under ``pmap``/``shard_map``).
-      dtype, param_dtype: forwarded to the flax module.
-      name: module name.
-    """
-    kind = kind.lower()
-    extra = {} if scale_init is None else {"scale_init": scale_init}
-    if kind == "batch":
-        a = True if affine is None else affine
-        return nn.BatchNorm(
-            use_running_average=use_running_average,
-            momentum=momentum,
-            epsilon=epsilon,
-            use_scale=a,
-            use_bias=a,
-            axis_name=axis_name,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            name=name,
-            **extra,
-        )
-    if kind == "instance":
-        a = False if affine is None else affine
-        return nn.InstanceNorm(
-            epsilon=epsilon,
-            use_scale=a,
-            use_bias=a,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            name=name,
-            **extra,
-        )
-    if kind == "none":
-        return Identity(name=name)
-    raise ValueError(f"norm kind must be 'batch', 'instance' or 'none', got {kind!r}")
+  Args:
+    kind: ``'batch'``, ``'instance'`` or ``'none'``.
+    use_running_average: batch norm only.
+    momentum: batch norm running-average decay.
+    epsilon: numerical epsilon.
+    affine: learn scale and bias; default ``True`` for batch, ``False`` for
+      instance norm.
+    scale_init: optional initialiser of the scale (pix2pix draws it from
+      ``N(1, 0.02)``).
+    axis_name: batch norm cross-device axis name (under ``pmap``/``shard_map``).
+    dtype, param_dtype: forwarded to the flax module.
+    name: module name.
+  """
+  kind = kind.lower()
+  extra = {} if scale_init is None else {"scale_init": scale_init}
+  if kind == "batch":
+    a = True if affine is None else affine
+    return nn.BatchNorm(
+      use_running_average=use_running_average,
+      momentum=momentum,
+      epsilon=epsilon,
+      use_scale=a,
+      use_bias=a,
+      axis_name=axis_name,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      name=name,
+      **extra,
+    )
+  if kind == "instance":
+    a = False if affine is None else affine
+    return nn.InstanceNorm(
+      epsilon=epsilon,
+      use_scale=a,
+      use_bias=a,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      name=name,
+      **extra,
+    )
+  if kind == "none":
+    return Identity(name=name)
+  raise ValueError(f"norm kind must be 'batch', 'instance' or 'none', got {kind!r}")

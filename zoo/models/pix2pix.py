@@ -47,8 +47,10 @@ NORMS = ("batch", "instance", "none")
 
 def normal_init(stddev: float = 0.02, mean: float = 0.0):
   """``N(mean, stddev^2)`` initialiser (the reference's ``init_type='normal'``)."""
+
   def init(key, shape, dtype=jnp.float32):
     return mean + stddev * jax.random.normal(key, shape, dtype)
+
   return init
 
 
@@ -67,20 +69,22 @@ def unet_num_downs(height: int, width: int, num_downs: int = 0) -> int:
     short = min(h, w)
     if short & (short - 1):
       raise ConfigError(
-          f"image size {h}x{w}: the short side {short} must be a power of two for the U-Net "
-          "(its bottleneck is 1 pixel on the short side), or set num_downs explicitly")
+        f"image size {h}x{w}: the short side {short} must be a power of two for the U-Net "
+        "(its bottleneck is 1 pixel on the short side), or set num_downs explicitly"
+      )
     num_downs = short.bit_length() - 1
-  f = 2 ** num_downs
+  f = 2**num_downs
   if h % f or w % f:
     raise ConfigError(
-        f"image size {h}x{w}: each side must be a power of two times the U-Net bottleneck "
-        f"(divisible by 2**num_downs = {f}); use e.g. {f}x{f} or {f}x{2 * f}")
+      f"image size {h}x{w}: each side must be a power of two times the U-Net bottleneck "
+      f"(divisible by 2**num_downs = {f}); use e.g. {f}x{f} or {f}x{2 * f}"
+    )
   return num_downs
 
 
 def unet_channels(num_downs: int, ngf: int) -> list[int]:
   """Encoder output channels per level: ngf, 2ngf, 4ngf, 8ngf, 8ngf, ..."""
-  return [ngf * min(2 ** i, 8) for i in range(num_downs)]
+  return [ngf * min(2**i, 8) for i in range(num_downs)]
 
 
 def unet_dropout_levels(num_downs: int) -> list[int]:
@@ -89,24 +93,39 @@ def unet_dropout_levels(num_downs: int) -> list[int]:
 
 
 def _conv(features, kernel, stride, pad, bias, name):
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=bias,
-                 kernel_init=normal_init(0.02), bias_init=nn.initializers.zeros, name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    use_bias=bias,
+    kernel_init=normal_init(0.02),
+    bias_init=nn.initializers.zeros,
+    name=name,
+  )
 
 
 def _deconv(features, bias, name):
   # PyTorch ConvTranspose2d(k=4, s=2, p=1) doubles the size; with lax.conv_transpose
   # semantics that is explicit padding k - 1 - p = 2 on the dilated input.
-  return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-                          use_bias=bias, transpose_kernel=True,
-                          kernel_init=normal_init(0.02), bias_init=nn.initializers.zeros,
-                          name=name)
+  return nn.ConvTranspose(
+    features,
+    (4, 4),
+    strides=(2, 2),
+    padding=((2, 2), (2, 2)),
+    use_bias=bias,
+    transpose_kernel=True,
+    kernel_init=normal_init(0.02),
+    bias_init=nn.initializers.zeros,
+    name=name,
+  )
 
 
 def _norm(kind: str, train: bool, name: str):
   if kind == "batch":
-    return make_norm("batch", use_running_average=not train, scale_init=normal_init(0.02, 1.0),
-                     name=name)
+    return make_norm(
+      "batch", use_running_average=not train, scale_init=normal_init(0.02, 1.0), name=name
+    )
   return make_norm(kind, name=name)
 
 
@@ -139,7 +158,7 @@ class UNetGenerator(nn.Module):
     n = self.num_downs
     if n < 1:
       raise ConfigError(f"num_downs={n} must be >= 1")
-    f = 2 ** n
+    f = 2**n
     if x.shape[1] % f or x.shape[2] % f:
       raise ConfigError(f"input {x.shape[1]}x{x.shape[2]} is not divisible by 2**num_downs={f}")
     bias = self.norm != "batch"
@@ -192,7 +211,7 @@ class NLayerDiscriminator(nn.Module):
     h = nn.leaky_relu(h, 0.2)
     for n in range(1, self.n_layers + 1):
       stride = 2 if n < self.n_layers else 1
-      h = _conv(self.ndf * min(2 ** n, 8), 4, stride, 1, bias, f"conv{n}")(h)
+      h = _conv(self.ndf * min(2**n, 8), 4, stride, 1, bias, f"conv{n}")(h)
       h = _norm(self.norm, train, f"norm{n}")(h)
       h = nn.leaky_relu(h, 0.2)
     return _conv(1, 4, 1, 1, True, f"conv{self.n_layers + 1}")(h)
@@ -232,9 +251,17 @@ def patchgan_output_size(size: int, n_layers: int) -> int:
   return size
 
 
-def make_generator(*, netG: str = "unet", height: int, width: int, output_nc: int = 3,
-                   ngf: int = 64, norm: str = "batch", use_dropout: bool = True,
-                   num_downs: int = 0) -> UNetGenerator:
+def make_generator(
+  *,
+  netG: str = "unet",
+  height: int,
+  width: int,
+  output_nc: int = 3,
+  ngf: int = 64,
+  norm: str = "batch",
+  use_dropout: bool = True,
+  num_downs: int = 0,
+) -> UNetGenerator:
   """Generator by the reference's names: 'unet' (levels from the size), 'unet_128', 'unet_256'."""
   if norm not in NORMS:
     raise ConfigError(f"norm={norm!r}, expected one of {NORMS}")
@@ -242,12 +269,14 @@ def make_generator(*, netG: str = "unet", height: int, width: int, output_nc: in
   if netG not in fixed:
     raise ConfigError(f"netG={netG!r}, expected one of {tuple(fixed)}")
   n = unet_num_downs(height, width, fixed[netG])
-  return UNetGenerator(output_nc=output_nc, num_downs=n, ngf=ngf, norm=norm,
-                       use_dropout=use_dropout)
+  return UNetGenerator(
+    output_nc=output_nc, num_downs=n, ngf=ngf, norm=norm, use_dropout=use_dropout
+  )
 
 
-def make_discriminator(*, netD: str = "basic", ndf: int = 64, n_layers_D: int = 3,
-                       norm: str = "batch") -> nn.Module:
+def make_discriminator(
+  *, netD: str = "basic", ndf: int = 64, n_layers_D: int = 3, norm: str = "batch"
+) -> nn.Module:
   """Discriminator by the reference's names: 'basic' (70x70), 'n_layers', 'pixel'."""
   if norm not in NORMS:
     raise ConfigError(f"norm={norm!r}, expected one of {NORMS}")
@@ -262,8 +291,15 @@ def make_discriminator(*, netD: str = "basic", ndf: int = 64, n_layers_D: int = 
   raise ConfigError(f"netD={netD!r}, expected one of ('basic', 'n_layers', 'pixel')")
 
 
-def generate(generator: UNetGenerator, variables: Any, a: Array, index: Array, *,
-             seed: int = 0, eval_mode: bool = False) -> Array:
+def generate(
+  generator: UNetGenerator,
+  variables: Any,
+  a: Array,
+  index: Array,
+  *,
+  seed: int = 0,
+  eval_mode: bool = False,
+) -> Array:
   """Runs the generator at test time; ``a`` ``[B, H, W, C]``, ``index`` int ``[B]``.
 
   ``eval_mode=False`` is the paper's protocol (Sec. 3.3; the reference's default
@@ -280,9 +316,14 @@ def generate(generator: UNetGenerator, variables: Any, a: Array, index: Array, *
   base = jax.random.key(seed)
 
   def one(x, i):
-    out = generator.apply(variables, x[None], train=True, dropout=True,
-                          rngs={"dropout": jax.random.fold_in(base, i)},
-                          mutable=["batch_stats"] if has_bs else False)
+    out = generator.apply(
+      variables,
+      x[None],
+      train=True,
+      dropout=True,
+      rngs={"dropout": jax.random.fold_in(base, i)},
+      mutable=["batch_stats"] if has_bs else False,
+    )
     y = out[0] if has_bs else out
     return y[0]
 
@@ -294,8 +335,18 @@ def param_count(params: Any) -> int:
 
 
 __all__ = [
-    "UNetGenerator", "NLayerDiscriminator", "PixelDiscriminator", "unet_num_downs",
-    "unet_channels", "unet_dropout_levels", "patchgan_receptive_field",
-    "patchgan_output_size", "make_generator", "make_discriminator", "normal_init",
-    "param_count", "generate", "NORMS",
+  "UNetGenerator",
+  "NLayerDiscriminator",
+  "PixelDiscriminator",
+  "unet_num_downs",
+  "unet_channels",
+  "unet_dropout_levels",
+  "patchgan_receptive_field",
+  "patchgan_output_size",
+  "make_generator",
+  "make_discriminator",
+  "normal_init",
+  "param_count",
+  "generate",
+  "NORMS",
 ]

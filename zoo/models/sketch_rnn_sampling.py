@@ -48,9 +48,14 @@ def row_keys(rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.split(rng, batch_size)
 
 
-def sample_step_outputs(raw: jax.Array, rng: jax.Array, *, num_mixture: int,
-                        temperature: float | jax.Array = 1.0,
-                        greedy: bool = False) -> jax.Array:
+def sample_step_outputs(
+  raw: jax.Array,
+  rng: jax.Array,
+  *,
+  num_mixture: int,
+  temperature: float | jax.Array = 1.0,
+  greedy: bool = False,
+) -> jax.Array:
   """Draws one stroke-5 row per batch element from decoder outputs ``raw [B, 3+6M]``.
 
   ``rng``: one key (split per row) or ``[B]`` keys. Returns ``[B, 5]`` float32.
@@ -81,10 +86,19 @@ def sample_step_outputs(raw: jax.Array, rng: jax.Array, *, num_mixture: int,
   return jax.vmap(one)(mp, keys)
 
 
-def sample(model: Any, variables: Any, rng: jax.Array, *, z: jax.Array | None,
-           batch_size: int, max_len: int, temperature: float | jax.Array = 1.0,
-           greedy: bool = False, prefix: jax.Array | None = None,
-           prefix_len: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def sample(
+  model: Any,
+  variables: Any,
+  rng: jax.Array,
+  *,
+  z: jax.Array | None,
+  batch_size: int,
+  max_len: int,
+  temperature: float | jax.Array = 1.0,
+  greedy: bool = False,
+  prefix: jax.Array | None = None,
+  prefix_len: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """Samples ``batch_size`` sketches; jit-friendly (``model``, sizes, ``greedy`` static).
 
   Args:
@@ -116,18 +130,23 @@ def sample(model: Any, variables: Any, rng: jax.Array, *, z: jax.Array | None,
     # Teacher-force the prefix; row i's input is row i-1 (start token first).
     plen = prefix.shape[1]
     prefix = prefix.astype(jnp.float32)
-    prefix_len = (jnp.full((batch_size,), plen, jnp.int32) if prefix_len is None
-                  else jnp.clip(jnp.asarray(prefix_len, jnp.int32), 0, plen))
+    prefix_len = (
+      jnp.full((batch_size,), plen, jnp.int32)
+      if prefix_len is None
+      else jnp.clip(jnp.asarray(prefix_len, jnp.int32), 0, plen)
+    )
     inputs = jnp.concatenate([prev[:, None], prefix[:, :-1]], axis=1)
 
     # Step by step so each sketch's carry is frozen after its own prefix.
     def feed(c, x_t):
       carry, i = c
-      _, new = model.apply(variables, x_t[:, None], z, carry, deterministic=True,
-                           method=model.decode)
+      _, new = model.apply(
+        variables, x_t[:, None], z, carry, deterministic=True, method=model.decode
+      )
       keep = i < prefix_len
       carry = jax.tree.map(
-          lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, carry)
+        lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, carry
+      )
       return (carry, i + 1), None
 
     (carry, _), _ = jax.lax.scan(feed, (carry, jnp.int32(0)), jnp.swapaxes(inputs, 0, 1))
@@ -144,10 +163,12 @@ def sample(model: Any, variables: Any, rng: jax.Array, *, z: jax.Array | None,
 
   def body(c):
     i, carry, prev, done, out = c
-    raw, carry = model.apply(variables, prev[:, None], z, carry, deterministic=True,
-                             method=model.decode)
-    row = sample_step_outputs(raw[:, 0], fold(keys, i), num_mixture=num_mixture,
-                              temperature=temperature, greedy=greedy)
+    raw, carry = model.apply(
+      variables, prev[:, None], z, carry, deterministic=True, method=model.decode
+    )
+    row = sample_step_outputs(
+      raw[:, 0], fold(keys, i), num_mixture=num_mixture, temperature=temperature, greedy=greedy
+    )
     row = jnp.where(done[:, None], end_row, row)
     out = jax.lax.dynamic_update_slice_in_dim(out, row[:, None], i, axis=1)
     done = done | (row[:, 4] > 0.5)

@@ -91,8 +91,9 @@ def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every = 0
     c.eval_batch_size = 64
   else:
-    raise ValueError(f"unknown face_classifier config variant {variant!r}; "
-                     "expected one of: default, tiny")
+    raise ValueError(
+      f"unknown face_classifier config variant {variant!r}; expected one of: default, tiny"
+    )
   return c
 
 
@@ -104,8 +105,9 @@ def _sizes(value, key: str) -> tuple[int, ...]:
   try:
     out = tuple(int(v) for v in value)
   except (TypeError, ValueError):
-    raise ConfigError(f"bad face_classifier config: {key}={value!r} must be sizes, "
-                      "e.g. (32, 64) or '32,64'") from None
+    raise ConfigError(
+      f"bad face_classifier config: {key}={value!r} must be sizes, e.g. (32, 64) or '32,64'"
+    ) from None
   if not out:
     raise ConfigError(f"bad face_classifier config: {key} is empty")
   return out
@@ -113,41 +115,68 @@ def _sizes(value, key: str) -> tuple[int, ...]:
 
 def validate_config(c) -> None:
   """Raises ConfigError (one line) for out-of-range or inconsistent values."""
+
   def need(cond, msg):
     if not cond:
       raise ConfigError(f"bad face_classifier config: {msg}")
-  for key in ("input_size", "convs_per_stage", "feature_dim", "batch_size", "num_steps",
-              "num_train"):
+
+  for key in (
+    "input_size",
+    "convs_per_stage",
+    "feature_dim",
+    "batch_size",
+    "num_steps",
+    "num_train",
+  ):
     need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
-  for key in ("save_every", "log_every", "eval_every", "num_eval", "eval_batch_size", "seed",
-              "data_seed", "warmup_steps"):
+  for key in (
+    "save_every",
+    "log_every",
+    "eval_every",
+    "num_eval",
+    "eval_batch_size",
+    "seed",
+    "data_seed",
+    "warmup_steps",
+  ):
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
   widths = tuple(c.widths) if not isinstance(c.widths, int) else (c.widths,)
-  need(len(widths) > 0 and all(isinstance(w, int) and w > 0 for w in widths),
-       f"widths={c.widths!r} must be positive integers")
-  need(c.input_size % (2 ** len(widths)) == 0,
-       f"input_size={c.input_size} must be divisible by 2**len(widths)={2 ** len(widths)}")
+  need(
+    len(widths) > 0 and all(isinstance(w, int) and w > 0 for w in widths),
+    f"widths={c.widths!r} must be positive integers",
+  )
+  need(
+    c.input_size % (2 ** len(widths)) == 0,
+    f"input_size={c.input_size} must be divisible by 2**len(widths)={2 ** len(widths)}",
+  )
   for key in ("train_sizes", "eval_sizes"):
     for s in _sizes(c[key], key):
       need(16 <= s <= 256, f"{key} has size {s}; faces are rendered at 16..256 px")
   need(c.learning_rate > 0, f"learning_rate={c.learning_rate!r} must be > 0")
   need(c.weight_decay >= 0, f"weight_decay={c.weight_decay!r} must be >= 0")
-  need(c.num_train >= c.batch_size,
-       f"num_train={c.num_train} must be >= batch_size={c.batch_size}")
+  need(c.num_train >= c.batch_size, f"num_train={c.num_train} must be >= batch_size={c.batch_size}")
 
 
 def model_config(c) -> dict:
   widths = tuple(c.widths) if not isinstance(c.widths, int) else (c.widths,)
-  return {"input_size": int(c.input_size), "widths": [int(w) for w in widths],
-          "convs_per_stage": int(c.convs_per_stage), "feature_dim": int(c.feature_dim)}
+  return {
+    "input_size": int(c.input_size),
+    "widths": [int(w) for w in widths],
+    "convs_per_stage": int(c.convs_per_stage),
+    "feature_dim": int(c.feature_dim),
+  }
 
 
 def learning_rate_schedule(c):
   """Linear warm-up to ``learning_rate``, then cosine decay to 0 at ``num_steps``."""
   warm = min(int(c.warmup_steps), max(int(c.num_steps) - 1, 0))
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=c.learning_rate, warmup_steps=warm,
-      decay_steps=max(int(c.num_steps), warm + 1), end_value=0.0)
+    init_value=0.0,
+    peak_value=c.learning_rate,
+    warmup_steps=warm,
+    decay_steps=max(int(c.num_steps), warm + 1),
+    end_value=0.0,
+  )
 
 
 def make_optimizer(c) -> optax.GradientTransformation:
@@ -156,8 +185,12 @@ def make_optimizer(c) -> optax.GradientTransformation:
 
 def attribute_losses(logits: Mapping[str, jax.Array], attrs: Mapping[str, jax.Array]):
   """Mean softmax cross-entropy of each head: ``{attribute: scalar}``."""
-  return {k: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-      logits[k].astype(jnp.float32), attrs[k])) for k in faces.ATTRIBUTE_NAMES}
+  return {
+    k: jnp.mean(
+      optax.softmax_cross_entropy_with_integer_labels(logits[k].astype(jnp.float32), attrs[k])
+    )
+    for k in faces.ATTRIBUTE_NAMES
+  }
 
 
 class _CachedSource:
@@ -212,10 +245,18 @@ class FaceClassifierTask:
     self.eval_sizes = _sizes(c.eval_sizes, "eval_sizes")
     pc, pi = jax.process_count(), jax.process_index()
     self.streams = [
-        cached_faces_batches("train", batch_size=c.batch_size, size=s, seed=c.data_seed,
-                             num_examples=c.num_train, process_index=pi, process_count=pc,
-                             views=("image", "attributes"))
-        for s in self.train_sizes]
+      cached_faces_batches(
+        "train",
+        batch_size=c.batch_size,
+        size=s,
+        seed=c.data_seed,
+        num_examples=c.num_train,
+        process_index=pi,
+        process_count=pc,
+        views=("image", "attributes"),
+      )
+      for s in self.train_sizes
+    ]
     self._eval_sets: dict[int, dict] = {}
     self.last_eval: dict[str, float] = {}
 
@@ -238,9 +279,13 @@ class FaceClassifierTask:
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     accs = [jnp.mean(jnp.argmax(logits[k], -1) == attrs[k]) for k in faces.ATTRIBUTE_NAMES]
-    metrics_ = {"loss": loss, "acc_mean": jnp.mean(jnp.stack(accs)),
-                "acc_min": jnp.min(jnp.stack(accs)), "lr": self.lr_fn(step),
-                "grad_norm": optax.tree.norm(grads)}
+    metrics_ = {
+      "loss": loss,
+      "acc_mean": jnp.mean(jnp.stack(accs)),
+      "acc_min": jnp.min(jnp.stack(accs)),
+      "lr": self.lr_fn(step),
+      "grad_norm": optax.tree.norm(grads),
+    }
     metrics_.update({f"loss/{k}": v for k, v in losses.items()})
     return {"params": params, "opt_state": opt_state}, metrics_
 
@@ -251,8 +296,9 @@ class FaceClassifierTask:
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
     ds = grain.MapDataset.range(int(start_step), int(start_step) + 2**40).map(self._batch)
-    opts = grain.ReadOptions(num_threads=int(self.config.num_threads),
-                             prefetch_buffer_size=int(self.config.prefetch))
+    opts = grain.ReadOptions(
+      num_threads=int(self.config.num_threads), prefetch_buffer_size=int(self.config.prefetch)
+    )
     return iter(ds.to_iter_dataset(opts))
 
   def eval_set(self, size: int) -> dict:
@@ -263,14 +309,16 @@ class FaceClassifierTask:
 
   def classifier(self, state) -> fc.FaceClassifier:
     params = jax.device_get(state["params"])
-    return fc.FaceClassifier(self.model_config, params,
-                             batch_size=self.config.eval_batch_size or 256)
+    return fc.FaceClassifier(
+      self.model_config, params, batch_size=self.config.eval_batch_size or 256
+    )
 
   def evaluate(self, state, step):
     if not self.config.num_eval:
       return {}
-    self.last_eval = evaluate_classifier(self.classifier(state), self.config,
-                                         eval_set=self.eval_set)
+    self.last_eval = evaluate_classifier(
+      self.classifier(state), self.config, eval_set=self.eval_set
+    )
     return self.last_eval
 
   def write_samples(self, state, step, workdir, writer: MetricWriter):
@@ -280,14 +328,21 @@ class FaceClassifierTask:
 def render_eval_set(c, size: int) -> dict:
   """The first ``num_eval`` faces of the test split at ``size``: uint8 ``image``, ``attributes``."""
   stream = faces_pipeline.faces_batches(
-      "test", batch_size=c.num_eval, size=size, seed=c.data_seed, num_examples=c.num_eval,
-      shuffle=False, views=("image_uint8", "attributes"))
+    "test",
+    batch_size=c.num_eval,
+    size=size,
+    seed=c.data_seed,
+    num_examples=c.num_eval,
+    shuffle=False,
+    views=("image_uint8", "attributes"),
+  )
   b = stream.batch(0)
   return {"image": b["image_uint8"], "attributes": b["attributes"]}
 
 
-def evaluate_classifier(clf: fc.FaceClassifier, c, *,
-                        eval_set: Callable[[int], dict] | None = None) -> dict[str, float]:
+def evaluate_classifier(
+  clf: fc.FaceClassifier, c, *, eval_set: Callable[[int], dict] | None = None
+) -> dict[str, float]:
   """Test accuracy of ``clf`` at each of ``c.eval_sizes``, and a real-vs-real FD.
 
   Returns ``test{size}/acc/{attribute}``, ``test{size}/acc/mean``, ``test{size}/acc_min``
@@ -300,14 +355,15 @@ def evaluate_classifier(clf: fc.FaceClassifier, c, *,
   for i, size in enumerate(_sizes(c.eval_sizes, "eval_sizes")):
     data = eval_set(size)
     logits, feats = clf.outputs(data["image"])
-    acc = metrics.attribute_accuracy({k: v.argmax(-1) for k, v in logits.items()},
-                                     data["attributes"])
+    acc = metrics.attribute_accuracy(
+      {k: v.argmax(-1) for k, v in logits.items()}, data["attributes"]
+    )
     for k, v in acc.items():
       out[f"test{size}/acc/{k}"] = v
     out[f"test{size}/acc_min"] = min(v for k, v in acc.items() if k != "mean")
     if i == 0 and len(feats) >= 16:
       h = len(feats) // 2
-      out[f"test{size}/fd_real_real"] = metrics.frechet_distance(feats[:h], feats[h:2 * h])
+      out[f"test{size}/fd_real_real"] = metrics.frechet_distance(feats[:h], feats[h : 2 * h])
   return out
 
 
@@ -330,8 +386,9 @@ def _write_json(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
-def train_and_evaluate(config, workdir: str, *, mesh=None,
-                       log_fn: Callable[[str], None] | None = None) -> loop.TrainResult:
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, log_fn: Callable[[str], None] | None = None
+) -> loop.TrainResult:
   """Trains (or resumes) the classifier in ``workdir``, evaluates it, exports it.
 
   Writes ``config.json``, ``eval.json`` (final test accuracies, step, training seconds)
@@ -341,19 +398,26 @@ def train_and_evaluate(config, workdir: str, *, mesh=None,
   os.makedirs(workdir, exist_ok=True)
   ckpt_lib.write_run_config(workdir, config)
   t0 = time.perf_counter()
-  result = loop.train(task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh,
-                      log_fn=log_fn)
+  result = loop.train(
+    task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh, log_fn=log_fn
+  )
   seconds = time.perf_counter() - t0
   if not result.eval_history or result.eval_history[-1]["step"] != result.step:
     task.evaluate(result.state, result.step)  # e.g. resumed at the end: nothing evaluated
   if result.stopped_by_signal:
     return result  # not finished: no export, so get_or_train resumes it
   if jax.process_index() == 0:
-    info = {"step": int(result.step), "train_seconds_last_run": round(seconds, 1),
-            "eval": task.last_eval, "config": config.to_dict()}
+    info = {
+      "step": int(result.step),
+      "train_seconds_last_run": round(seconds, 1),
+      "eval": task.last_eval,
+      "config": config.to_dict(),
+    }
     fc.save_export(workdir, task.model_config, result.state["params"], extra=info)
-    _write_json(os.path.join(workdir, "eval.json"), {k: info[k] for k in
-                                                      ("step", "train_seconds_last_run", "eval")})
+    _write_json(
+      os.path.join(workdir, "eval.json"),
+      {k: info[k] for k in ("step", "train_seconds_last_run", "eval")},
+    )
     say = log_fn or (lambda msg: print(msg, flush=True))
     say(f"[face_classifier] exported to {fc.export_dir(workdir)}; " + format_eval(task.last_eval))
   return result
@@ -365,8 +429,10 @@ def format_eval(results: Mapping[str, float]) -> str:
   prefixes = sorted({k.split("/")[0] for k in results}, key=lambda p: (len(p), p))
   for p in prefixes:
     accs = {k.split("/")[-1]: v for k, v in results.items() if k.startswith(f"{p}/acc/")}
-    parts = [f"{p}: min {results.get(f'{p}/acc_min', float('nan')):.4f} "
-             f"mean {accs.get('mean', float('nan')):.4f}"]
+    parts = [
+      f"{p}: min {results.get(f'{p}/acc_min', float('nan')):.4f} "
+      f"mean {accs.get('mean', float('nan')):.4f}"
+    ]
     parts += [f"{k} {accs[k]:.4f}" for k in faces.ATTRIBUTE_NAMES if k in accs]
     if f"{p}/fd_real_real" in results:
       parts.append(f"fd_real_real {results[f'{p}/fd_real_real']:.4f}")

@@ -44,8 +44,20 @@ NET_G = ("unet", "unet_128", "unet_256")
 NET_D = ("basic", "n_layers", "pixel")
 LR_POLICIES = ("linear", "constant")
 #: Keys that define the generator/discriminator; test/export rebuild them from the workdir.
-MODEL_KEYS = ("netG", "ngf", "netD", "ndf", "n_layers_D", "norm", "no_dropout", "input_nc",
-              "output_nc", "num_downs", "crop_size", "crop_width")
+MODEL_KEYS = (
+  "netG",
+  "ngf",
+  "netD",
+  "ndf",
+  "n_layers_D",
+  "norm",
+  "no_dropout",
+  "input_nc",
+  "output_nc",
+  "num_downs",
+  "crop_size",
+  "crop_width",
+)
 EXPORT_FORMAT = "zoo.pix2pix.generator/1"
 
 
@@ -68,33 +80,61 @@ def load_hw(c) -> tuple[int, int]:
 
 def validate_config(c) -> None:
   """Raises ConfigError (one line) for out-of-range or inconsistent values."""
+
   def need(cond, msg):
     if not cond:
       raise ConfigError(f"bad pix2pix config: {msg}")
+
   need(c.netG in NET_G, f"netG={c.netG!r}, expected one of {NET_G}")
   need(c.netD in NET_D, f"netD={c.netD!r}, expected one of {NET_D}")
   need(c.norm in models.NORMS, f"norm={c.norm!r}, expected one of {models.NORMS}")
   need(c.gan_mode in GAN_MODES, f"gan_mode={c.gan_mode!r}, expected one of {GAN_MODES}")
-  need(c.direction in pdata.DIRECTIONS,
-       f"direction={c.direction!r}, expected one of {pdata.DIRECTIONS}")
+  need(
+    c.direction in pdata.DIRECTIONS,
+    f"direction={c.direction!r}, expected one of {pdata.DIRECTIONS}",
+  )
   need(c.lr_policy in LR_POLICIES, f"lr_policy={c.lr_policy!r}, expected one of {LR_POLICIES}")
   need(c.phase in pdata.SPLITS, f"phase={c.phase!r}, expected one of {pdata.SPLITS}")
-  for key in ("ngf", "ndf", "n_layers_D", "batch_size", "num_steps", "crop_size", "load_size",
-              "num_samples"):
+  for key in (
+    "ngf",
+    "ndf",
+    "n_layers_D",
+    "batch_size",
+    "num_steps",
+    "crop_size",
+    "load_size",
+    "num_samples",
+  ):
     need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
-  for key in ("save_every", "log_every", "eval_every", "sample_every", "num_eval",
-              "eval_batch_size", "num_test", "max_dataset_size", "num_workers", "crop_width",
-              "load_width", "num_downs", "synthetic_num_train",
-              "synthetic_num_val", "synthetic_num_test", "seed"):
+  for key in (
+    "save_every",
+    "log_every",
+    "eval_every",
+    "sample_every",
+    "num_eval",
+    "eval_batch_size",
+    "num_test",
+    "max_dataset_size",
+    "num_workers",
+    "crop_width",
+    "load_width",
+    "num_downs",
+    "synthetic_num_train",
+    "synthetic_num_val",
+    "synthetic_num_test",
+    "seed",
+  ):
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
   for key in ("input_nc", "output_nc"):
     need(c[key] in (1, 3), f"{key}={c[key]!r} must be 1 or 3")
   need(c.lr > 0, f"lr={c.lr!r} must be > 0")
   need(0.0 <= c.beta1 < 1.0 and 0.0 <= c.beta2 < 1.0, "beta1 and beta2 must be in [0, 1)")
   need(c.lambda_L1 >= 0, f"lambda_L1={c.lambda_L1!r} must be >= 0")
-  need(isinstance(c.n_steps_decay, int) and -1 <= c.n_steps_decay <= c.num_steps,
-       f"n_steps_decay={c.n_steps_decay!r} must be -1 (half of num_steps) or in "
-       f"[0, num_steps={c.num_steps}]")
+  need(
+    isinstance(c.n_steps_decay, int) and -1 <= c.n_steps_decay <= c.num_steps,
+    f"n_steps_decay={c.n_steps_decay!r} must be -1 (half of num_steps) or in "
+    f"[0, num_steps={c.num_steps}]",
+  )
   h, w = image_size(c)
   lh, lw = load_hw(c)
   need(lh >= h and lw >= w, f"load size {lh}x{lw} must be >= crop size {h}x{w}")
@@ -120,8 +160,16 @@ def model_config(c) -> dict:
 
 def make_generator(c) -> models.UNetGenerator:
   h, w = image_size(c)
-  return models.make_generator(netG=c.netG, height=h, width=w, output_nc=c.output_nc, ngf=c.ngf,
-                               norm=c.norm, use_dropout=not c.no_dropout, num_downs=c.num_downs)
+  return models.make_generator(
+    netG=c.netG,
+    height=h,
+    width=w,
+    output_nc=c.output_nc,
+    ngf=c.ngf,
+    norm=c.norm,
+    use_dropout=not c.no_dropout,
+    num_downs=c.num_downs,
+  )
 
 
 def make_discriminator(c):
@@ -135,8 +183,9 @@ def gan_criterion(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax
   lsgan: ``(l - 1)^2`` / ``l^2``. Averaged over the patches of each example.
   """
   if gan_mode == "vanilla":
-    return (gan_lib.g_nonsaturating_loss(logits) if target_is_real
-            else -gan_lib.g_minimax_loss(logits))
+    return (
+      gan_lib.g_nonsaturating_loss(logits) if target_is_real else -gan_lib.g_minimax_loss(logits)
+    )
   if gan_mode == "lsgan":
     return 2.0 * gan_lib.g_lsgan_loss(logits, c=1.0 if target_is_real else 0.0)
   raise ConfigError(f"gan_mode={gan_mode!r}, expected one of {GAN_MODES}")
@@ -176,6 +225,7 @@ def learning_rate_schedule(c):
   def schedule(count):
     k = jnp.maximum(0, jnp.asarray(count, jnp.int32) - n_const + 1)
     return lr * (1.0 - k.astype(jnp.float32) / (n_decay + 1))
+
   return schedule
 
 
@@ -246,7 +296,7 @@ def comparison_grid(a, fake, b, *, pad: int = 2) -> np.ndarray:
     y = pad + i * (h + pad)
     for j, img in enumerate((a[i], fake[i], b[i])):
       x = pad + j * (w + pad)
-      out[y:y + h, x:x + w] = img
+      out[y : y + h, x : x + w] = img
   return out
 
 
@@ -279,11 +329,19 @@ class Pix2PixTask:
     self.height, self.width = image_size(c)
     mesh_lib.check_batch_size(c.batch_size, self.mesh)
     self.stream = pdata.PairedBatches(
-        self.sources["train"], batch_size=c.batch_size, load_size=load_hw(c),
-        crop_size=(self.height, self.width), flip=not c.no_flip, shuffle=True,
-        input_nc=c.input_nc, output_nc=c.output_nc, seed=c.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        num_workers=c.num_workers)
+      self.sources["train"],
+      batch_size=c.batch_size,
+      load_size=load_hw(c),
+      crop_size=(self.height, self.width),
+      flip=not c.no_flip,
+      shuffle=True,
+      input_nc=c.input_nc,
+      output_nc=c.output_nc,
+      seed=c.seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      num_workers=c.num_workers,
+    )
     ndev = self.mesh.devices.size
     self.eval_batch_size = c.eval_batch_size or -(-max(c.batch_size, 8) // ndev) * ndev
     mesh_lib.check_batch_size(self.eval_batch_size, self.mesh, "eval_batch_size")
@@ -293,14 +351,16 @@ class Pix2PixTask:
 
   # ---- loop.Task interface -------------------------------------------------
   def init_state(self, rng):
-    return init_train_state(self.config, self.generator, self.discriminator, self.tx_g,
-                            self.tx_d, rng)
+    return init_train_state(
+      self.config, self.generator, self.discriminator, self.tx_g, self.tx_d, rng
+    )
 
   def _d_apply(self, params, batch_stats, x):
     if batch_stats is None:
       return self.discriminator.apply({"params": params}, x, train=True), None
-    out, upd = self.discriminator.apply({"params": params, "batch_stats": batch_stats}, x,
-                                        train=True, mutable=["batch_stats"])
+    out, upd = self.discriminator.apply(
+      {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+    )
     return out, upd["batch_stats"]
 
   def train_step(self, state, batch, rng, step):
@@ -313,11 +373,18 @@ class Pix2PixTask:
       variables = {"params": params}
       if g_bs is not None:
         variables["batch_stats"] = g_bs
-        fake, upd = self.generator.apply(variables, real_a, train=True, dropout=True,
-                                         rngs={"dropout": rng}, mutable=["batch_stats"])
+        fake, upd = self.generator.apply(
+          variables,
+          real_a,
+          train=True,
+          dropout=True,
+          rngs={"dropout": rng},
+          mutable=["batch_stats"],
+        )
         return fake, upd["batch_stats"]
-      return self.generator.apply(variables, real_a, train=True, dropout=True,
-                                  rngs={"dropout": rng}), None
+      return self.generator.apply(
+        variables, real_a, train=True, dropout=True, rngs={"dropout": rng}
+      ), None
 
     fake_b, g_vjp, new_g_bs = jax.vjp(g_forward, g["params"], has_aux=True)
 
@@ -332,19 +399,20 @@ class Pix2PixTask:
       return loss, (real, fake, bs, pred_real, pred_fake)
 
     (d_loss, (d_real, d_fake, d_bs, pred_real, pred_fake)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(d["params"])
+      d_loss_fn, has_aux=True
+    )(d["params"])
     d_updates, d_opt = self.tx_d.update(d_grads, d["opt_state"], d["params"])
     d_params = optax.apply_updates(d["params"], d_updates)
 
     # G step against the updated D: gradient w.r.t. fake_B, pulled back through G.
     def g_loss_fn(fake):
       pred, bs = self._d_apply(d_params, d_bs, jnp.concatenate([real_a, fake], axis=-1))
-      loss, g_gan, g_l1 = g_objective(pred, fake, real_b, gan_mode=c.gan_mode,
-                                      lambda_l1=c.lambda_L1)
+      loss, g_gan, g_l1 = g_objective(
+        pred, fake, real_b, gan_mode=c.gan_mode, lambda_l1=c.lambda_L1
+      )
       return loss, (g_gan, g_l1, bs)
 
-    (g_loss, (g_gan, g_l1, d_bs)), d_fake_grad = jax.value_and_grad(
-        g_loss_fn, has_aux=True)(fake_b)
+    (g_loss, (g_gan, g_l1, d_bs)), d_fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake_b)
     (g_grads,) = g_vjp(d_fake_grad)
     g_updates, g_opt = self.tx_g.update(g_grads, g["opt_state"], g["params"])
     g_params = optax.apply_updates(g["params"], g_updates)
@@ -357,15 +425,22 @@ class Pix2PixTask:
       new_d["batch_stats"] = d_bs
     finite = jnp.isfinite(d_loss) & jnp.isfinite(g_loss)
     metrics = {
-        # The generator objective; NaN when any term is, so the loop's check covers D too.
-        "loss": jnp.where(finite, g_loss, jnp.nan),
-        "G_GAN": g_gan, "G_L1": g_l1, "D": d_loss, "D_real": d_real, "D_fake": d_fake,
-        "D_real_acc": jnp.mean((pred_real > (0.0 if c.gan_mode == "vanilla" else 0.5))
-                               .astype(jnp.float32)),
-        "D_fake_acc": jnp.mean((pred_fake < (0.0 if c.gan_mode == "vanilla" else 0.5))
-                               .astype(jnp.float32)),
-        "lr": self.lr_fn(step),
-        "G_grad_norm": _global_norm(g_grads), "D_grad_norm": _global_norm(d_grads),
+      # The generator objective; NaN when any term is, so the loop's check covers D too.
+      "loss": jnp.where(finite, g_loss, jnp.nan),
+      "G_GAN": g_gan,
+      "G_L1": g_l1,
+      "D": d_loss,
+      "D_real": d_real,
+      "D_fake": d_fake,
+      "D_real_acc": jnp.mean(
+        (pred_real > (0.0 if c.gan_mode == "vanilla" else 0.5)).astype(jnp.float32)
+      ),
+      "D_fake_acc": jnp.mean(
+        (pred_fake < (0.0 if c.gan_mode == "vanilla" else 0.5)).astype(jnp.float32)
+      ),
+      "lr": self.lr_fn(step),
+      "G_grad_norm": _global_norm(g_grads),
+      "D_grad_norm": _global_norm(d_grads),
     }
     return {"g": new_g, "d": new_d}, metrics
 
@@ -373,8 +448,9 @@ class Pix2PixTask:
     return self.stream.iterate(start_step)
 
   def _generate_fn(self, g_vars, a, index):
-    return models.generate(self.generator, g_vars, a, index, seed=self.config.seed,
-                           eval_mode=self.config.eval_mode)
+    return models.generate(
+      self.generator, g_vars, a, index, seed=self.config.seed, eval_mode=self.config.eval_mode
+    )
 
   def _eval_sums_fn(self, g_vars, batch):
     fake = self._generate_fn(g_vars, batch["A"], batch["index"])
@@ -390,11 +466,16 @@ class Pix2PixTask:
     c = self.config
     g_vars = _variables(state["g"])
     sums = None
-    for b in pdata.eval_batches(source, batch_size=self.eval_batch_size,
-                                size=(self.height, self.width), num_examples=c.num_eval,
-                                input_nc=c.input_nc, output_nc=c.output_nc,
-                                process_index=jax.process_index(),
-                                process_count=jax.process_count()):
+    for b in pdata.eval_batches(
+      source,
+      batch_size=self.eval_batch_size,
+      size=(self.height, self.width),
+      num_examples=c.num_eval,
+      input_nc=c.input_nc,
+      output_nc=c.output_nc,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    ):
       out = jax.device_get(self._eval_sums(g_vars, mesh_lib.to_global(b, self.mesh)))
       sums = out if sums is None else {k: sums[k] + out[k] for k in out}
     if not sums or float(sums["n"]) == 0:
@@ -411,16 +492,24 @@ class Pix2PixTask:
       c = self.config
       source = self.sources.get("val") or self.sources["train"]
       n = min(c.num_samples, len(source))
-      self._sample_batch = next(pdata.eval_batches(
-          source, batch_size=n, size=(self.height, self.width), num_examples=n,
-          input_nc=c.input_nc, output_nc=c.output_nc))
+      self._sample_batch = next(
+        pdata.eval_batches(
+          source,
+          batch_size=n,
+          size=(self.height, self.width),
+          num_examples=n,
+          input_nc=c.input_nc,
+          output_nc=c.output_nc,
+        )
+      )
     return self._sample_batch
 
   def write_samples(self, state, step, workdir, writer: MetricWriter):
     b = self.sample_batch()
     g_vars = _variables(state["g"])
-    fake = self._generate(g_vars, mesh_lib.replicate(b["A"], self.mesh),
-                          mesh_lib.replicate(b["index"], self.mesh))
+    fake = self._generate(
+      g_vars, mesh_lib.replicate(b["A"], self.mesh), mesh_lib.replicate(b["index"], self.mesh)
+    )
     fake = np.asarray(jax.device_get(fake))
     if jax.process_index() != 0:
       return
@@ -439,15 +528,21 @@ class Pix2PixTask:
 
 
 def _synthetic_sizes(c) -> dict[str, int]:
-  return {"train": c.synthetic_num_train, "val": c.synthetic_num_val,
-          "test": c.synthetic_num_test}
+  return {"train": c.synthetic_num_train, "val": c.synthetic_num_val, "test": c.synthetic_num_test}
 
 
 def open_split(c, split: str, *, required: bool = True):
-  return pdata.open_source(c.dataroot, split, direction=c.direction,
-                           check_square=c.check_square, max_size=c.max_dataset_size,
-                           synthetic_sizes=_synthetic_sizes(c), seed=c.seed,
-                           cache=c.cache_images, required=required)
+  return pdata.open_source(
+    c.dataroot,
+    split,
+    direction=c.direction,
+    check_square=c.check_square,
+    max_size=c.max_dataset_size,
+    synthetic_sizes=_synthetic_sizes(c),
+    seed=c.seed,
+    cache=c.cache_images,
+    required=required,
+  )
 
 
 def build_task(c, mesh=None) -> Pix2PixTask:
@@ -496,14 +591,16 @@ def restore_generator(c, workdir: str, mesh=None) -> tuple[dict, int]:
     repl = mesh_lib.replicated(mesh)
     init = lambda rng: init_train_state(c, generator, discriminator, tx, tx, rng)
     abstract = jax.eval_shape(init, jax.random.key(0))
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
-                            abstract)
+    abstract = jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract
+    )
     try:
       state, meta = ck.restore(abstract)
     except (ValueError, KeyError, TypeError) as e:
       raise CheckpointError(
-          f"the checkpoint in {workdir!r} does not match this config's networks "
-          f"({type(e).__name__}); use the config it was trained with") from None
+        f"the checkpoint in {workdir!r} does not match this config's networks "
+        f"({type(e).__name__}); use the config it was trained with"
+      ) from None
   finally:
     ck.close()
   return _variables(state["g"]), int(meta["step"])
@@ -515,14 +612,21 @@ def jitted_generate(generator: models.UNetGenerator, *, seed: int, eval_mode: bo
   return jax.jit(functools.partial(models.generate, generator, seed=seed, eval_mode=eval_mode))
 
 
-def _write_index_html(path: str, title: str, rows: list[tuple[str, str, str, str | None]],
-                      metrics: Mapping[str, float] | None) -> None:
+def _write_index_html(
+  path: str,
+  title: str,
+  rows: list[tuple[str, str, str, str | None]],
+  metrics: Mapping[str, float] | None,
+) -> None:
   esc = html.escape
-  lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
-           f"<title>{esc(title)}</title>",
-           "<style>body{font-family:sans-serif} td{padding:4px;text-align:center}"
-           " img{image-rendering:pixelated;width:256px}</style></head><body>",
-           f"<h2>{esc(title)}</h2>"]
+  lines = [
+    "<!DOCTYPE html>",
+    "<html><head><meta charset='utf-8'>",
+    f"<title>{esc(title)}</title>",
+    "<style>body{font-family:sans-serif} td{padding:4px;text-align:center}"
+    " img{image-rendering:pixelated;width:256px}</style></head><body>",
+    f"<h2>{esc(title)}</h2>",
+  ]
   if metrics:
     lines.append("<p>" + ", ".join(f"{esc(k)} = {v:.4f}" for k, v in metrics.items()) + "</p>")
   lines.append("<table><tr><th>name</th><th>input</th><th>output</th><th>target</th></tr>")
@@ -551,8 +655,13 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
   g_vars, step = restore_generator(c, workdir, mesh)
   generator = make_generator(c)
   if c.test_dir:
-    source = pdata.AlignedFolder(c.test_dir, direction=c.direction, check_square=c.check_square,
-                                 single=c.test_single, cache=False)
+    source = pdata.AlignedFolder(
+      c.test_dir,
+      direction=c.direction,
+      check_square=c.check_square,
+      single=c.test_single,
+      cache=False,
+    )
     label = os.path.basename(os.path.normpath(c.test_dir))
   else:
     source = open_split(c, c.phase)
@@ -566,8 +675,14 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
   g_vars = jax.device_put(g_vars, mesh_lib.replicated(mesh))
   rows, fakes, reals = [], [], []
   bs = c.eval_batch_size or 8
-  for b in pdata.eval_batches(source, batch_size=bs, size=(h, w), num_examples=c.num_test,
-                              input_nc=c.input_nc, output_nc=c.output_nc):
+  for b in pdata.eval_batches(
+    source,
+    batch_size=bs,
+    size=(h, w),
+    num_examples=c.num_test,
+    input_nc=c.input_nc,
+    output_nc=c.output_nc,
+  ):
     fake = np.asarray(jax.device_get(gen(g_vars, b["A"], b["index"])))
     for r in range(len(b["index"])):
       if b["mask"][r] == 0:
@@ -585,19 +700,29 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
         fakes.append(fake[r])
         reals.append(np.asarray(b["B"][r]))
   metrics = paired_metrics(np.stack(fakes), np.stack(reals), c) if fakes else {}
-  mode = ("eval mode (no dropout, running averages)" if c.eval_mode
-          else "as in training (dropout, per-image batch-norm statistics)")
+  mode = (
+    "eval mode (no dropout, running averages)"
+    if c.eval_mode
+    else "as in training (dropout, per-image batch-norm statistics)"
+  )
   index = os.path.join(out_dir, "index.html")
-  result = {"results_dir": out_dir, "index": index, "step": step, "num_images": len(rows),
-            **metrics}
+  result = {
+    "results_dir": out_dir,
+    "index": index,
+    "step": step,
+    "num_images": len(rows),
+    **metrics,
+  }
   if not write:
     return result
   _write_index_html(index, f"pix2pix {label}: step {step}, generator run {mode}", rows, metrics)
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(result, f, indent=2)
   if log:
-    log(f"[pix2pix] wrote {len(rows)} results to {index}"
-        + "".join(f", {k}={v:.4f}" for k, v in metrics.items()))
+    log(
+      f"[pix2pix] wrote {len(rows)} results to {index}"
+      + "".join(f", {k}={v:.4f}" for k, v in metrics.items())
+    )
   return result
 
 
@@ -608,6 +733,7 @@ def paired_metrics(fake: np.ndarray, real: np.ndarray, c) -> dict[str, float]:
   between the generated and the real target faces."""
   from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
   from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
   out = {k.upper(): v for k, v in em.image_metrics(fake, real, data_range=2.0).items()}
   if not (c.dataroot or c.test_dir) and c.output_nc == 3 and len(fake) >= 2:
     try:
@@ -638,17 +764,22 @@ def export(config, workdir: str, *, mesh=None, log=print) -> dict:
   generator = make_generator(c)
   h, w = image_size(c)
   info = {
-      "format": EXPORT_FORMAT,
-      "step": step,
-      "generator": {"num_downs": generator.num_downs, "ngf": generator.ngf,
-                    "norm": generator.norm, "use_dropout": generator.use_dropout,
-                    "output_nc": generator.output_nc, "input_nc": int(c.input_nc)},
-      "image_size": [h, w],
-      "direction": c.direction,
-      "eval_mode": bool(c.eval_mode),
-      "seed": int(c.seed),
-      "value_range": [-1.0, 1.0],
-      "config": model_config(c),
+    "format": EXPORT_FORMAT,
+    "step": step,
+    "generator": {
+      "num_downs": generator.num_downs,
+      "ngf": generator.ngf,
+      "norm": generator.norm,
+      "use_dropout": generator.use_dropout,
+      "output_nc": generator.output_nc,
+      "input_nc": int(c.input_nc),
+    },
+    "image_size": [h, w],
+    "direction": c.direction,
+    "eval_mode": bool(c.eval_mode),
+    "seed": int(c.seed),
+    "value_range": [-1.0, 1.0],
+    "config": model_config(c),
   }
   with open(params_path, "wb") as f:
     f.write(flax.serialization.to_bytes(g_vars))
@@ -670,8 +801,11 @@ class ExportedGenerator:
   def __call__(self, a, index=None, *, eval_mode: bool | None = None, seed: int | None = None):
     a = jnp.asarray(a, jnp.float32)
     index = jnp.arange(a.shape[0]) if index is None else jnp.asarray(index)
-    fn = jitted_generate(self.model, seed=self.info["seed"] if seed is None else int(seed),
-                         eval_mode=bool(self.info["eval_mode"] if eval_mode is None else eval_mode))
+    fn = jitted_generate(
+      self.model,
+      seed=self.info["seed"] if seed is None else int(seed),
+      eval_mode=bool(self.info["eval_mode"] if eval_mode is None else eval_mode),
+    )
     return fn(self.variables, a, index)
 
 

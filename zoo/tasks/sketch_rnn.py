@@ -34,51 +34,87 @@ CELLS = ("lstm", "layer_norm", "hyper")
 
 def validate_config(c) -> None:
   """Raises ConfigError (one line) for out-of-range or inconsistent values."""
+
   def need(cond, msg):
     if not cond:
       raise ConfigError(f"bad sketch_rnn config: {msg}")
+
   for key in ("enc_model", "dec_model"):
     need(c[key] in CELLS, f"{key}={c[key]!r}, expected one of {CELLS}")
-  for key in ("enc_rnn_size", "dec_rnn_size", "z_size", "num_mixture", "batch_size",
-              "num_steps", "hyper_num_units", "hyper_embedding_size"):
+  for key in (
+    "enc_rnn_size",
+    "dec_rnn_size",
+    "z_size",
+    "num_mixture",
+    "batch_size",
+    "num_steps",
+    "hyper_num_units",
+    "hyper_embedding_size",
+  ):
     need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
-  for key in ("save_every", "log_every", "eval_every", "sample_every", "max_seq_len",
-              "eval_batch_size"):
+  for key in (
+    "save_every",
+    "log_every",
+    "eval_every",
+    "sample_every",
+    "max_seq_len",
+    "eval_batch_size",
+  ):
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
   for key in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
     need(0.0 < c[key] <= 1.0, f"{key}={c[key]!r} is a keep probability in (0, 1]")
   for key in ("learning_rate", "grad_clip"):
     need(c[key] > 0, f"{key}={c[key]!r} must be > 0")
-  need(0 <= c.min_learning_rate <= c.learning_rate,
-       f"min_learning_rate={c.min_learning_rate!r} must be in [0, learning_rate]")
+  need(
+    0 <= c.min_learning_rate <= c.learning_rate,
+    f"min_learning_rate={c.min_learning_rate!r} must be in [0, learning_rate]",
+  )
   for key in ("decay_rate", "kl_decay_rate"):
     need(0.0 < c[key] <= 1.0, f"{key}={c[key]!r} must be in (0, 1]")
-  need(c.kl_weight >= 0 and c.kl_weight_start >= 0 and c.kl_tolerance >= 0,
-       "kl_weight, kl_weight_start and kl_tolerance must be >= 0")
-  need(0.0 <= c.random_scale_factor < 1.0,
-       f"random_scale_factor={c.random_scale_factor!r} must be in [0, 1)")
-  need(0.0 <= c.augment_stroke_prob < 1.0,
-       f"augment_stroke_prob={c.augment_stroke_prob!r} must be in [0, 1)")
-  need(c.compute_dtype in ("float32", "bfloat16"),
-       f"compute_dtype={c.compute_dtype!r}, expected float32 or bfloat16")
+  need(
+    c.kl_weight >= 0 and c.kl_weight_start >= 0 and c.kl_tolerance >= 0,
+    "kl_weight, kl_weight_start and kl_tolerance must be >= 0",
+  )
+  need(
+    0.0 <= c.random_scale_factor < 1.0,
+    f"random_scale_factor={c.random_scale_factor!r} must be in [0, 1)",
+  )
+  need(
+    0.0 <= c.augment_stroke_prob < 1.0,
+    f"augment_stroke_prob={c.augment_stroke_prob!r} must be in [0, 1)",
+  )
+  need(
+    c.compute_dtype in ("float32", "bfloat16"),
+    f"compute_dtype={c.compute_dtype!r}, expected float32 or bfloat16",
+  )
   need(c.sample_temperature > 0, f"sample_temperature={c.sample_temperature!r} must be > 0")
 
 
 def make_model(c) -> SketchRNN:
   return SketchRNN(
-      enc_rnn_size=c.enc_rnn_size, dec_rnn_size=c.dec_rnn_size, z_size=c.z_size,
-      num_mixture=c.num_mixture, enc_model=c.enc_model, dec_model=c.dec_model,
-      conditional=c.conditional, use_recurrent_dropout=c.use_recurrent_dropout,
-      recurrent_dropout_prob=c.recurrent_dropout_prob, use_input_dropout=c.use_input_dropout,
-      input_dropout_prob=c.input_dropout_prob, use_output_dropout=c.use_output_dropout,
-      output_dropout_prob=c.output_dropout_prob, hyper_num_units=c.hyper_num_units,
-      hyper_embedding_size=c.hyper_embedding_size, dtype=jnp.dtype(c.compute_dtype))
+    enc_rnn_size=c.enc_rnn_size,
+    dec_rnn_size=c.dec_rnn_size,
+    z_size=c.z_size,
+    num_mixture=c.num_mixture,
+    enc_model=c.enc_model,
+    dec_model=c.dec_model,
+    conditional=c.conditional,
+    use_recurrent_dropout=c.use_recurrent_dropout,
+    recurrent_dropout_prob=c.recurrent_dropout_prob,
+    use_input_dropout=c.use_input_dropout,
+    input_dropout_prob=c.input_dropout_prob,
+    use_output_dropout=c.use_output_dropout,
+    output_dropout_prob=c.output_dropout_prob,
+    hyper_num_units=c.hyper_num_units,
+    hyper_embedding_size=c.hyper_embedding_size,
+    dtype=jnp.dtype(c.compute_dtype),
+  )
 
 
 def learning_rate_schedule(c):
   """magenta: ``(lr - min_lr) * decay_rate**step + min_lr``."""
   lr, min_lr, decay = c.learning_rate, c.min_learning_rate, c.decay_rate
-  return lambda count: (lr - min_lr) * decay ** count + min_lr
+  return lambda count: (lr - min_lr) * decay**count + min_lr
 
 
 def make_optimizer(c) -> optax.GradientTransformation:
@@ -86,18 +122,27 @@ def make_optimizer(c) -> optax.GradientTransformation:
   return optax.chain(optax.clip(c.grad_clip), optax.adam(learning_rate_schedule(c)))
 
 
-def sketch_losses(model: SketchRNN, params, batch, *, rngs=None, deterministic: bool,
-                  train_pen_loss: bool, kl_tolerance: float):
+def sketch_losses(
+  model: SketchRNN,
+  params,
+  batch,
+  *,
+  rngs=None,
+  deterministic: bool,
+  train_pen_loss: bool,
+  kl_tolerance: float,
+):
   """Reconstruction and KL terms for one batch (``batch['strokes']`` has the start token)."""
-  out = model.apply({"params": params}, batch["strokes"], batch["seq_len"],
-                    deterministic=deterministic, rngs=rngs)
+  out = model.apply(
+    {"params": params}, batch["strokes"], batch["seq_len"], deterministic=deterministic, rngs=rngs
+  )
   mp = mdn.split_mixture_params(out["raw"].astype(jnp.float32), num_mixture=model.num_mixture)
   targets = batch["strokes"][:, 1:]
   r_cost, parts = mdn.sketch_rnn_reconstruction_loss(mp, targets, train=train_pen_loss)
   if model.conditional:
-    kl_cost, kl_raw = kl_lib.sketch_rnn_kl_loss(out["mu"].astype(jnp.float32),
-                                               out["presig"].astype(jnp.float32),
-                                               kl_tolerance=kl_tolerance)
+    kl_cost, kl_raw = kl_lib.sketch_rnn_kl_loss(
+      out["mu"].astype(jnp.float32), out["presig"].astype(jnp.float32), kl_tolerance=kl_tolerance
+    )
   else:
     kl_cost = kl_raw = jnp.zeros((), jnp.float32)
   return r_cost, kl_cost, kl_raw, parts
@@ -122,46 +167,73 @@ class SketchRNNTask:
     pc, pi = jax.process_count(), jax.process_index()
     mesh_lib.check_batch_size(c.batch_size, self.mesh)
     self.stream = sketch_pipeline.SketchTrainStream(
-        self.splits["train"], batch_size=c.batch_size, max_seq_len=self.max_seq_len,
-        scale_factor=self.scale_factor, random_scale_factor=c.random_scale_factor,
-        augment_stroke_prob=c.augment_stroke_prob, seed=c.seed, process_index=pi,
-        process_count=pc)
+      self.splits["train"],
+      batch_size=c.batch_size,
+      max_seq_len=self.max_seq_len,
+      scale_factor=self.scale_factor,
+      random_scale_factor=c.random_scale_factor,
+      augment_stroke_prob=c.augment_stroke_prob,
+      seed=c.seed,
+      process_index=pi,
+      process_count=pc,
+    )
     self.eval_batch_size = c.eval_batch_size or c.batch_size
     mesh_lib.check_batch_size(self.eval_batch_size, self.mesh, "eval_batch_size")
     self._eval_step = jax.jit(self._eval_sums)
-    self._sample = jax.jit(functools.partial(
-        sketch_rnn_sampling.sample, self.model, batch_size=c.num_samples,
-        max_len=self.max_seq_len), static_argnames=("greedy",))
+    self._sample = jax.jit(
+      functools.partial(
+        sketch_rnn_sampling.sample, self.model, batch_size=c.num_samples, max_len=self.max_seq_len
+      ),
+      static_argnames=("greedy",),
+    )
 
   # ---- loop.Task interface -------------------------------------------------
   def init_state(self, rng):
     dummy = jnp.zeros((1, self.max_seq_len + 1, 5), jnp.float32)
-    variables = self.model.init({"params": rng, "dropout": rng, "latent": rng}, dummy,
-                                jnp.ones((1,), jnp.int32), deterministic=True)
+    variables = self.model.init(
+      {"params": rng, "dropout": rng, "latent": rng},
+      dummy,
+      jnp.ones((1,), jnp.int32),
+      deterministic=True,
+    )
     params = variables["params"]
     return {"params": params, "opt_state": self.tx.init(params)}
 
   def train_step(self, state, batch, rng, step):
     c = self.config
-    kl_weight = kl_lib.kl_annealing_weight(step, kl_weight=c.kl_weight,
-                                           kl_weight_start=c.kl_weight_start,
-                                           kl_decay_rate=c.kl_decay_rate)
+    kl_weight = kl_lib.kl_annealing_weight(
+      step, kl_weight=c.kl_weight, kl_weight_start=c.kl_weight_start, kl_decay_rate=c.kl_decay_rate
+    )
     k_drop, k_lat = jax.random.split(rng)
 
     def loss_fn(params):
       r, kl, kl_raw, parts = sketch_losses(
-          self.model, params, batch, rngs={"dropout": k_drop, "latent": k_lat},
-          deterministic=False, train_pen_loss=True, kl_tolerance=c.kl_tolerance)
+        self.model,
+        params,
+        batch,
+        rngs={"dropout": k_drop, "latent": k_lat},
+        deterministic=False,
+        train_pen_loss=True,
+        kl_tolerance=c.kl_tolerance,
+      )
       return r + kl_weight * kl, (r, kl, kl_raw, parts)
 
     (loss, (r, kl, kl_raw, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"])
+      state["params"]
+    )
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "r_cost": r, "kl_cost": kl, "kl_raw": kl_raw,
-               "offset_loss": parts["offset_loss"], "pen_loss": parts["pen_loss"],
-               "kl_weight": kl_weight, "lr": self.lr_fn(step),
-               "grad_norm": optax.tree.norm(grads)}
+    metrics = {
+      "loss": loss,
+      "r_cost": r,
+      "kl_cost": kl,
+      "kl_raw": kl_raw,
+      "offset_loss": parts["offset_loss"],
+      "pen_loss": parts["pen_loss"],
+      "kl_weight": kl_weight,
+      "lr": self.lr_fn(step),
+      "grad_norm": optax.tree.norm(grads),
+    }
     return {"params": params, "opt_state": opt_state}, metrics
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
@@ -169,10 +241,12 @@ class SketchRNNTask:
 
   def _eval_sums(self, params, batch):
     tol = self.config.kl_tolerance
-    r, kl, kl_raw, _ = sketch_losses(self.model, params, batch, deterministic=True,
-                                     train_pen_loss=True, kl_tolerance=tol)
-    r_masked, _, _, _ = sketch_losses(self.model, params, batch, deterministic=True,
-                                      train_pen_loss=False, kl_tolerance=tol)
+    r, kl, kl_raw, _ = sketch_losses(
+      self.model, params, batch, deterministic=True, train_pen_loss=True, kl_tolerance=tol
+    )
+    r_masked, _, _, _ = sketch_losses(
+      self.model, params, batch, deterministic=True, train_pen_loss=False, kl_tolerance=tol
+    )
     return {"r_cost": r, "r_cost_masked": r_masked, "kl_cost": kl, "kl_raw": kl_raw}
 
   def evaluate_split(self, state, split: str) -> dict[str, float]:
@@ -191,9 +265,13 @@ class SketchRNNTask:
     """
     c = self.config
     batches = sketch_pipeline.eval_batches(
-        self.splits[split], batch_size=self.eval_batch_size, max_seq_len=self.max_seq_len,
-        scale_factor=self.scale_factor, process_index=jax.process_index(),
-        process_count=jax.process_count())
+      self.splits[split],
+      batch_size=self.eval_batch_size,
+      max_seq_len=self.max_seq_len,
+      scale_factor=self.scale_factor,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
     sums, n = None, 0
     for b in batches:
       out = self._eval_step(state["params"], mesh_lib.to_global(b, self.mesh))
@@ -218,14 +296,14 @@ class SketchRNNTask:
     c = self.config
     k_z, k_sample = jax.random.split(jax.random.fold_in(jax.random.key(c.seed + 1), step))
     variables = {"params": state["params"]}
-    z = (jax.random.normal(k_z, (c.num_samples, c.z_size)) if c.conditional else None)
+    z = jax.random.normal(k_z, (c.num_samples, c.z_size)) if c.conditional else None
     strokes, lengths = self._sample(variables, k_sample, z=z, temperature=c.sample_temperature)
     strokes, lengths = jax.device_get((strokes, lengths))
     if jax.process_index() != 0:
       return
     sketches = []
     for s, n in zip(np.asarray(strokes), np.asarray(lengths)):
-      s3 = strokes_lib.to_stroke3(s[:n + 1], has_start_token=False)
+      s3 = strokes_lib.to_stroke3(s[: n + 1], has_start_token=False)
       s3[:, :2] *= self.scale_factor
       sketches.append(s3)
     outdir = os.path.join(workdir, "samples")
@@ -240,10 +318,12 @@ class SketchRNNTask:
 
 def load_data(c):
   """Loads splits and derives ``max_seq_len`` (when 0) and the scale factor."""
-  splits = load_sketch_splits(c.data_set, data_dir=c.data_dir or None,
-                              manual_dir=c.manual_dir or None, seed=c.seed)
+  splits = load_sketch_splits(
+    c.data_set, data_dir=c.data_dir or None, manual_dir=c.manual_dir or None, seed=c.seed
+  )
   splits, max_seq_len, scale = sketch_pipeline.prepare_splits(
-      splits, max_seq_len=c.max_seq_len or None)
+    splits, max_seq_len=c.max_seq_len or None
+  )
   return splits, max_seq_len, scale
 
 
@@ -251,14 +331,18 @@ def build_task(c, mesh=None) -> SketchRNNTask:
   validate_config(c)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   splits, max_seq_len, scale = load_data(c)
-  return SketchRNNTask(config=c, splits=splits, max_seq_len=max_seq_len, scale_factor=scale,
-                       mesh=mesh)
+  return SketchRNNTask(
+    config=c, splits=splits, max_seq_len=max_seq_len, scale_factor=scale, mesh=mesh
+  )
 
 
 def save_run_info(task: SketchRNNTask, workdir: str) -> None:
   """Writes ``config.json`` (with derived values) so other modes can rebuild the model."""
-  ckpt_lib.write_run_config(workdir, task.config, derived={
-      "max_seq_len": task.max_seq_len, "scale_factor": task.scale_factor})
+  ckpt_lib.write_run_config(
+    workdir,
+    task.config,
+    derived={"max_seq_len": task.max_seq_len, "scale_factor": task.scale_factor},
+  )
 
 
 def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:

@@ -21,14 +21,19 @@ from zoo.errors import CheckpointError
 class Checkpointer:
   """Thin wrapper: ``save(step, state, meta)``, ``restore(abstract_state)``."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True,
-               read_only: bool = False):
+  def __init__(
+    self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False
+  ):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-        enable_async_checkpointing=async_save)
-    self._mngr = ocp.CheckpointManager(self.directory, options=options,
-                                       item_names=("state", "meta"))
+      max_to_keep=max_to_keep,
+      create=not read_only,
+      read_only=read_only,
+      enable_async_checkpointing=async_save,
+    )
+    self._mngr = ocp.CheckpointManager(
+      self.directory, options=options, item_names=("state", "meta")
+    )
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
@@ -37,8 +42,11 @@ class Checkpointer:
     meta = dict(meta or {}, step=int(step))
     if self._mngr.latest_step() == step:
       return
-    self._mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+    self._mngr.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      force=force,
+    )
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores ``state`` (with the shardings/dtypes of ``abstract_state``) and ``meta``."""
@@ -46,8 +54,12 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"no checkpoint found in {self.directory}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-    out = self._mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    out = self._mngr.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+      ),
+    )
     return out["state"], dict(out["meta"])
 
   def wait(self) -> None:

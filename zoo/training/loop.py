@@ -43,8 +43,9 @@ class Task(Protocol):
   def init_state(self, rng: jax.Array) -> State:
     """Fresh train state (params, optimizer state, ...); traced under jit."""
 
-  def train_step(self, state: State, batch: Batch, rng: jax.Array,
-                 step: jax.Array) -> tuple[State, Mapping[str, jax.Array]]:
+  def train_step(
+    self, state: State, batch: Batch, rng: jax.Array, step: jax.Array
+  ) -> tuple[State, Mapping[str, jax.Array]]:
     """One pure update; metrics must include ``loss`` (a scalar)."""
 
   def train_batches(self, start_step: int) -> Iterator[Batch]:
@@ -53,8 +54,7 @@ class Task(Protocol):
   def evaluate(self, state: State, step: int) -> Mapping[str, float]:
     """Host-side evaluation (all processes call it); ``{name: value}``."""
 
-  def write_samples(self, state: State, step: int, workdir: str,
-                    writer: MetricWriter) -> None:
+  def write_samples(self, state: State, step: int, workdir: str, writer: MetricWriter) -> None:
     """Writes samples a person would look at (all processes call it)."""
 
 
@@ -117,15 +117,25 @@ def _check_finite(pending, workdir: str, ck: ckpt_lib.Checkpointer) -> None:
     loss = float(np.asarray(m["loss"]))
     if not math.isfinite(loss):
       last = ck.latest_step()
-      kept = (f"the last good checkpoint (step {last}) is kept in {ck.directory}"
-              if last is not None else "no checkpoint had been written yet")
+      kept = (
+        f"the last good checkpoint (step {last}) is kept in {ck.directory}"
+        if last is not None
+        else "no checkpoint had been written yet"
+      )
       raise NonFiniteLossError(
-          f"non-finite loss ({loss}) at step {step + 1} in {workdir}; stopped, {kept}. "
-          "Try a lower learning_rate or grad_clip.")
+        f"non-finite loss ({loss}) at step {step + 1} in {workdir}; stopped, {kept}. "
+        "Try a lower learning_rate or grad_clip."
+      )
 
 
-def train(task: Task, cfg: LoopConfig, workdir: str, *, mesh=None,
-          log_fn: Callable[[str], None] | None = None) -> TrainResult:
+def train(
+  task: Task,
+  cfg: LoopConfig,
+  workdir: str,
+  *,
+  mesh=None,
+  log_fn: Callable[[str], None] | None = None,
+) -> TrainResult:
   """Runs (or resumes) training of ``task`` in ``workdir``; returns the final state."""
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   repl = mesh_lib.replicated(mesh)
@@ -134,8 +144,9 @@ def train(task: Task, cfg: LoopConfig, workdir: str, *, mesh=None,
 
   key = jax.random.key(cfg.seed)
   init_key, train_key = jax.random.split(key)
-  ck = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir), max_to_keep=cfg.max_to_keep,
-                             async_save=cfg.async_checkpoints)
+  ck = ckpt_lib.Checkpointer(
+    ckpt_lib.checkpoint_dir(workdir), max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpoints
+  )
   writer = MetricWriter(os.path.join(workdir, "tb"))
   say = log_fn or (lambda msg: print(msg, flush=True) if jax.process_index() == 0 else None)
 
@@ -147,7 +158,8 @@ def train(task: Task, cfg: LoopConfig, workdir: str, *, mesh=None,
   else:
     abstract = jax.eval_shape(task.init_state, init_key)
     abstract = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract)
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract
+    )
     state, meta = ck.restore(abstract, start)
     start = int(meta["step"])
     say(f"[{task.name}] resumed from step {start} in {workdir}")
@@ -156,8 +168,9 @@ def train(task: Task, cfg: LoopConfig, workdir: str, *, mesh=None,
     rng = jax.random.fold_in(train_key, step)
     return task.train_step(state, batch, rng, step)
 
-  jstep = jax.jit(step_fn, in_shardings=(repl, dsh, repl), out_shardings=(repl, repl),
-                  donate_argnums=(0,))
+  jstep = jax.jit(
+    step_fn, in_shardings=(repl, dsh, repl), out_shardings=(repl, repl), donate_argnums=(0,)
+  )
 
   history: list[dict] = []
   eval_history: list[dict] = []
@@ -203,18 +216,22 @@ def train(task: Task, cfg: LoopConfig, workdir: str, *, mesh=None,
           if results:
             writer.scalars(step, results)
             eval_history.append({"step": step, **results})
-            progress.write(f"[{task.name}] step {step}: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in results.items()))
+            progress.write(
+              f"[{task.name}] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items())
+            )
         if do_sample:
           task.write_samples(state, step, workdir, writer)
         if stop:
           stopped = True
-          progress.write(f"[{task.name}] received signal {sig.received}: "
-                         f"saved checkpoint at step {step}, exiting")
+          progress.write(
+            f"[{task.name}] received signal {sig.received}: "
+            f"saved checkpoint at step {step}, exiting"
+          )
           break
   finally:
     progress.close()
     ck.close()
     writer.close()
-  return TrainResult(state=state, step=step, history=history, eval_history=eval_history,
-                     stopped_by_signal=stopped)
+  return TrainResult(
+    state=state, step=step, history=history, eval_history=eval_history, stopped_by_signal=stopped
+  )

@@ -32,9 +32,9 @@ def maybe_initialize_distributed() -> None:
   nproc = os.environ.get("JAX_NUM_PROCESSES")
   if addr and nproc and int(nproc) > 1:
     jax.distributed.initialize(
-        coordinator_address=addr,
-        num_processes=int(nproc),
-        process_id=int(os.environ["JAX_PROCESS_ID"]),
+      coordinator_address=addr,
+      num_processes=int(nproc),
+      process_id=int(os.environ["JAX_PROCESS_ID"]),
     )
   elif os.environ.get("ZOO_DISTRIBUTED_AUTO"):
     jax.distributed.initialize()  # cluster auto-detection (TPU pods, SLURM)
@@ -59,7 +59,8 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, name: str = "batch_size
   n = mesh.devices.size
   if global_batch_size % n:
     raise ConfigError(
-        f"{name}={global_batch_size} must be divisible by the number of devices ({n})")
+      f"{name}={global_batch_size} must be divisible by the number of devices ({n})"
+    )
 
 
 def to_global(local_batch: Any, mesh: Mesh) -> Any:
@@ -70,11 +71,13 @@ def to_global(local_batch: Any, mesh: Mesh) -> Any:
   """
   sharding = data_sharded(mesh)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+  )
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Places a host pytree (identical on every process) replicated on the mesh."""
   sharding = replicated(mesh)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+  )

@@ -21,6 +21,7 @@ class MetricWriter:
     self._jsonl = None
     if self.enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
       os.makedirs(logdir, exist_ok=True)
       self._tb = SummaryWriter(logdir, flush_secs=10)
       self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a")
@@ -63,14 +64,22 @@ class Progress:
 
   def __init__(self, *, total: int, initial: int, desc: str, enabled: bool | None = None):
     enabled = jax.process_index() == 0 if enabled is None else enabled
-    self._bar = tqdm.tqdm(total=total, initial=initial, desc=desc, unit="step",
-                          dynamic_ncols=True, disable=not enabled, mininterval=1.0)
+    self._bar = tqdm.tqdm(
+      total=total,
+      initial=initial,
+      desc=desc,
+      unit="step",
+      dynamic_ncols=True,
+      disable=not enabled,
+      mininterval=1.0,
+    )
     self._t0 = time.perf_counter()
 
   def update(self, n: int = 1, **postfix) -> None:
     if postfix:
-      self._bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v
-                             for k, v in postfix.items()}, refresh=False)
+      self._bar.set_postfix(
+        {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()}, refresh=False
+      )
     self._bar.update(n)
 
   def write(self, msg: str) -> None:
