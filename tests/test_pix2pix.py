@@ -14,7 +14,9 @@ from PIL import Image
 
 from launch.configs import pix2pix as config_lib
 from zoo.errors import ConfigError
+from zoo.gan import core as gan_core
 from zoo.losses import gan as gan_lib
+from zoo.losses import pix2pix as p2p_losses
 from zoo.models import pix2pix as models
 from zoo.tasks import pix2pix as task_lib
 
@@ -148,30 +150,36 @@ def _sp(x):
   return math.log1p(math.exp(x))
 
 
+def _d_objective(real, fake, gan_mode):
+  return [jnp.mean(x) for x in p2p_losses.d_loss(real, fake, gan_mode=gan_mode)]
+
+
+def _g_objective(pred, fake_b, real_b, **kw):
+  return [jnp.mean(x) for x in p2p_losses.g_loss(pred, fake_b, real_b, **kw)]
+
+
 def test_loss_composition_by_hand():
   real = jnp.full((2, 3, 3, 1), 2.0)
   fake = jnp.full((2, 3, 3, 1), -1.0)
-  d, dr, df = task_lib.d_objective(real, fake, "vanilla")
+  d, dr, df = _d_objective(real, fake, "vanilla")
   assert float(dr) == pytest.approx(_sp(-2.0), rel=1e-6)  # -log sigmoid(2)
   assert float(df) == pytest.approx(_sp(-1.0), rel=1e-6)  # -log(1 - sigmoid(-1))
   assert float(d) == pytest.approx(0.5 * (_sp(-2.0) + _sp(-1.0)), rel=1e-6)
   np.testing.assert_allclose(d, 0.5 * gan_lib.d_logistic_loss(real, fake).mean(), rtol=1e-6)
 
-  d, dr, df = task_lib.d_objective(
-    jnp.full((1, 2, 2, 1), 0.5), jnp.full((1, 2, 2, 1), 0.25), "lsgan"
-  )
+  d, dr, df = _d_objective(jnp.full((1, 2, 2, 1), 0.5), jnp.full((1, 2, 2, 1), 0.25), "lsgan")
   assert (float(dr), float(df), float(d)) == pytest.approx((0.25, 0.0625, 0.15625))
 
   fake_b = jnp.zeros((1, 4, 4, 3))
   real_b = jnp.full((1, 4, 4, 3), 0.1)
   pred = jnp.full((1, 2, 2, 1), 0.5)
-  total, g_gan, g_l1 = task_lib.g_objective(
+  total, g_gan, g_l1 = _g_objective(
     pred, fake_b, real_b, gan_mode="vanilla", lambda_l1=100.0
   )
   assert float(g_gan) == pytest.approx(_sp(-0.5), rel=1e-6)
   assert float(g_l1) == pytest.approx(0.1, rel=1e-5)
   assert float(total) == pytest.approx(_sp(-0.5) + 10.0, rel=1e-5)
-  total, g_gan, _ = task_lib.g_objective(pred, fake_b, real_b, gan_mode="lsgan", lambda_l1=100.0)
+  total, g_gan, _ = _g_objective(pred, fake_b, real_b, gan_mode="lsgan", lambda_l1=100.0)
   assert float(g_gan) == pytest.approx(0.25) and float(total) == pytest.approx(10.25, rel=1e-5)
 
 
@@ -312,7 +320,7 @@ def test_generate_is_independent_of_batching(trained):
   workdir, result = trained
   c = tiny_config()
   g = task_lib.make_generator(c)
-  v = task_lib._variables(result.state["g"])  # pylint: disable=protected-access
+  v = gan_core.generator_variables(result.state)
   x = jax.random.uniform(jax.random.key(0), (3, 32, 32, 3), minval=-1, maxval=1)
   idx = jnp.arange(3)
   gen = task_lib.jitted_generate(g, seed=1, eval_mode=False)

@@ -24,7 +24,6 @@ import json
 import os
 from typing import Any, Iterator, Mapping
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,13 +32,17 @@ from PIL import Image
 
 from zoo.data import paired_images as pdata
 from zoo.errors import CheckpointError, ConfigError, ZooError
-from zoo.losses import gan as gan_lib
+from zoo.gan import core as gan_core
+from zoo.losses import gan as gan_losses
+from zoo.losses import pix2pix as p2p_losses
+from zoo.models import export as export_lib
 from zoo.models import pix2pix as models
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
+from zoo.training import restore as restore_lib
 from zoo.training.metrics import MetricWriter
 
-GAN_MODES = ("vanilla", "lsgan")
+GAN_MODES = p2p_losses.GAN_MODES
 NET_G = ("unet", "unet_128", "unet_256")
 NET_D = ("basic", "n_layers", "pixel")
 LR_POLICIES = ("linear", "constant")
@@ -58,7 +61,7 @@ MODEL_KEYS = (
   "crop_size",
   "crop_width",
 )
-EXPORT_FORMAT = "zoo.pix2pix.generator/1"
+EXPORT_FORMAT = export_lib.FORMAT
 
 
 # ---------------------------------------------------------------------------
@@ -176,35 +179,6 @@ def make_discriminator(c):
   return models.make_discriminator(netD=c.netD, ndf=c.ndf, n_layers_D=c.n_layers_D, norm=c.norm)
 
 
-def gan_criterion(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax.Array:
-  """The reference's ``GANLoss`` per example: BCE-with-logits ('vanilla') or MSE ('lsgan').
-
-  vanilla: ``-log σ(l)`` against "real", ``-log(1 - σ(l))`` against "fake";
-  lsgan: ``(l - 1)^2`` / ``l^2``. Averaged over the patches of each example.
-  """
-  if gan_mode == "vanilla":
-    return (
-      gan_lib.g_nonsaturating_loss(logits) if target_is_real else -gan_lib.g_minimax_loss(logits)
-    )
-  if gan_mode == "lsgan":
-    return 2.0 * gan_lib.g_lsgan_loss(logits, c=1.0 if target_is_real else 0.0)
-  raise ConfigError(f"gan_mode={gan_mode!r}, expected one of {GAN_MODES}")
-
-
-def d_objective(pred_real, pred_fake, gan_mode: str):
-  """``0.5 * (L(D(real), real) + L(D(fake), fake))`` and its two terms (batch means)."""
-  real = jnp.mean(gan_criterion(pred_real, True, gan_mode))
-  fake = jnp.mean(gan_criterion(pred_fake, False, gan_mode))
-  return 0.5 * (real + fake), real, fake
-
-
-def g_objective(pred_fake, fake_b, real_b, *, gan_mode: str, lambda_l1: float):
-  """``L(D(fake), real) + λ·mean|fake_B - B|`` and its two terms (batch means)."""
-  g_gan = jnp.mean(gan_criterion(pred_fake, True, gan_mode))
-  g_l1 = jnp.mean(gan_lib.l1_loss(fake_b, real_b))
-  return g_gan + lambda_l1 * g_l1, g_gan, g_l1
-
-
 def decay_steps(c) -> int:
   """``n_steps_decay``, with -1 meaning half of ``num_steps``."""
   return c.num_steps // 2 if c.n_steps_decay < 0 else int(c.n_steps_decay)
@@ -239,17 +213,6 @@ def psnr(fake, real):
   return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
 
 
-def _global_norm(tree) -> jax.Array:
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
-def _variables(net_state: Mapping[str, Any]) -> dict:
-  out = {"params": net_state["params"]}
-  if "batch_stats" in net_state:
-    out["batch_stats"] = net_state["batch_stats"]
-  return out
-
-
 def init_key(rng: jax.Array) -> jax.Array:
   """An ``'rbg'`` key derived from ``rng`` for parameter initialisation.
 
@@ -262,20 +225,61 @@ def init_key(rng: jax.Array) -> jax.Array:
 
 
 def init_train_state(c, generator, discriminator, tx_g, tx_d, rng) -> dict:
-  """Fresh ``{'g': ..., 'd': ...}`` (traceable)."""
+  """Fresh GAN state ``{'g': ..., 'd': ...}`` (:func:`zoo.gan.core.init_state`; traceable)."""
   h, w = image_size(c)
   k_g, k_d, k_drop = jax.random.split(init_key(rng), 3)
   a = jnp.zeros((1, h, w, c.input_nc), jnp.float32)
   ab = jnp.zeros((1, h, w, c.input_nc + c.output_nc), jnp.float32)
   gv = generator.init({"params": k_g, "dropout": k_drop}, a, train=False, dropout=False)
   dv = discriminator.init(k_d, ab, train=False)
-  state = {}
-  for key, v, tx in (("g", gv, tx_g), ("d", dv, tx_d)):
-    s = {"params": v["params"], "opt_state": tx.init(v["params"])}
-    if "batch_stats" in v:
-      s["batch_stats"] = v["batch_stats"]
-    state[key] = s
-  return state
+  return gan_core.init_state(gv, dv, tx_g=tx_g, tx_d=tx_d)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pix2PixObjective:
+  """pix2pix as a :class:`zoo.gan.core.Objective`: fake_B = G(A); D judges [A, B] pairs.
+
+  Both networks run in training mode (dropout in G, batch statistics in both), as
+  in the reference, so D's running averages are updated by each of its forwards.
+  """
+
+  generator: Any
+  discriminator: Any
+  gan_mode: str
+  lambda_l1: float
+
+  def generate(self, g_vars, batch, rng, step):
+    mutable = [k for k in g_vars if k != "params"]
+    out = self.generator.apply(
+      g_vars, batch["A"], train=True, dropout=True, rngs={"dropout": rng}, mutable=mutable
+    )
+    return out if mutable else (out, {})
+
+  def _d(self, d_vars, a, b):
+    mutable = [k for k in d_vars if k != "params"]
+    x = jnp.concatenate([a, b], axis=-1)
+    out = self.discriminator.apply(d_vars, x, train=True, mutable=mutable)
+    return out if mutable else (out, {})
+
+  def d_loss(self, d_vars, batch, fake, rng, step):
+    pred_fake, upd = self._d(d_vars, batch["A"], fake)
+    pred_real, upd = self._d({**d_vars, **upd}, batch["A"], batch["B"])
+    loss, real, fake_term = p2p_losses.d_loss(pred_real, pred_fake, gan_mode=self.gan_mode)
+    threshold = 0.0 if self.gan_mode == "vanilla" else 0.5
+    metrics = {
+      "D_real": jnp.mean(real),
+      "D_fake": jnp.mean(fake_term),
+      "D_real_acc": jnp.mean((pred_real > threshold).astype(jnp.float32)),
+      "D_fake_acc": jnp.mean((pred_fake < threshold).astype(jnp.float32)),
+    }
+    return jnp.mean(loss), (metrics, upd)
+
+  def g_loss(self, d_vars, batch, fake, rng, step):
+    pred, upd = self._d(d_vars, batch["A"], fake)
+    loss, g_gan, g_l1 = p2p_losses.g_loss(
+      pred, fake, batch["B"], gan_mode=self.gan_mode, lambda_l1=self.lambda_l1
+    )
+    return jnp.mean(loss), ({"G_GAN": jnp.mean(g_gan), "G_L1": jnp.mean(g_l1)}, upd)
 
 
 # ---------------------------------------------------------------------------
@@ -323,6 +327,9 @@ class Pix2PixTask:
     c = self.config
     self.generator = make_generator(c)
     self.discriminator = make_discriminator(c)
+    self.objective = Pix2PixObjective(
+      self.generator, self.discriminator, gan_mode=c.gan_mode, lambda_l1=c.lambda_L1
+    )
     self.tx_g = make_optimizer(c)
     self.tx_d = make_optimizer(c)
     self.lr_fn = learning_rate_schedule(c)
@@ -355,94 +362,11 @@ class Pix2PixTask:
       self.config, self.generator, self.discriminator, self.tx_g, self.tx_d, rng
     )
 
-  def _d_apply(self, params, batch_stats, x):
-    if batch_stats is None:
-      return self.discriminator.apply({"params": params}, x, train=True), None
-    out, upd = self.discriminator.apply(
-      {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
-    )
-    return out, upd["batch_stats"]
-
   def train_step(self, state, batch, rng, step):
-    c = self.config
-    real_a, real_b = batch["A"], batch["B"]
-    g, d = state["g"], state["d"]
-    g_bs = g.get("batch_stats")
-
-    def g_forward(params):
-      variables = {"params": params}
-      if g_bs is not None:
-        variables["batch_stats"] = g_bs
-        fake, upd = self.generator.apply(
-          variables,
-          real_a,
-          train=True,
-          dropout=True,
-          rngs={"dropout": rng},
-          mutable=["batch_stats"],
-        )
-        return fake, upd["batch_stats"]
-      return self.generator.apply(
-        variables, real_a, train=True, dropout=True, rngs={"dropout": rng}
-      ), None
-
-    fake_b, g_vjp, new_g_bs = jax.vjp(g_forward, g["params"], has_aux=True)
-
-    # D step: real pair and (detached) fake pair, loss halved.
-    real_ab = jnp.concatenate([real_a, real_b], axis=-1)
-    fake_ab = jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], axis=-1)
-
-    def d_loss_fn(params):
-      pred_fake, bs = self._d_apply(params, d.get("batch_stats"), fake_ab)
-      pred_real, bs = self._d_apply(params, bs, real_ab)
-      loss, real, fake = d_objective(pred_real, pred_fake, c.gan_mode)
-      return loss, (real, fake, bs, pred_real, pred_fake)
-
-    (d_loss, (d_real, d_fake, d_bs, pred_real, pred_fake)), d_grads = jax.value_and_grad(
-      d_loss_fn, has_aux=True
-    )(d["params"])
-    d_updates, d_opt = self.tx_d.update(d_grads, d["opt_state"], d["params"])
-    d_params = optax.apply_updates(d["params"], d_updates)
-
-    # G step against the updated D: gradient w.r.t. fake_B, pulled back through G.
-    def g_loss_fn(fake):
-      pred, bs = self._d_apply(d_params, d_bs, jnp.concatenate([real_a, fake], axis=-1))
-      loss, g_gan, g_l1 = g_objective(
-        pred, fake, real_b, gan_mode=c.gan_mode, lambda_l1=c.lambda_L1
-      )
-      return loss, (g_gan, g_l1, bs)
-
-    (g_loss, (g_gan, g_l1, d_bs)), d_fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake_b)
-    (g_grads,) = g_vjp(d_fake_grad)
-    g_updates, g_opt = self.tx_g.update(g_grads, g["opt_state"], g["params"])
-    g_params = optax.apply_updates(g["params"], g_updates)
-
-    new_g = {"params": g_params, "opt_state": g_opt}
-    if new_g_bs is not None:
-      new_g["batch_stats"] = new_g_bs
-    new_d = {"params": d_params, "opt_state": d_opt}
-    if d_bs is not None:
-      new_d["batch_stats"] = d_bs
-    finite = jnp.isfinite(d_loss) & jnp.isfinite(g_loss)
-    metrics = {
-      # The generator objective; NaN when any term is, so the loop's check covers D too.
-      "loss": jnp.where(finite, g_loss, jnp.nan),
-      "G_GAN": g_gan,
-      "G_L1": g_l1,
-      "D": d_loss,
-      "D_real": d_real,
-      "D_fake": d_fake,
-      "D_real_acc": jnp.mean(
-        (pred_real > (0.0 if c.gan_mode == "vanilla" else 0.5)).astype(jnp.float32)
-      ),
-      "D_fake_acc": jnp.mean(
-        (pred_fake < (0.0 if c.gan_mode == "vanilla" else 0.5)).astype(jnp.float32)
-      ),
-      "lr": self.lr_fn(step),
-      "G_grad_norm": _global_norm(g_grads),
-      "D_grad_norm": _global_norm(d_grads),
-    }
-    return {"g": new_g, "d": new_d}, metrics
+    state, metrics = gan_core.train_step(
+      state, batch, rng, step, objective=self.objective, tx_g=self.tx_g, tx_d=self.tx_d
+    )
+    return state, {**metrics, "lr": self.lr_fn(step)}
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
     return self.stream.iterate(start_step)
@@ -454,7 +378,7 @@ class Pix2PixTask:
 
   def _eval_sums_fn(self, g_vars, batch):
     fake = self._generate_fn(g_vars, batch["A"], batch["index"])
-    l1 = gan_lib.l1_loss(fake, batch["B"])
+    l1 = gan_losses.l1_loss(fake, batch["B"])
     m = batch["mask"]
     return {"L1": jnp.sum(l1 * m), "PSNR": jnp.sum(psnr(fake, batch["B"]) * m), "n": jnp.sum(m)}
 
@@ -464,7 +388,7 @@ class Pix2PixTask:
     if source is None:
       return {}
     c = self.config
-    g_vars = _variables(state["g"])
+    g_vars = gan_core.generator_variables(state)
     sums = None
     for b in pdata.eval_batches(
       source,
@@ -506,7 +430,7 @@ class Pix2PixTask:
 
   def write_samples(self, state, step, workdir, writer: MetricWriter):
     b = self.sample_batch()
-    g_vars = _variables(state["g"])
+    g_vars = gan_core.generator_variables(state)
     fake = self._generate(
       g_vars, mesh_lib.replicate(b["A"], self.mesh), mesh_lib.replicate(b["index"], self.mesh)
     )
@@ -570,8 +494,8 @@ def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:
 
 def config_for_workdir(c, workdir: str):
   """``c`` with its architecture keys replaced by those the workdir was trained with."""
-  saved = ckpt_lib.read_run_config(workdir)
-  if saved is None:
+  saved = restore_lib.read_config(workdir, required=False)
+  if not saved:
     return c
   c = c.copy_and_resolve_references()
   with c.unlocked():
@@ -581,29 +505,27 @@ def config_for_workdir(c, workdir: str):
   return c
 
 
-def restore_generator(c, workdir: str, mesh=None) -> tuple[dict, int]:
-  """``(generator variables, step)`` from the latest checkpoint of ``workdir``."""
+def restore_generator(
+  c, workdir: str, mesh=None, *, step: int | None = None, ema: bool = True
+) -> tuple[dict, int]:
+  """``(generator variables, step)`` from the latest (or ``step``) checkpoint of ``workdir``.
+
+  Through :func:`zoo.training.restore.restore`: one-line CheckpointError when the workdir
+  has no (such) checkpoint or it does not fit ``c``'s networks.
+  """
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   generator, discriminator = make_generator(c), make_discriminator(c)
   tx = make_optimizer(c)
-  ck = ckpt_lib.open_for_reading(workdir)
-  try:
-    repl = mesh_lib.replicated(mesh)
+
+  def abstract(config, meta):
+    del config, meta  # the architecture comes from ``c`` (see config_for_workdir)
     init = lambda rng: init_train_state(c, generator, discriminator, tx, tx, rng)
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    abstract = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract
-    )
-    try:
-      state, meta = ck.restore(abstract)
-    except (ValueError, KeyError, TypeError) as e:
-      raise CheckpointError(
-        f"the checkpoint in {workdir!r} does not match this config's networks "
-        f"({type(e).__name__}); use the config it was trained with"
-      ) from None
-  finally:
-    ck.close()
-  return _variables(state["g"]), int(meta["step"])
+    return jax.eval_shape(init, jax.random.key(0))
+
+  r = restore_lib.restore(
+    workdir, abstract, step=step, sharding=mesh_lib.replicated(mesh), require_config=False
+  )
+  return restore_lib.generator_variables(r.state, ema=ema), r.step
 
 
 @functools.lru_cache(maxsize=8)
@@ -726,11 +648,15 @@ def test(config, workdir: str, *, mesh=None, log=print) -> dict:
   return result
 
 
-def paired_metrics(fake: np.ndarray, real: np.ndarray, c) -> dict[str, float]:
+def paired_metrics(fake: np.ndarray, real: np.ndarray, c, *, index=None) -> dict[str, float]:
   """L1, PSNR and SSIM (images in [-1, 1]) and, for the embedded synthetic faces when a
   trained face classifier exists (``$ZOO_FACE_CLASSIFIER`` or ``runs/face_classifier``,
   made by ``python -m launch.face_classifier``), the classifier Fréchet distance FD
-  between the generated and the real target faces."""
+  between the generated and the real target faces and (``AtoB``) the attribute agreement
+  ``agree/<attr>``, ``agree/mean`` of :func:`edge_attribute_agreement`.
+
+  ``index``: the source indices of the rows of ``fake`` in split ``c.phase`` (default
+  ``0 .. len(fake)-1``, the order of :func:`zoo.data.paired_images.eval_batches`)."""
   from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
   from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
 
@@ -741,39 +667,49 @@ def paired_metrics(fake: np.ndarray, real: np.ndarray, c) -> dict[str, float]:
     except ZooError:
       return out  # no trained judge here: FD is skipped rather than trained on demand
     out["FD"] = float(em.classifier_frechet_distance(clf, fake, real))
+    if c.direction == "AtoB":
+      out.update(edge_attribute_agreement(clf, fake, c, index=index))
   return out
 
 
+def edge_attribute_agreement(clf, images: np.ndarray, c, *, index=None) -> dict[str, float]:
+  """``{'agree/<attr>': ..., 'agree/mean': ...}``: how often the face classifier ``clf``
+  reads, on ``images`` (translations of the embedded synthetic split ``c.phase``, rows at
+  source ``index``, default ``0 .. n-1``), the attributes that the edge drawings carry
+  (``SyntheticEdgesFaces.EDGE_ATTRIBUTES``: face shape, hair style, eyes, mouth, glasses)
+  as the source faces' true labels. Colour attributes are left out: edges do not show
+  them. A generator that only paints the median face scores near chance."""
+  from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
+  source = open_split(c, c.phase)
+  index = np.arange(len(images)) if index is None else np.asarray(index, np.int64)
+  target = source.attributes(index)
+  agree = em.attribute_agreement(clf.predict(images), target, source.EDGE_ATTRIBUTES)
+  return {f"agree/{k}": v for k, v in agree.items()}
+
+
 def export(config, workdir: str, *, mesh=None, log=print) -> dict:
-  """Writes the generator as ``generator.msgpack`` (flax.serialization) + ``generator.json``.
+  """Writes the generator in the zoo's export format (:mod:`zoo.models.export`):
+  ``generator.msgpack`` + ``generator.json``.
 
   Output directory: ``export_dir`` (default ``workdir/export``). Load it back with
-  :func:`load_exported`.
+  :func:`load_exported` (or, without the pix2pix call conventions,
+  :func:`zoo.models.export.load`). The export's ``info`` holds the step, ``input_nc``,
+  ``image_size``, ``direction``, the test protocol (``eval_mode``, ``seed``), the value
+  range and the model config.
   """
   c = config_for_workdir(config, workdir)
   validate_config(c)
   g_vars, step = restore_generator(c, workdir, mesh)
   out_dir = c.export_dir or os.path.join(workdir, "export")
-  params_path = os.path.join(out_dir, "generator.msgpack")
-  json_path = os.path.join(out_dir, "generator.json")
+  params_path, json_path = export_lib.paths(out_dir)
   result = {"params": params_path, "info": json_path, "step": step}
   if jax.process_index() != 0:
     return result
-  os.makedirs(out_dir, exist_ok=True)
-  g_vars = jax.tree.map(np.asarray, jax.device_get(g_vars))
-  generator = make_generator(c)
   h, w = image_size(c)
   info = {
-    "format": EXPORT_FORMAT,
     "step": step,
-    "generator": {
-      "num_downs": generator.num_downs,
-      "ngf": generator.ngf,
-      "norm": generator.norm,
-      "use_dropout": generator.use_dropout,
-      "output_nc": generator.output_nc,
-      "input_nc": int(c.input_nc),
-    },
+    "input_nc": int(c.input_nc),
     "image_size": [h, w],
     "direction": c.direction,
     "eval_mode": bool(c.eval_mode),
@@ -781,10 +717,7 @@ def export(config, workdir: str, *, mesh=None, log=print) -> dict:
     "value_range": [-1.0, 1.0],
     "config": model_config(c),
   }
-  with open(params_path, "wb") as f:
-    f.write(flax.serialization.to_bytes(g_vars))
-  with open(json_path, "w") as f:
-    json.dump(info, f, indent=2)
+  export_lib.save(out_dir, make_generator(c), g_vars, info=info)
   if log:
     log(f"[pix2pix] exported the step-{step} generator to {params_path} (+ {json_path})")
   return result
@@ -810,19 +743,13 @@ class ExportedGenerator:
 
 
 def load_exported(path: str) -> ExportedGenerator:
-  """Loads what :func:`export` wrote (``path``: the export directory or its .msgpack file)."""
-  base = path if os.path.isdir(path) else os.path.dirname(path)
-  try:
-    with open(os.path.join(base, "generator.json")) as f:
-      info = json.load(f)
-    with open(os.path.join(base, "generator.msgpack"), "rb") as f:
-      raw = f.read()
-  except OSError as e:
-    raise CheckpointError(f"cannot read the exported generator in {base!r}: {e}") from None
-  if info.get("format") != EXPORT_FORMAT:
-    raise CheckpointError(f"{base!r}: unknown export format {info.get('format')!r}")
-  gcfg = dict(info["generator"])
-  gcfg.pop("input_nc", None)
-  model = models.UNetGenerator(**gcfg)
-  variables = jax.tree.map(jnp.asarray, flax.serialization.msgpack_restore(raw))
-  return ExportedGenerator(model=model, variables=variables, info=info)
+  """Loads what :func:`export` wrote (``path``: the export directory or one of its files)."""
+  ex = export_lib.load(path)
+  if not isinstance(ex.module, models.UNetGenerator):
+    raise CheckpointError(
+      f"{path!r} holds a {type(ex.module).__name__}, not a pix2pix generator"
+    )
+  missing = [k for k in ("seed", "eval_mode") if k not in ex.info]
+  if missing:
+    raise CheckpointError(f"{path!r}: the export's info lacks {', '.join(missing)}")
+  return ExportedGenerator(model=ex.module, variables=ex.variables, info=ex.info)
