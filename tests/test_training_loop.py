@@ -11,7 +11,7 @@ import pytest
 
 from zoo.errors import NonFiniteLossError
 from zoo.training import loop, mesh as mesh_lib
-from tests.toy_task import ToyTask
+from tests.toy_task import ToyStagedTask, ToyTask
 
 
 def _cfg(**kw):
@@ -102,3 +102,55 @@ def test_four_devices_match_one_device(tmp_path):
   )
   # The state really is replicated over 4 devices and the loop used all of them.
   assert len(four.state["params"]["w"].sharding.device_set) == 4
+
+
+# ---------------------------------------------------------------------------
+# Stages (progressive growing).
+# ---------------------------------------------------------------------------
+
+
+def _staged_cfg(**kw):
+  return _cfg(**dict(dict(num_steps=15, log_every=1, save_every=0, eval_every=0), **kw))
+
+
+def test_stages_grow_and_are_recorded(tmp_path):
+  from zoo.training import checkpoint as ckpt_lib
+
+  task = ToyStagedTask()
+  res = loop.train(task, _staged_cfg(), str(tmp_path))
+  assert res.step == 15 and task.grown == [1, 2]
+  assert set(res.state["params"]) == {"w_0", "w_1", "w_2", "b"}
+  # Each stage's end is checkpointed, evaluated and drawn.
+  assert task.evaluated == [5, 10, 15] and task.sampled == [5, 10, 15]
+  ck = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), read_only=True, async_save=False)
+  assert [ck.read_meta(s)["stage"] for s in (5, 10, 15)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("first_stop", [3, 5, 7])  # mid-stage, at a boundary, after growing
+def test_staged_resume_matches_uninterrupted(tmp_path, first_stop):
+  straight = loop.train(ToyStagedTask(), _staged_cfg(), str(tmp_path / "straight"))
+  loop.train(ToyStagedTask(), _staged_cfg(num_steps=first_stop), str(tmp_path / "resumed"))
+  task = ToyStagedTask()
+  resumed = loop.train(task, _staged_cfg(), str(tmp_path / "resumed"))
+  assert task.grown == [s for s in (1, 2) if 5 * s >= first_stop]
+  chex.assert_trees_all_close(resumed.state, straight.state, rtol=1e-6, atol=1e-7)
+
+
+def test_staged_resume_with_a_different_schedule_is_one_line_error(tmp_path):
+  from zoo.errors import CheckpointError
+
+  loop.train(ToyStagedTask(), _staged_cfg(num_steps=7), str(tmp_path))
+  with pytest.raises(CheckpointError, match="stage 1"):
+    loop.train(ToyStagedTask(stage_steps=10), _staged_cfg(), str(tmp_path))
+
+
+def test_staged_four_devices_match_one_device(tmp_path):
+  one = loop.train(
+    ToyStagedTask(),
+    _staged_cfg(),
+    str(tmp_path / "one"),
+    mesh=mesh_lib.make_mesh(jax.devices()[:1]),
+  )
+  four = loop.train(ToyStagedTask(), _staged_cfg(), str(tmp_path / "four"))
+  chex.assert_trees_all_close(one.state, four.state, rtol=1e-5, atol=1e-6)
+  assert len(four.state["params"]["w_2"].sharding.device_set) == 4

@@ -62,3 +62,66 @@ class ToyTask:
 
   def write_samples(self, state, step, workdir, writer):
     pass
+
+
+@dataclasses.dataclass
+class ToyStagedTask(ToyTask):
+  """ToyTask in stages: stage s adds a weight vector ``w_s`` and has its own batch size."""
+
+  stage_steps: int = 5
+  num_stages: int = 3
+  batch_sizes: tuple = (8, 4, 8)
+  name: str = "toy_staged"
+
+  def __post_init__(self):
+    super().__post_init__()
+    self.grown = []
+    self.sampled = []
+
+  def stage_at(self, step):
+    return min(step // self.stage_steps, self.num_stages - 1)
+
+  def init_state(self, rng, stage):
+    params = {
+      f"w_{k}": jax.random.normal(jax.random.fold_in(rng, k), (self.dim,)) * 0.1
+      for k in range(stage + 1)
+    }
+    params["b"] = jnp.zeros(())
+    return {"params": params, "opt_state": self.tx.init(params)}
+
+  def grow(self, state, rng, stage):
+    self.grown.append(stage)
+    fresh = self.init_state(rng, stage)
+    params = dict(fresh["params"], **state["params"])  # old leaves copied unchanged
+    return {"params": params, "opt_state": self.tx.init(params)}
+
+  def batch(self, step):
+    n = self.batch_sizes[self.stage_at(step)]
+    r = np.random.default_rng([7, step])
+    x = r.normal(size=(n, self.dim)).astype(np.float32)
+    y = (x @ self.true_w + 0.5).astype(np.float32)
+    per = n // self.process_count
+    sl = slice(self.process_index * per, (self.process_index + 1) * per)
+    return {"x": x[sl], "y": y[sl]}
+
+  def train_step(self, state, batch, rng, step, stage):
+    assert batch["x"].shape[0] == self.batch_sizes[stage]
+    noise = 1e-3 * jax.random.normal(rng, ())
+
+    def loss_fn(p):
+      w = sum(p[f"w_{k}"] for k in range(stage + 1)) / (stage + 1)
+      return jnp.mean((batch["x"] @ w + p["b"] + noise - batch["y"]) ** 2)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    return (
+      {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state},
+      {"loss": loss},
+    )
+
+  def evaluate(self, state, step):
+    self.evaluated.append(step)
+    return {}
+
+  def write_samples(self, state, step, workdir, writer):
+    self.sampled.append(step)

@@ -7,6 +7,16 @@ step's RNG as ``fold_in(key, step)`` and reads batch ``step`` from the task's
 deterministic stream, so a run restarted from its workdir resumes exactly where
 it stopped: params, optimizer state, step, RNG and data position.
 
+Stages (progressive growing): a task that defines ``stage_at(step)`` trains in
+stages whose state shapes differ. It then provides ``init_state(rng, stage)`` (a
+fresh state at that stage), ``grow(state, rng, stage)`` (the state of ``stage - 1``
+turned into one of ``stage``, by parameter surgery) and
+``train_step(state, batch, rng, step, stage)``. The loop compiles one step per
+stage, grows the state when ``stage_at`` moves on (with a key that depends only
+on the seed and the stage, so a resumed run grows exactly as an uninterrupted
+one), evaluates and writes samples at the end of every stage, and records the
+state's stage in each checkpoint, from which a resume rebuilds the abstract state.
+
 Every ``save_every`` steps, at the end, and on SIGTERM it writes an orbax
 checkpoint; a non-finite loss stops the run with :class:`NonFiniteLossError`
 before anything bad is saved, keeping the last good checkpoint.
@@ -15,6 +25,7 @@ before anything bad is saved, keeping the last good checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -26,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.errors import NonFiniteLossError
+from zoo.errors import CheckpointError, NonFiniteLossError
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import mesh as mesh_lib
 from zoo.training.metrics import MetricWriter, Progress
@@ -56,6 +67,11 @@ class Task(Protocol):
 
   def write_samples(self, state: State, step: int, workdir: str, writer: MetricWriter) -> None:
     """Writes samples a person would look at (all processes call it)."""
+
+
+def is_staged(task) -> bool:
+  """Whether ``task`` trains in stages of different state shapes (see the module doc)."""
+  return callable(getattr(task, "stage_at", None))
 
 
 @dataclasses.dataclass
@@ -150,27 +166,57 @@ def train(
   writer = MetricWriter(os.path.join(workdir, "tb"))
   say = log_fn or (lambda msg: print(msg, flush=True) if jax.process_index() == 0 else None)
 
-  init_fn = jax.jit(task.init_state, out_shardings=repl)
+  staged = is_staged(task)
   start = ck.latest_step()
   if start is None:
-    state = init_fn(init_key)
+    stage = task.stage_at(0) if staged else None
+    init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
+    state = jax.jit(init, out_shardings=repl)(init_key)
     start = 0
   else:
-    abstract = jax.eval_shape(task.init_state, init_key)
+    meta = ck.read_meta(start) if staged else {}
+    stage = int(meta.get("stage", 0)) if staged else None
+    if staged and stage > task.stage_at(int(meta.get("step", start))):
+      raise CheckpointError(
+        f"the step-{start} checkpoint in {workdir} is at stage {stage}, but this config's "
+        f"schedule reaches stage {stage} only later (step {start} is in stage "
+        f"{task.stage_at(start)}): the schedule differs from the run's"
+      )
+    init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
+    abstract = jax.eval_shape(init, init_key)
     abstract = jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract
     )
     state, meta = ck.restore(abstract, start)
     start = int(meta["step"])
-    say(f"[{task.name}] resumed from step {start} in {workdir}")
+    at = f" (stage {stage})" if staged else ""
+    say(f"[{task.name}] resumed from step {start}{at} in {workdir}")
 
-  def step_fn(state, batch, step):
+  def step_fn(state, batch, step, stage=None):
     rng = jax.random.fold_in(train_key, step)
-    return task.train_step(state, batch, rng, step)
+    if stage is None:
+      return task.train_step(state, batch, rng, step)
+    return task.train_step(state, batch, rng, step, stage)
 
-  jstep = jax.jit(
-    step_fn, in_shardings=(repl, dsh, repl), out_shardings=(repl, repl), donate_argnums=(0,)
-  )
+  compiled: dict[Any, Callable] = {}
+
+  def jstep(stage):
+    if stage not in compiled:  # one compilation per stage: shapes and networks differ
+      compiled[stage] = jax.jit(
+        functools.partial(step_fn, stage=stage),
+        in_shardings=(repl, dsh, repl),
+        out_shardings=(repl, repl),
+        donate_argnums=(0,),
+      )
+    return compiled[stage]
+
+  def grow(state, new_stage):
+    rng = jax.random.fold_in(init_key, new_stage)  # same growth on resume
+    fn = jax.jit(functools.partial(task.grow, stage=new_stage), out_shardings=repl)
+    return fn(state, rng)
+
+  def meta_of(stage):
+    return {"task": task.name, **({"stage": int(stage)} if staged else {})}
 
   history: list[dict] = []
   eval_history: list[dict] = []
@@ -187,17 +233,28 @@ def train(
   try:
     with _SignalFlag() as sig:
       while step < cfg.num_steps:
+        if staged and task.stage_at(step) != stage:
+          new_stage = task.stage_at(step)
+          if new_stage != stage + 1:
+            raise CheckpointError(
+              f"cannot go from stage {stage} to stage {new_stage} at step {step}: "
+              "stages must follow each other"
+            )
+          state, stage = grow(state, new_stage), new_stage
+          progress.write(f"[{task.name}] step {step}: grew to stage {stage}")
         batch = mesh_lib.to_global(next(batches), mesh)
         step_arr = mesh_lib.replicate(np.int32(step), mesh)
-        state, metrics = jstep(state, batch, step_arr)
+        state, metrics = jstep(stage)(state, batch, step_arr)
         pending.append((step, metrics))
         step += 1
         progress.update(1)
         last = step == cfg.num_steps
         stop = sig.received is not None
-        do_save = every(cfg.save_every, step) or last or stop
-        do_eval = every(cfg.eval_every, step) or last
-        do_sample = every(cfg.sample_every, step) or last
+        # The end of a stage is kept, evaluated and drawn like the end of the run.
+        stage_end = staged and not last and task.stage_at(step) != stage
+        do_save = every(cfg.save_every, step) or last or stop or stage_end
+        do_eval = every(cfg.eval_every, step) or last or stage_end
+        do_sample = every(cfg.sample_every, step) or last or stage_end
         if every(cfg.log_every, step) or do_save or do_eval or stop:
           pending = jax.device_get(pending)
           _check_finite(pending, workdir, ck)
@@ -210,7 +267,7 @@ def train(
           progress.update(0, loss=logged["loss"])
           pending = []
         if do_save:
-          ck.save(step, state, {"task": task.name})
+          ck.save(step, state, meta_of(stage))
         if do_eval:
           results = dict(task.evaluate(state, step))
           if results:
