@@ -35,7 +35,7 @@ def tiny(tmp_path_factory):
   """A tiny classifier (16 px, ~30 steps) trained through the shared loop, once."""
   workdir = str(tmp_path_factory.mktemp("face_classifier"))
   messages = []
-  clf = fc.get_or_train_classifier(workdir, cfg_lib.get_config("tiny"), log_fn=messages.append)
+  clf = task_lib.get_or_train_classifier(workdir, cfg_lib.get_config("tiny"), log_fn=messages.append)
   return workdir, clf, messages
 
 
@@ -128,21 +128,21 @@ def test_classifier_fd_real_vs_real_much_smaller_than_noise(tiny):
 
 def test_get_or_train_caches(tiny, monkeypatch):
   workdir, clf, _ = tiny
-  mtime = os.path.getmtime(os.path.join(fc.export_dir(workdir), "params.msgpack"))
+  mtime = os.path.getmtime(os.path.join(fc.export_dir(workdir), "classifier.msgpack"))
 
   def fail(*args, **kwargs):
     raise AssertionError("retrained a cached classifier")
 
   monkeypatch.setattr(task_lib, "train_and_evaluate", fail)
-  again = fc.get_or_train_classifier(workdir, cfg_lib.get_config("tiny"))
-  assert os.path.getmtime(os.path.join(fc.export_dir(workdir), "params.msgpack")) == mtime
+  again = task_lib.get_or_train_classifier(workdir, cfg_lib.get_config("tiny"))
+  assert os.path.getmtime(os.path.join(fc.export_dir(workdir), "classifier.msgpack")) == mtime
   x = _real_faces(0, 4)["image"]
   np.testing.assert_allclose(again.features(x), clf.features(x), atol=1e-6)
   # The export directory itself and the env default also load it.
   assert fc.load_classifier(fc.export_dir(workdir)).feature_dim == 16
   monkeypatch.setenv(fc.ENV_WORKDIR, workdir)
   assert fc.default_classifier_workdir() == os.path.abspath(workdir)
-  assert fc.get_or_train_classifier().model_config == clf.model_config
+  assert task_lib.get_or_train_classifier().model_config == clf.model_config
 
 
 def test_load_missing_is_one_line_error(tmp_path):
@@ -187,3 +187,32 @@ def test_default_config_reaches_98_percent(tmp_path):
   ev = clf.info["eval"]
   for size in (32, 64):
     assert ev[f"test{size}/acc_min"] >= 0.98, task_lib.format_eval(ev)
+
+
+def test_loads_the_legacy_export_format(tiny, tmp_path):
+  """Exports written before zoo.models.export (classifier.json + params.msgpack) still load."""
+  import flax.serialization  # pylint: disable=g-import-not-at-top
+
+  _, clf, _ = tiny
+  d = tmp_path / fc.EXPORT_SUBDIR
+  d.mkdir()
+  (d / "params.msgpack").write_bytes(flax.serialization.to_bytes(jax.device_get(clf.params)))
+  meta = {
+    "format": fc.LEGACY_FORMAT,
+    "model": clf.model_config,
+    "attributes": {k: len(v) for k, v in faces.ATTRIBUTES.items()},
+    "step": 5,
+  }
+  (d / "classifier.json").write_text(json.dumps(meta))
+  assert fc.is_trained(str(tmp_path))
+  old = fc.FaceClassifier.load(str(tmp_path))
+  assert old.info["step"] == 5 and old.model_config == clf.model_config
+  x = _real_faces(0, 4)["image"]
+  np.testing.assert_allclose(old.features(x), clf.features(x), atol=1e-6)
+  # Saving it again writes the current format, which then loads as well.
+  old.save(str(tmp_path / "again"))
+  with open(tmp_path / "again" / fc.EXPORT_SUBDIR / "classifier.json") as f:
+    assert json.load(f)["format"] == fc.EXPORT_FORMAT
+  np.testing.assert_allclose(
+    fc.FaceClassifier.load(str(tmp_path / "again")).features(x), clf.features(x), atol=1e-6
+  )

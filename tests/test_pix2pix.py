@@ -338,6 +338,20 @@ def test_test_mode_without_checkpoint(tmp_path):
     task_lib.test(tiny_config(), str(tmp_path / "empty"), log=None)
 
 
+def test_restore_generator_errors_are_one_line(trained):
+  from zoo.errors import CheckpointError
+
+  workdir, _ = trained
+  with pytest.raises(CheckpointError) as e:  # another model size than the one trained
+    task_lib.restore_generator(tiny_config(ngf=4), workdir)
+  assert "\n" not in str(e.value) and "does not match" in str(e.value)
+  with pytest.raises(CheckpointError) as e:
+    task_lib.restore_generator(tiny_config(), workdir, step=1)
+  assert "\n" not in str(e.value) and "no checkpoint at step 1" in str(e.value)
+  _, step = task_lib.restore_generator(tiny_config(), workdir, step=2)
+  assert step == 2
+
+
 def _cli(*args, cwd=REPO):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)

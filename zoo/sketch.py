@@ -41,11 +41,9 @@ The ``run_*`` functions at the bottom are what ``python -m launch.sketch_rnn
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
-import logging
 import math
 import numbers
 import os
@@ -64,6 +62,7 @@ from zoo.data import strokes as S
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models import sketch_rnn_sampling as sampling
 from zoo.training import checkpoint as ckpt_lib
+from zoo.training import restore as restore_lib
 
 __all__ = [
   "SketchInputError",
@@ -215,21 +214,9 @@ class Interpolation:
 # ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _quiet_absl():
-  logger = logging.getLogger("absl")
-  level = logger.level
-  logger.setLevel(max(level, logging.ERROR))
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
-
-
-def _read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
-  info = ckpt_lib.read_run_config(workdir)
-  if info is None:
-    raise CheckpointError(f"workdir {workdir!r} has no config.json (written when training starts)")
+def _parse_run_info(workdir: str, info: dict) -> tuple[ml_collections.ConfigDict, dict]:
+  """``(config, derived)`` from a run's ``config.json`` dict (its ``derived`` section split off)."""
+  info = dict(info)
   path = os.path.join(workdir, ckpt_lib.RUN_CONFIG)
   try:
     derived = info.pop("derived")
@@ -286,53 +273,40 @@ class SketchModel:
     from zoo.tasks import sketch_rnn as task_lib  # pylint: disable=g-import-not-at-top
 
     workdir = os.fspath(workdir)
-    if not os.path.isdir(workdir):
-      raise CheckpointError(f"workdir {workdir!r} does not exist")
-    config, derived = _read_run_info(workdir)
-    try:
-      task_lib.validate_config(config)
-    except (KeyError, AttributeError) as e:
-      raise CheckpointError(f"{workdir}/config.json lacks a setting ({e})") from None
-    model = task_lib.make_model(config)
-    tx = task_lib.make_optimizer(config)
+    built = {}
 
-    def init_state(rng):
-      dummy = jnp.zeros((1, 2, 5), jnp.float32)
-      params = model.init(
-        {"params": rng, "dropout": rng, "latent": rng},
-        dummy,
-        jnp.ones((1,), jnp.int32),
-        deterministic=True,
-      )["params"]
-      return {"params": params, "opt_state": tx.init(params)}
-
-    dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=dev),
-      jax.eval_shape(init_state, jax.random.key(0)),
-    )
-    with _quiet_absl():  # orbax warns about read-only managers on every open
-      ck = ckpt_lib.open_for_reading(workdir)
-    try:
-      if step is not None and not os.path.isdir(os.path.join(ck.directory, str(step))):
-        raise CheckpointError(f"workdir {workdir!r} has no checkpoint at step {step}")
+    def abstract(info, meta):
+      del meta  # a Sketch-RNN state does not change shape during training
+      config, derived = _parse_run_info(workdir, info)
       try:
-        state, meta = ck.restore(abstract, step)
-      except (ValueError, KeyError, TypeError, OSError) as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise CheckpointError(
-          f"cannot restore the checkpoint in {workdir!r} with its "
-          f"config.json ({type(e).__name__}: {first})"
-        ) from None
-    finally:
-      ck.close()
+        task_lib.validate_config(config)
+      except (KeyError, AttributeError) as e:
+        raise CheckpointError(f"{workdir}/config.json lacks a setting ({e})") from None
+      model = task_lib.make_model(config)
+      tx = task_lib.make_optimizer(config)
+
+      def init_state(rng):
+        dummy = jnp.zeros((1, 2, 5), jnp.float32)
+        params = model.init(
+          {"params": rng, "dropout": rng, "latent": rng},
+          dummy,
+          jnp.ones((1,), jnp.int32),
+          deterministic=True,
+        )["params"]
+        return {"params": params, "opt_state": tx.init(params)}
+
+      built.update(config=config, derived=derived, model=model)
+      return jax.eval_shape(init_state, jax.random.key(0))
+
+    r = restore_lib.restore(workdir, abstract, step=step)
+    config, derived, model, state = built["config"], built["derived"], built["model"], r.state
     return cls(
       model,
       state["params"],
       config,
       max_seq_len=derived["max_seq_len"],
       scale_factor=derived["scale_factor"],
-      step=int(meta.get("step", step or 0)),
+      step=r.step,
       workdir=workdir,
     )
 

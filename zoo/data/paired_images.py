@@ -211,8 +211,13 @@ class SyntheticEdgesFaces:
   Example ``i`` of split ``split`` is ``faces.make_example(i, seed=seed,
   split=...)`` rendered directly at the requested size (sizes above the
   renderer's maximum are rendered at that maximum and resized), so edges stay
-  one pixel thin at every resolution.
+  one pixel thin at every resolution. :meth:`attributes` gives its true labels
+  without rendering; :data:`EDGE_ATTRIBUTES` are those the edge drawing shows
+  (the rest are colours, which edges do not carry).
   """
+
+  #: Attributes visible in the edge drawing A (colour attributes are not).
+  EDGE_ATTRIBUTES = ("face_shape", "hair_style", "eyes", "mouth", "glasses")
 
   def __init__(
     self,
@@ -245,6 +250,20 @@ class SyntheticEdgesFaces:
 
   def name(self, index: int) -> str:
     return f"{self.split}_{index:06d}"
+
+  def attributes(self, index: int | Sequence[int] | np.ndarray) -> dict[str, Any]:
+    """True attribute codes of example ``index`` (``{name: int}``) or of an array of
+    indices (``{name: int64[n]}``), exactly ``faces.make_example(...)['attributes']``
+    but without rendering (the attribute draw has its own rng stream)."""
+    if np.ndim(index) == 0:
+      r_attr = self._faces._example_rngs(self.seed, self.split, int(index))[0]  # pylint: disable=protected-access
+      return {k: int(v[0]) for k, v in self._faces.sample_attributes(r_attr, 1).items()}
+    idx = np.asarray(index, np.int64).reshape(-1)
+    out = {k: np.empty(idx.shape, np.int64) for k in self._faces.ATTRIBUTE_NAMES}
+    for j, i in enumerate(idx):
+      for k, v in self.attributes(int(i)).items():
+        out[k][j] = v
+    return out
 
   def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     h, w = _hw(size)

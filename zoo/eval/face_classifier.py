@@ -1,33 +1,31 @@
-"""An attribute classifier for the synthetic faces: the zoo's offline judge of generators.
+"""The faces attribute classifier as an offline judge of generators: loading and inference.
 
-:class:`AttributeCNN` is a small CNN with one softmax head per attribute of
-:data:`zoo.data.faces.ATTRIBUTES` and a penultimate feature layer (``feature_dim``,
-128 by default) used for classifier Fréchet distances
-(:func:`zoo.eval.metrics.classifier_frechet_distance`).
-
-Inputs of any size are accepted: the network centre-crops the ``min(H, W)`` square (the
-faces are drawn in that square, see ``docs/faces.md``) and resizes it to its input size
-(32x32 by default) with ``jax.image.resize`` (antialiased bilinear), so it can score a
-generator's output at 32, 64, 128 px or rectangular sizes alike.
+The network (:class:`AttributeCNN`, :func:`make_model`, :func:`prepare_images`) lives in
+:mod:`zoo.models.face_classifier`; it has one softmax head per attribute of
+:data:`zoo.data.faces.ATTRIBUTES` and a penultimate feature layer (``feature_dim``, 128
+by default) used for classifier Fréchet distances
+(:func:`zoo.eval.metrics.classifier_frechet_distance`). Inputs of any size are accepted
+(centre-cropped to the face square and resized to the network's input size).
 
 It is trained by ``python -m launch.face_classifier`` (:mod:`zoo.tasks.face_classifier`),
-which exports the trained weights to ``<workdir>/classifier/``. Use it as::
+which exports the trained weights to ``<workdir>/classifier/`` in the zoo's export format
+(:mod:`zoo.models.export`: ``classifier.msgpack`` + ``classifier.json``). Use it as::
 
-  clf = get_or_train_classifier()            # loads default_classifier_workdir(), or trains
+  clf = load_classifier()   # default_classifier_workdir(); CheckpointError when untrained
   clf.predict(images)   # {attribute: int32[b]}
   clf.features(images)  # float32 [b, feature_dim]
   clf.logits(images)    # {attribute: float32[b, num_classes]}
+
+(``zoo.tasks.face_classifier.get_or_train_classifier()`` trains it first when missing.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any
 
-import flax.linen as nn
 import flax.serialization
 import jax
 import jax.numpy as jnp
@@ -35,73 +33,28 @@ import numpy as np
 
 from zoo.data import faces
 from zoo.errors import CheckpointError
+from zoo.models import export as export_lib
+from zoo.models.face_classifier import (  # noqa: F401  (re-exported)
+  MODEL_KEYS,
+  AttributeCNN,
+  make_model,
+  prepare_images,
+)
+from zoo.models import face_classifier as fc_models
 
 EXPORT_SUBDIR = "classifier"
-EXPORT_FORMAT = "zoo.face_classifier/1"
+#: File stem of the export: ``classifier.msgpack`` + ``classifier.json``.
+EXPORT_NAME = "classifier"
+EXPORT_FORMAT = export_lib.FORMAT
+#: The classifier's first export format (``classifier.json`` + ``params.msgpack``), still read.
+LEGACY_FORMAT = "zoo.face_classifier/1"
+_LEGACY_PARAMS = "params.msgpack"
 ENV_WORKDIR = "ZOO_FACE_CLASSIFIER"
 DEFAULT_WORKDIR = os.path.join("runs", "face_classifier")
-#: Architecture keys stored with the exported weights.
-MODEL_KEYS = ("input_size", "widths", "convs_per_stage", "feature_dim")
 
 
-def prepare_images(images: jax.Array, size: int) -> jax.Array:
-  """Float images ``[b, H, W, C]`` (C = 1 or 3, in [-1, 1]) -> ``[b, size, size, 3]``.
-
-  Centre-crops the ``min(H, W)`` square, then resizes it (antialiased bilinear) unless it
-  already has the right size. One channel is repeated to three.
-  """
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(f"expected images [b, H, W, 1 or 3], got shape {images.shape}")
-  b, h, w, c = images.shape
-  m = min(h, w)
-  top, left = (h - m) // 2, (w - m) // 2
-  x = images[:, top : top + m, left : left + m, :].astype(jnp.float32)
-  if c == 1:
-    x = jnp.repeat(x, 3, axis=-1)
-  if m != size:
-    x = jax.image.resize(x, (b, size, size, 3), method="linear", antialias=True)
-  return x
-
-
-class AttributeCNN(nn.Module):
-  """conv stages (3x3 conv + ReLU, ``convs_per_stage`` times, then 2x2 average pooling),
-  flatten, ``Dense(feature_dim)`` + ReLU (the *features*), one ``Dense`` head per attribute.
-
-  ``__call__(images) -> (logits {attribute: [b, K]}, features [b, feature_dim])``; images
-  are float in [-1, 1], any size (see :func:`prepare_images`).
-  """
-
-  input_size: int = 32
-  widths: Sequence[int] = (32, 64, 128)
-  convs_per_stage: int = 2
-  feature_dim: int = 128
-  attribute_sizes: Mapping[str, int] | None = None  # default: faces.ATTRIBUTES
-
-  @nn.compact
-  def __call__(self, images):
-    sizes = (
-      dict(self.attribute_sizes)
-      if self.attribute_sizes is not None
-      else {k: len(v) for k, v in faces.ATTRIBUTES.items()}
-    )
-    x = prepare_images(images, self.input_size)
-    for i, w in enumerate(self.widths):
-      for j in range(self.convs_per_stage):
-        x = nn.relu(nn.Conv(w, (3, 3), padding="SAME", name=f"conv{i}_{j}")(x))
-      x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = x.reshape(x.shape[0], -1)
-    feats = nn.relu(nn.Dense(self.feature_dim, name="features")(x))
-    logits = {k: nn.Dense(n, name=f"head_{k}")(feats) for k, n in sizes.items()}
-    return logits, feats
-
-
-def make_model(model_config: Mapping[str, Any]) -> AttributeCNN:
-  return AttributeCNN(
-    input_size=int(model_config["input_size"]),
-    widths=tuple(int(w) for w in model_config["widths"]),
-    convs_per_stage=int(model_config["convs_per_stage"]),
-    feature_dim=int(model_config["feature_dim"]),
-  )
+def _attribute_schema() -> dict[str, int]:
+  return {k: len(v) for k, v in faces.ATTRIBUTES.items()}
 
 
 def _to_float_images(images) -> np.ndarray:
@@ -165,40 +118,28 @@ class FaceClassifier:
     """
     workdir = default_classifier_workdir() if workdir is None else workdir
     d = export_dir(workdir)
-    if not os.path.isfile(os.path.join(d, "classifier.json")) and os.path.isfile(
-      os.path.join(workdir, "classifier.json")
-    ):
+    if not _has_export(d) and _has_export(workdir):
       d = workdir
-    meta_path, params_path = os.path.join(d, "classifier.json"), os.path.join(d, "params.msgpack")
-    if not (os.path.isfile(meta_path) and os.path.isfile(params_path)):
+    _, json_path = export_lib.paths(d, EXPORT_NAME)
+    if not _has_export(d):
       raise CheckpointError(
-        f"no trained face classifier in {workdir!r} (expected {meta_path}); train one with "
+        f"no trained face classifier in {workdir!r} (expected {json_path}); train one with "
         f"`python -m launch.face_classifier --workdir {workdir}`"
       )
-    with open(meta_path) as f:
-      meta = json.load(f)
-    if meta.get("format") != EXPORT_FORMAT:
-      raise CheckpointError(
-        f"{meta_path}: format {meta.get('format')!r}, expected {EXPORT_FORMAT!r}"
-      )
-    if dict(meta.get("attributes", {})) != {k: len(v) for k, v in faces.ATTRIBUTES.items()}:
-      raise CheckpointError(f"{meta_path}: trained on a different attribute schema; retrain it")
-    model = make_model(meta["model"])
-    abstract = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, model.input_size, model.input_size, 3)))[
-        "params"
-      ]
-    )
-    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
-    with open(params_path, "rb") as f:
-      try:
-        params = flax.serialization.from_bytes(target, f.read())
-      except Exception as e:  # corrupt / mismatched file
-        raise CheckpointError(f"cannot read {params_path}: {e}") from None
-    return cls(meta["model"], jax.tree.map(jnp.asarray, params), info=meta, **kwargs)
+    if _format(json_path) == LEGACY_FORMAT:
+      model_config, params, info = _load_legacy(d)
+    else:
+      ex = export_lib.load(d, name=EXPORT_NAME)
+      if not isinstance(ex.module, fc_models.AttributeCNN):
+        raise CheckpointError(f"{json_path}: not a face classifier ({type(ex.module).__name__})")
+      info = ex.info
+      if dict(info.get("attributes", {})) != _attribute_schema():
+        raise CheckpointError(f"{json_path}: trained on a different attribute schema; retrain it")
+      model_config, params = fc_models.model_config(ex.module), ex.variables["params"]
+    return cls(model_config, params, info=info, **kwargs)
 
   def save(self, workdir: str) -> str:
-    """Writes ``<workdir>/classifier/{params.msgpack, classifier.json}`` atomically."""
+    """Writes ``<workdir>/classifier/{classifier.msgpack, classifier.json}`` atomically."""
     return save_export(workdir, self.model_config, self.params, extra=self.info)
 
   # ---- inference -----------------------------------------------------------------
@@ -249,10 +190,45 @@ def export_dir(workdir: str) -> str:
   return os.path.join(workdir, EXPORT_SUBDIR)
 
 
+def _has_export(d: str) -> bool:
+  params_path, json_path = export_lib.paths(d, EXPORT_NAME)
+  legacy = os.path.join(d, _LEGACY_PARAMS)
+  return os.path.isfile(json_path) and (os.path.isfile(params_path) or os.path.isfile(legacy))
+
+
+def _format(json_path: str) -> Any:
+  try:
+    with open(json_path) as f:
+      return json.load(f).get("format")
+  except (OSError, ValueError, AttributeError):
+    return None  # export_lib.load names the problem
+
+
+def _load_legacy(d: str) -> tuple[dict, Any, dict]:
+  """``(model_config, params, info)`` of a ``zoo.face_classifier/1`` export."""
+  meta_path, params_path = os.path.join(d, "classifier.json"), os.path.join(d, _LEGACY_PARAMS)
+  with open(meta_path) as f:
+    meta = json.load(f)
+  if dict(meta.get("attributes", {})) != _attribute_schema():
+    raise CheckpointError(f"{meta_path}: trained on a different attribute schema; retrain it")
+  model = make_model(meta["model"])
+  abstract = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, model.input_size, model.input_size, 3)))[
+      "params"
+    ]
+  )
+  target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
+  try:
+    with open(params_path, "rb") as f:
+      params = flax.serialization.from_bytes(target, f.read())
+  except Exception as e:  # pylint: disable=broad-except  # corrupt / mismatched file
+    raise CheckpointError(f"cannot read {params_path}: {e}") from None
+  return meta["model"], jax.tree.map(jnp.asarray, params), meta
+
+
 def is_trained(workdir: str) -> bool:
   """Whether ``workdir`` holds an exported classifier."""
-  d = export_dir(workdir)
-  return all(os.path.isfile(os.path.join(d, f)) for f in ("classifier.json", "params.msgpack"))
+  return _has_export(export_dir(workdir))
 
 
 def save_export(
@@ -262,25 +238,18 @@ def save_export(
   *,
   extra: Mapping[str, Any] | None = None,
 ) -> str:
-  """Writes the weights and a JSON description under ``<workdir>/classifier/``; returns the dir."""
+  """Writes the weights and their description (:mod:`zoo.models.export`, name
+  ``classifier``) under ``<workdir>/classifier/``; returns that directory.
+
+  ``extra`` (step, eval results, config, ...) is stored as the export's ``info``, with
+  the attribute schema the classifier was trained on.
+  """
   d = export_dir(workdir)
-  os.makedirs(d, exist_ok=True)
-  meta = dict(extra or {})
-  meta.update(
-    format=EXPORT_FORMAT,
-    model={k: model_config[k] for k in MODEL_KEYS},
-    attributes={k: len(v) for k, v in faces.ATTRIBUTES.items()},
-  )
-  meta["model"]["widths"] = [int(w) for w in meta["model"]["widths"]]
-  data = flax.serialization.to_bytes(jax.device_get(params))
-  for name, payload, mode in (
-    ("params.msgpack", data, "wb"),
-    ("classifier.json", json.dumps(meta, indent=2, default=str), "w"),
-  ):
-    tmp = os.path.join(d, f".{name}.tmp{os.getpid()}")
-    with open(tmp, mode) as f:
-      f.write(payload)
-    os.replace(tmp, os.path.join(d, name))
+  info = dict(extra or {})
+  info.pop("format", None)  # a legacy export's meta, re-saved
+  info.pop("model", None)
+  info["attributes"] = _attribute_schema()
+  export_lib.save(d, make_model(model_config), {"params": params}, info=info, name=EXPORT_NAME)
   return d
 
 
@@ -293,53 +262,3 @@ def default_classifier_workdir() -> str:
 def load_classifier(workdir: str | None = None, **kwargs) -> FaceClassifier:
   """Same as :meth:`FaceClassifier.load`."""
   return FaceClassifier.load(workdir, **kwargs)
-
-
-@contextlib.contextmanager
-def _lock(workdir: str):
-  """An exclusive lock on ``<workdir>/.train.lock`` (so concurrent callers train once)."""
-  os.makedirs(workdir, exist_ok=True)
-  try:
-    import fcntl  # pylint: disable=g-import-not-at-top
-  except ImportError:  # pragma: no cover - non-POSIX
-    yield
-    return
-  with open(os.path.join(workdir, ".train.lock"), "w") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def get_or_train_classifier(
-  workdir: str | None = None,
-  config=None,
-  *,
-  log_fn: Callable[[str], None] | None = None,
-  **load_kwargs,
-) -> FaceClassifier:
-  """Loads the classifier exported in ``workdir``; trains (or resumes) it first if missing.
-
-  Args:
-    workdir: defaults to :func:`default_classifier_workdir`.
-    config: training config when it must be trained (default:
-      ``launch/configs/face_classifier.py``'s ``get_config()``). An existing export is
-      used as is, whatever its config.
-    log_fn: progress messages (default: print).
-  """
-  workdir = default_classifier_workdir() if workdir is None else os.path.abspath(workdir)
-  if not is_trained(workdir):
-    with _lock(workdir):
-      if not is_trained(workdir):  # another process may have trained it meanwhile
-        from zoo.tasks import face_classifier as task_lib  # pylint: disable=g-import-not-at-top
-
-        if config is None:
-          config = task_lib.default_config()
-        say = log_fn or (lambda msg: print(msg, flush=True))
-        say(
-          f"[face_classifier] no trained classifier in {workdir}; training it "
-          f"({config.num_steps} steps)"
-        )
-        task_lib.train_and_evaluate(config, workdir, log_fn=log_fn)
-  return FaceClassifier.load(workdir, **load_kwargs)

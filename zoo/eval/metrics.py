@@ -5,6 +5,7 @@ per-example metrics (:func:`l1`, :func:`psnr`, :func:`ssim`) return one value pe
 example, shape ``[b]``. :func:`batch_mean` and :func:`image_metrics` average them.
 
 - :func:`attribute_accuracy`: per-attribute accuracy of predicted class codes, and their mean.
+- :func:`attribute_agreement`: the same for a chosen subset of attributes.
 - :func:`frechet_distance`: the Fréchet distance between Gaussians fitted to two feature
   sets (FID when the features come from Inception; here usually from
   :class:`zoo.eval.face_classifier.FaceClassifier`, see :func:`classifier_frechet_distance`).
@@ -14,7 +15,7 @@ example, shape ``[b]``. :func:`batch_mean` and :func:`image_metrics` average the
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,51 @@ def attribute_accuracy(pred: Mapping[str, Any], target: Mapping[str, Any]) -> di
     out[name] = float(np.mean(p == t))
   out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
   return out
+
+
+def attribute_tv_distance(
+  pred_a: Mapping[str, Any],
+  pred_b: Mapping[str, Any],
+  *,
+  num_classes: Mapping[str, int] | None = None,
+) -> dict[str, float]:
+  """Total-variation distance between two sets' class distributions, per attribute.
+
+  ``TV(p, q) = 1/2 sum_c |p_c - q_c|`` with ``p``, ``q`` the class frequencies of
+  attribute codes in ``pred_a`` and ``pred_b`` (e.g. classifier predictions on samples
+  and on real images); 0 = same distribution, 1 = disjoint. Adds ``'max'``.
+  """
+  out = {}
+  for name in pred_b:
+    a, b = np.asarray(pred_a[name]).reshape(-1), np.asarray(pred_b[name]).reshape(-1)
+    if not a.size or not b.size:
+      raise ValueError(f"{name}: no examples")
+    k = int(max(a.max(initial=0), b.max(initial=0)) + 1)
+    if num_classes is not None:
+      k = max(k, int(num_classes[name]))
+    p = np.bincount(a, minlength=k) / a.size
+    q = np.bincount(b, minlength=k) / b.size
+    out[name] = float(0.5 * np.abs(p - q).sum())
+  out["max"] = max(out.values()) if out else float("nan")
+  return out
+
+
+def attribute_agreement(
+  pred: Mapping[str, Any], target: Mapping[str, Any], names: Sequence[str] | None = None
+) -> dict[str, float]:
+  """How often predicted attributes agree with the true ones, for ``names`` only.
+
+  :func:`attribute_accuracy` restricted to the attributes ``names`` (default: all those of
+  ``target``), in that order, plus ``'mean'`` over them. For example, the face classifier's
+  predictions on translated images against the source faces' labels (pix2pix).
+  """
+  names = list(target) if names is None else list(names)
+  if not names:
+    raise ValueError("attribute_agreement needs at least one attribute name")
+  missing = [k for k in names if k not in target]
+  if missing:
+    raise KeyError(f"target has no labels for attributes {missing}")
+  return attribute_accuracy(pred, {k: target[k] for k in names})
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The faces attribute classifier as a zoo task (trained through the shared loop).
 
 ``train_and_evaluate(config, workdir)`` is what ``python -m launch.face_classifier``
-runs: it trains :class:`zoo.eval.face_classifier.AttributeCNN` on the synthetic faces
+runs: it trains :class:`zoo.models.face_classifier.AttributeCNN` on the synthetic faces
 (:func:`zoo.data.faces_pipeline.faces_batches`) with one cross-entropy term per
 attribute, evaluates per-attribute accuracy on the faces test split at every size in
 ``eval_sizes``, and exports the weights to ``<workdir>/classifier/`` for
@@ -12,10 +12,14 @@ memory (``image`` + ``attributes`` only), so later epochs cost no rendering. Ste
 reads global batch ``k`` of the stream rendered at ``train_sizes[k % len(train_sizes)]``
 (the network resizes every input to ``input_size``), so the classifier sees faces
 rendered natively at each size a generator may produce.
+
+:func:`get_or_train_classifier` loads the exported classifier, training it first when
+there is none (what code that needs the judge calls).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,6 +39,7 @@ from zoo.data import faces_pipeline
 from zoo.errors import ConfigError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics
+from zoo.models import face_classifier as fc_models
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
 from zoo.training.metrics import MetricWriter
@@ -237,7 +242,7 @@ class FaceClassifierTask:
   def __post_init__(self):
     c = self.config
     self.model_config = model_config(c)
-    self.model = fc.make_model(self.model_config)
+    self.model = fc_models.make_model(self.model_config)
     self.tx = make_optimizer(c)
     self.lr_fn = learning_rate_schedule(c)
     mesh_lib.check_batch_size(c.batch_size, self.mesh)
@@ -438,3 +443,52 @@ def format_eval(results: Mapping[str, float]) -> str:
       parts.append(f"fd_real_real {results[f'{p}/fd_real_real']:.4f}")
     lines.append(" | ".join(parts))
   return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _lock(workdir: str):
+  """An exclusive lock on ``<workdir>/.train.lock`` (so concurrent callers train once)."""
+  os.makedirs(workdir, exist_ok=True)
+  try:
+    import fcntl  # pylint: disable=g-import-not-at-top
+  except ImportError:  # pragma: no cover - non-POSIX
+    yield
+    return
+  with open(os.path.join(workdir, ".train.lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def get_or_train_classifier(
+  workdir: str | None = None,
+  config=None,
+  *,
+  log_fn: Callable[[str], None] | None = None,
+  **load_kwargs,
+) -> fc.FaceClassifier:
+  """Loads the classifier exported in ``workdir``; trains (or resumes) it first if missing.
+
+  Args:
+    workdir: defaults to :func:`zoo.eval.face_classifier.default_classifier_workdir`.
+    config: training config when it must be trained (default: :func:`default_config`,
+      which ``launch/configs/face_classifier.py`` serves). An existing export is used as
+      is, whatever its config.
+    log_fn: progress messages (default: print).
+    **load_kwargs: for :meth:`FaceClassifier.load` (e.g. ``batch_size``).
+  """
+  workdir = fc.default_classifier_workdir() if workdir is None else os.path.abspath(workdir)
+  if not fc.is_trained(workdir):
+    with _lock(workdir):
+      if not fc.is_trained(workdir):  # another process may have trained it meanwhile
+        if config is None:
+          config = default_config()
+        say = log_fn or (lambda msg: print(msg, flush=True))
+        say(
+          f"[face_classifier] no trained classifier in {workdir}; training it "
+          f"({config.num_steps} steps)"
+        )
+        train_and_evaluate(config, workdir, log_fn=log_fn)
+  return fc.FaceClassifier.load(workdir, **load_kwargs)

@@ -38,6 +38,37 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of every checkpoint in the directory, ascending."""
+    return sorted(int(s) for s in self._mngr.all_steps())
+
+  def read_meta(self, step: int | None = None) -> dict:
+    """The ``meta`` JSON of the checkpoint at ``step`` (default: latest), without its state.
+
+    The meta says what the state looks like (e.g. a growing GAN's ``stage``), so a caller
+    can build the abstract state before :meth:`restore`. One-line CheckpointError when the
+    step is absent or its meta is unreadable.
+    """
+    step = self._mngr.latest_step() if step is None else int(step)
+    if step is None:
+      raise CheckpointError(f"no checkpoint found in {self.directory}")
+    if step not in self.all_steps():
+      raise CheckpointError(f"no checkpoint at step {step} in {self.directory}")
+    try:
+      out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+      meta = out["meta"]
+    except Exception as e:  # pylint: disable=broad-except  # orbax raises many types
+      first = (str(e).strip().splitlines() or [""])[0][:200]
+      raise CheckpointError(
+        f"the meta of the step-{step} checkpoint in {self.directory} is unreadable "
+        f"({type(e).__name__}: {first})"
+      ) from None
+    if not isinstance(meta, dict):
+      raise CheckpointError(
+        f"the meta of the step-{step} checkpoint in {self.directory} is not a JSON object"
+      )
+    return dict(meta)
+
   def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:
     meta = dict(meta or {}, step=int(step))
     if self._mngr.latest_step() == step:

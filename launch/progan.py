@@ -1,0 +1,41 @@
+"""ProGAN: ``python -m launch.progan --config launch/configs/progan.py --workdir DIR [--mode M]``.
+
+Modes:
+  train   train (or resume) in ``--workdir``: checkpoints with the growth stage, TensorBoard,
+          per-stage sample grids and ``samples/timelapse.gif``, classifier FD per stage.
+  sample  a grid of ``--num`` samples (seed ``--seed``) from the latest checkpoint's EMA G.
+  export  the generator in the zoo's export format (``export/generator.{json,msgpack}``,
+          loaded by ``zoo.models.export.load``).
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from launch import common
+
+MODES = ("train", "sample", "export")
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "launch/configs/progan.py", "Config file (path[:variant])."
+)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/progan", "Checkpoints, logs and samples.")
+_MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
+_NUM = flags.DEFINE_integer("num", 64, "sample: number of images.")
+_SEED = flags.DEFINE_integer("seed", 0, "sample: latent seed.")
+_OUTPUT = flags.DEFINE_string("output", "", "sample/export: output path (default: in workdir).")
+
+
+def main(argv):
+  mode = common.check_mode(argv, _MODE.value, MODES)
+  from zoo.tasks import progan  # pylint: disable=g-import-not-at-top
+
+  if mode == "train":
+    progan.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  elif mode == "sample":
+    progan.sample(_WORKDIR.value, num=_NUM.value, seed=_SEED.value, output=_OUTPUT.value)
+  else:
+    progan.export(_WORKDIR.value, output=_OUTPUT.value)
+
+
+if __name__ == "__main__":
+  common.run(main)

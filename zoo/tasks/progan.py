@@ -1,0 +1,546 @@
+"""ProGAN (Karras et al. 2018) as a zoo task: progressive growing on the adversarial core.
+
+``python -m launch.progan`` runs :func:`train_and_evaluate` (``--mode train``),
+:func:`sample` (``--mode sample``) or :func:`export` (``--mode export``).
+
+Schedule. Stage 0 trains the start resolution (4x4, or a rectangle such as 4x2)
+for ``stable_images``; every later stage doubles the resolution, fading the new
+block in over ``fade_images`` (``alpha`` 0 -> 1) and then training it for
+``stable_images`` (``final_stable_images`` for the last stage). Images become
+steps with the stage's minibatch size. Real images are box-filtered to the stage's
+resolution and, during a fade, blended with their 2x-blurred version by the same
+``alpha`` (the reference's level-of-detail blending), so D never sees a sharper
+real than fake.
+
+Recipe (the reference's): WGAN-GP (λ = 10) + drift 1e-3, Adam(1e-3, β = 0, 0.99),
+n_critic 1, an EMA of G for samples and evaluation, Adam moments reset at each
+new stage (``schedule.reset_optimizer``).
+
+Outputs in the workdir: checkpoints (with the stage), ``config.json``, TensorBoard
+scalars (losses, alpha, the classifier Fréchet distance FD at every stage end and
+evaluation), ``samples/stage<k>_<HxW>_<step>.png`` grids of fixed latents, and
+``samples/timelapse.gif`` of the same latents across the whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+from typing import Any, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from PIL import Image
+
+from zoo.data import images as image_data
+from zoo.data import stream as stream_lib
+from zoo.errors import ConfigError, ZooError
+from zoo.gan import core, growth, objectives
+from zoo.models import export as export_lib
+from zoo.models import progan as models
+from zoo.training import checkpoint as ckpt_lib
+from zoo.training import loop, mesh as mesh_lib
+from zoo.training import restore as restore_lib
+from zoo.training.metrics import MetricWriter
+
+#: Config sections whose change makes a workdir's checkpoints unusable.
+_SHAPE_SECTIONS = ("model", "schedule")
+_LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
+
+# ---------------------------------------------------------------------------
+# Config and schedule.
+# ---------------------------------------------------------------------------
+
+
+def _hw(v, what: str) -> tuple[int, int]:
+  if isinstance(v, int):
+    return v, v
+  if isinstance(v, (tuple, list)) and len(v) == 1:  # `--config.x=16` on a tuple field
+    return _hw(v[0], what)
+  try:
+    h, w = (int(x) for x in v)
+  except (TypeError, ValueError):
+    raise ConfigError(f"{what}={v!r} must be an int or (height, width)") from None
+  return h, w
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """Stages in steps: ``starts[s]`` is stage s's first step, ``fades[s]`` its fade length."""
+
+  start: tuple[int, int]
+  batch_sizes: tuple[int, ...]
+  starts: tuple[int, ...]
+  fades: tuple[int, ...]
+  total: int
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.batch_sizes)
+
+  def resolution(self, stage: int) -> tuple[int, int]:
+    return models.resolution_at(self.start, stage)
+
+  def stage_at(self, step: int) -> int:
+    s = 0
+    while s + 1 < self.num_stages and step >= self.starts[s + 1]:
+      s += 1
+    return s
+
+  def alpha(self, step, stage: int):
+    """Fade-in weight of ``stage`` at ``step`` (1 outside a fade); works on traced steps."""
+    if self.fades[stage] == 0:
+      return jnp.float32(1.0)
+    t = (jnp.asarray(step, jnp.float32) - self.starts[stage]) / self.fades[stage]
+    return jnp.clip(t, 0.0, 1.0)
+
+  def images_seen(self, step: int) -> int:
+    n, s = 0, 0
+    for s in range(self.num_stages):
+      end = self.starts[s + 1] if s + 1 < self.num_stages else self.total
+      n += (min(step, end) - self.starts[s]) * self.batch_sizes[s] if step > self.starts[s] else 0
+    return n
+
+
+def make_schedule(c) -> Schedule:
+  """The :class:`Schedule` of config ``c`` (ConfigError, one line, when inconsistent)."""
+  sc = c.schedule
+  start = models.check_start(_hw(c.model.start, "model.start"))
+  final = _hw(sc.resolution, "schedule.resolution")
+  k = 0
+  while models.resolution_at(start, k) != final:
+    res = models.resolution_at(start, k)
+    if res[0] > final[0] or res[1] > final[1] or k > 10:
+      raise ConfigError(
+        f"schedule.resolution={final[0]}x{final[1]} is not model.start={start[0]}x{start[1]} x 2^k"
+      )
+    k += 1
+  models.validate_resolutions([models.resolution_at(start, s) for s in range(k + 1)])
+  num_stages = k + 1
+  bs = list(sc.batch_sizes) if not isinstance(sc.batch_sizes, int) else [sc.batch_sizes]
+  if len(bs) < num_stages:
+    bs += [bs[-1]] * (num_stages - len(bs))
+  bs = bs[:num_stages]
+  for b in bs:
+    if not isinstance(b, int) or b < 1:
+      raise ConfigError(f"schedule.batch_sizes={tuple(sc.batch_sizes)!r} must be positive ints")
+  for key in ("fade_images", "stable_images", "final_stable_images"):
+    if not isinstance(sc[key], int) or sc[key] < 0:
+      raise ConfigError(f"schedule.{key}={sc[key]!r} must be an integer >= 0")
+  starts, fades, step = [], [], 0
+  for s in range(num_stages):
+    fade = 0 if s == 0 else math.ceil(sc.fade_images / bs[s])
+    stable_images = sc.final_stable_images if s == num_stages - 1 else sc.stable_images
+    stable = math.ceil(stable_images / bs[s])
+    if fade + stable == 0:
+      raise ConfigError(f"stage {s} has no steps: raise schedule.stable_images or fade_images")
+    starts.append(step)
+    fades.append(fade)
+    step += fade + stable
+  return Schedule(start, tuple(bs), tuple(starts), tuple(fades), step)
+
+
+def validate_config(c) -> None:
+  """One-line ConfigError for a bad value; checks every section."""
+
+  def need(ok, msg):
+    if not ok:
+      raise ConfigError(f"bad progan config: {msg}")
+
+  models.make_progan(c.model, 0)  # unknown model keys, bad start
+  sched = make_schedule(c)
+  objectives.LossConfig.from_config(c.loss)
+  o = c.optim
+  need(o.lr > 0, f"optim.lr={o.lr!r} must be > 0")
+  need(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optim.b1 and optim.b2 must be in [0, 1)")
+  need(c.ema.half_life_images >= 0, "ema.half_life_images must be >= 0")
+  need(
+    c.data.num_train >= max(sched.batch_sizes) or c.data.source not in ("", "faces"),
+    f"data.num_train={c.data.num_train} must be >= the largest batch size",
+  )
+  for key in _LOOP_KEYS + ("num_samples",):
+    need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
+  need(c.eval.num_samples >= 2, "eval.num_samples must be >= 2")
+  need(c.eval.fd in ("auto", "train", "off"), f"eval.fd={c.eval.fd!r}, expected auto|train|off")
+
+
+def shape_sections(c) -> dict:
+  """The parts of the config that fix the state's shapes, JSON-friendly."""
+  d = c.to_dict() if hasattr(c, "to_dict") else dict(c)
+  return json.loads(json.dumps({k: d[k] for k in _SHAPE_SECTIONS}))
+
+
+def check_resume(c, workdir: str) -> None:
+  """Refuses (one line, nothing written) to resume with other model or schedule settings."""
+  saved = ckpt_lib.read_run_config(workdir)
+  if not saved or not os.path.isdir(ckpt_lib.checkpoint_dir(workdir)):
+    return
+  new = shape_sections(c)
+  diffs = []
+  for section in _SHAPE_SECTIONS:
+    old_s, new_s = saved.get(section, {}), new[section]
+    for key in sorted(set(old_s) | set(new_s)):
+      if old_s.get(key) != new_s.get(key):
+        diffs.append(f"{section}.{key}: run has {old_s.get(key)!r}, config has {new_s.get(key)!r}")
+  if diffs:
+    raise ConfigError(
+      f"workdir {workdir} holds a run with other settings ({'; '.join(diffs)}); "
+      "use another --workdir or the run's settings"
+    )
+
+
+# ---------------------------------------------------------------------------
+# The task.
+# ---------------------------------------------------------------------------
+
+
+def _optimizer(c, reg_interval: int) -> optax.GradientTransformation:
+  o = c.optim
+  lr, b1, b2 = o.lr, o.b1, o.b2
+  if o.lazy_adam_correction:
+    lr, b1, b2 = core.lazy_adam_hyperparameters(lr, b1, b2, interval=reg_interval)
+  return optax.adam(lr, b1=b1, b2=b2, eps=o.eps)
+
+
+def upsample_nearest(x: jax.Array | np.ndarray, factor: int):
+  """``[B, H, W, C]`` -> ``[B, fH, fW, C]`` by pixel repetition."""
+  if factor == 1:
+    return x
+  xp = jnp if isinstance(x, jax.Array) else np
+  return xp.repeat(xp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+class ProGANTask:
+  """See the module docstring and :class:`zoo.training.loop.Task` (a staged task)."""
+
+  name = "progan"
+
+  def __init__(self, config, mesh, *, log=print):
+    validate_config(config)
+    self.config = c = config
+    self.mesh = mesh
+    self.log = log
+    self.schedule = make_schedule(c)
+    for b in self.schedule.batch_sizes:
+      mesh_lib.check_batch_size(b, mesh, "schedule.batch_sizes entry")
+    self.losses = objectives.LossConfig.from_config(c.loss)
+    self.tx_d = _optimizer(c, self.losses.reg_interval)
+    self.tx_g = _optimizer(c, 1)
+    self.final = self.schedule.resolution(self.schedule.num_stages - 1)
+    self.source = image_data.open_images(
+      c.data.source,
+      "train",
+      self.final,
+      num_examples=c.data.num_train,
+      seed=c.data.seed,
+      data_dir=c.data.data_dir,
+    )
+    if len(self.source) < max(self.schedule.batch_sizes):
+      raise ConfigError(
+        f"data has {len(self.source)} images, fewer than the batch size "
+        f"{max(self.schedule.batch_sizes)}"
+      )
+    self.latents = np.asarray(
+      jax.random.normal(jax.random.key(c.seed + 1), (c.num_samples, c.model.latent_dim))
+    )
+    self._fd = None  # (classifier, real statistics) once loaded
+    self._jit_cache: dict[Any, Any] = {}
+
+  # ---- stages ---------------------------------------------------------------
+  def stage_at(self, step: int) -> int:
+    return self.schedule.stage_at(step)
+
+  def networks(self, stage: int):
+    return models.make_progan(self.config.model, stage)
+
+  def init_state(self, rng, stage: int = 0):
+    g, d = self.networks(stage)
+    k_g, k_d = jax.random.split(rng)
+    return core.init_state(
+      models.init_variables(g, k_g),
+      models.init_variables(d, k_d),
+      tx_g=self.tx_g,
+      tx_d=self.tx_d,
+      ema=self.config.ema.half_life_images > 0,
+    )
+
+  def grow(self, state, rng, stage: int):
+    fresh = self.init_state(rng, stage)
+    return growth.grow_state(state, fresh, reset_optimizer=self.config.schedule.reset_optimizer)
+
+  # ---- training -------------------------------------------------------------
+  def step_config(self, stage: int) -> core.StepConfig:
+    beta = core.ema_beta(
+      batch_size=self.schedule.batch_sizes[stage],
+      half_life_images=self.config.ema.half_life_images,
+    )
+    return self.losses.step_config(ema_beta=beta)
+
+  def objective(self, stage: int, alpha):
+    g, d = self.networks(stage)
+    return objectives.LatentObjective(
+      g_apply=lambda v, z, step: g.apply(v, z, alpha),
+      d_apply=lambda v, x, step: d.apply(v, x, alpha),
+      latent_dim=self.config.model.latent_dim,
+      losses=self.losses,
+    )
+
+  def train_step(self, state, batch, rng, step, stage):
+    alpha = self.schedule.alpha(step, stage)
+    real = batch["image"]
+    if stage > 0:  # level-of-detail blending of the reals during the fade
+      low = upsample_nearest(jnp.asarray(image_data.downsample(real, 2)), 2)
+      real = models.lerp(low, real, alpha)
+    obj = self.objective(stage, alpha)
+    state, metrics = core.train_step(
+      state,
+      {"image": real},
+      rng,
+      step,
+      objective=obj,
+      tx_g=self.tx_g,
+      tx_d=self.tx_d,
+      config=self.step_config(stage),
+      d_regularizer=obj.regularizer(),
+    )
+    return state, {**metrics, "alpha": alpha, "stage": jnp.float32(stage)}
+
+  def stream(self, stage: int) -> stream_lib.ShardedStream:
+    factor = self.final[0] // self.schedule.resolution(stage)[0]
+
+    def collate(items, indices):
+      x = image_data.to_float(np.stack(items))
+      return {"image": image_data.downsample(x, factor)}
+
+    return stream_lib.ShardedStream(
+      self.source,
+      batch_size=self.schedule.batch_sizes[stage],
+      collate=collate,
+      seed=self.config.seed,
+      stream_id=(7, stage),
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+
+  def train_batches(self, start_step: int) -> Iterator[dict]:
+    sched = self.schedule
+    for s in range(sched.stage_at(start_step), sched.num_stages):
+      first = max(start_step, sched.starts[s])
+      end = sched.starts[s + 1] if s + 1 < sched.num_stages else sched.total
+      yield from self.stream(s).iterate(first - sched.starts[s], end - first)
+
+  # ---- looking at G ---------------------------------------------------------
+  def _state_stage(self, step: int) -> int:
+    return self.stage_at(max(step - 1, 0))  # the loop evaluates after the step
+
+  def generator_fn(self, stage: int):
+    """Jitted ``(g_vars, z, alpha) -> images`` at the final resolution (pixel-repeated)."""
+    key = ("gen", stage)
+    if key not in self._jit_cache:
+      g, _ = self.networks(stage)
+      factor = self.final[0] // self.schedule.resolution(stage)[0]
+      self._jit_cache[key] = jax.jit(
+        lambda v, z, a: jnp.clip(upsample_nearest(g.apply(v, z, a), factor), -1, 1)
+      )
+    return self._jit_cache[key]
+
+  def generate(self, state, z, step: int) -> np.ndarray:
+    stage = self._state_stage(step)
+    alpha = self.schedule.alpha(step - 1, stage)
+    g_vars = core.generator_variables(state)
+    out = []
+    for i in range(0, len(z), 64):
+      out.append(np.asarray(self.generator_fn(stage)(g_vars, jnp.asarray(z[i : i + 64]), alpha)))
+    return np.concatenate(out)
+
+  def _fd_judge(self):
+    if self._fd is None:
+      c = self.config
+      if c.eval.fd == "off" or c.data.source not in ("", "faces"):
+        self._fd = False
+        return None
+      from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
+      from zoo.tasks import face_classifier as fc_task  # pylint: disable=g-import-not-at-top
+
+      try:
+        if c.eval.fd == "train":
+          clf = fc_task.get_or_train_classifier()
+        else:
+          clf = fc.load_classifier(fc.default_classifier_workdir())
+      except ZooError as e:
+        self.log(
+          f"[progan] no classifier FD ({e}); train one with python -m launch.face_classifier"
+        )
+        self._fd = False
+        return None
+      reals = image_data.open_images(
+        "", "valid", self.final, num_examples=c.eval.num_samples, seed=c.data.seed
+      )
+      real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
+      feats = clf.features(real)
+      pred = clf.predict(real)
+      self._fd = (clf, feats, pred)
+    return self._fd or None
+
+  def evaluate(self, state, step):
+    judge = self._fd_judge()
+    if judge is None:
+      return {}
+    from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
+    clf, real_feats, real_pred = judge
+    n = self.config.eval.num_samples
+    z = np.asarray(
+      jax.random.normal(jax.random.key(self.config.seed + 2), (n, self.config.model.latent_dim))
+    )
+    fake = self.generate(state, z, step)
+    out = {"eval/FD": float(em.frechet_distance(clf.features(fake), real_feats))}
+    tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
+    out.update({f"eval/TV_{k}": v for k, v in tv.items()})
+    out["eval/stage"] = float(self._state_stage(step))
+    return out
+
+  def write_samples(self, state, step, workdir, writer: MetricWriter):
+    imgs = self.generate(state, self.latents, step)
+    if jax.process_index() != 0:
+      return
+    stage = self._state_stage(step)
+    h, w = self.schedule.resolution(stage)
+    grid = sample_grid(imgs)
+    outdir = os.path.join(workdir, "samples")
+    os.makedirs(os.path.join(outdir, "frames"), exist_ok=True)
+    Image.fromarray(grid).save(os.path.join(outdir, f"stage{stage}_{h}x{w}_{step:08d}.png"))
+    Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
+    frame = grid
+    Image.fromarray(frame).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
+    write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
+    writer.image(step, "samples/fixed_latents", grid)
+    writer.flush()
+
+
+# ---------------------------------------------------------------------------
+# Pictures.
+# ---------------------------------------------------------------------------
+
+
+def sample_grid(images: np.ndarray, *, cols: int = 0, pad: int = 1, scale: int = 0) -> np.ndarray:
+  """uint8 grid of float images in [-1, 1], each scaled up to at least 64 pixels high."""
+  x = np.clip((np.asarray(images) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+  n, h, w, _ = x.shape
+  scale = scale or max(1, 64 // h)
+  x = np.repeat(np.repeat(x, scale, axis=1), scale, axis=2)
+  h, w = h * scale, w * scale
+  cols = cols or int(math.ceil(math.sqrt(n)))
+  rows = -(-n // cols)
+  out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+  for i in range(n):
+    r, col = divmod(i, cols)
+    out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) :][:, :w] = x[i]
+  return out
+
+
+def write_timelapse(frames_dir: str, path: str, *, max_frames: int = 120, ms: int = 150) -> None:
+  """An animated GIF of every frame in ``frames_dir`` (evenly thinned to ``max_frames``)."""
+  names = sorted(f for f in os.listdir(frames_dir) if f.endswith(".png"))
+  if not names:
+    return
+  if len(names) > max_frames:
+    keep = np.linspace(0, len(names) - 1, max_frames).round().astype(int)
+    names = [names[i] for i in sorted(set(keep))]
+  frames = [Image.open(os.path.join(frames_dir, n)).convert("RGB") for n in names]
+  tmp = path + ".tmp.gif"
+  frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=ms, loop=0)
+  os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# Entry points.
+# ---------------------------------------------------------------------------
+
+
+def loop_config(c) -> loop.LoopConfig:
+  sched = make_schedule(c)
+  return loop.LoopConfig(
+    num_steps=sched.total, **{k: c[k] for k in _LOOP_KEYS}, async_checkpoints=c.async_checkpoints
+  )
+
+
+def train_and_evaluate(config, workdir: str, *, mesh=None, log=print) -> loop.TrainResult:
+  """Trains (or resumes) ProGAN in ``workdir`` through the shared staged loop."""
+  validate_config(config)
+  check_resume(config, workdir)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  task = ProGANTask(config, mesh, log=log)
+  sched = task.schedule
+  if log and jax.process_index() == 0:
+    stages = ", ".join(
+      f"{'x'.join(map(str, sched.resolution(s)))}@{sched.batch_sizes[s]}"
+      for s in range(sched.num_stages)
+    )
+    log(f"[progan] {sched.num_stages} stages ({stages}), {sched.total} steps")
+  ckpt_lib.write_run_config(workdir, config)
+  return loop.train(task, loop_config(config), workdir, mesh=mesh)
+
+
+def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(restore_lib.read_config(workdir))
+
+
+def restore_state(workdir: str, *, step: int | None = None):
+  """``(task, state, step)`` of a trained run through the one restore."""
+  c = config_from_workdir(workdir)
+  c.eval.fd = "off"
+  task = ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
+
+  def abstract(config, meta):
+    stage = int(meta.get("stage", 0))
+    return jax.eval_shape(functools.partial(task.init_state, stage=stage), jax.random.key(0))
+
+  r = restore_lib.restore(workdir, abstract, step=step)
+  return task, r.state, r.step
+
+
+def sample(workdir: str, *, num: int = 64, seed: int = 0, output: str = "", log=print) -> str:
+  """A PNG grid of ``num`` samples of the EMA generator at the latest checkpoint."""
+  if num < 1:
+    raise ConfigError(f"num={num} must be >= 1")
+  task, state, step = restore_state(workdir)
+  z = np.asarray(jax.random.normal(jax.random.key(seed), (num, task.config.model.latent_dim)))
+  imgs = task.generate(state, z, step)
+  path = output or os.path.join(workdir, f"samples_{step:08d}_seed{seed}.png")
+  Image.fromarray(sample_grid(imgs)).save(path)
+  if log:
+    log(f"[progan] wrote {num} samples of step {step} to {path}")
+  return path
+
+
+def export(workdir: str, *, output: str = "", log=print) -> str:
+  """Exports the (EMA) generator at its trained stage with alpha 1 (zoo generator format)."""
+  task, state, step = restore_state(workdir)
+  stage = task._state_stage(step)  # pylint: disable=protected-access
+  g, _ = task.networks(stage)
+  out = output or os.path.join(workdir, "export")
+  export_lib.save(
+    out,
+    g,
+    jax.device_get(core.generator_variables(state)),
+    info={
+      "family": "progan",
+      "step": step,
+      "stage": stage,
+      "resolution": list(task.schedule.resolution(stage)),
+      "alpha": float(task.schedule.alpha(step - 1, stage)),
+      "latent_dim": int(task.config.model.latent_dim),
+      "value_range": [-1.0, 1.0],
+      "call": "module.apply(variables, z [B, latent_dim], alpha)",
+    },
+  )
+  if log:
+    log(f"[progan] exported the step-{step} generator (stage {stage}) to {out}")
+  return out
