@@ -162,8 +162,8 @@ if ARGS.jax_threads:  # the CPU client (and its thread pool) exists now; undo th
       pass
 
 from launch.configs.sketch_rnn import get_config  # noqa: E402
-from zoo.data import sketch_pipeline  # noqa: E402
-from zoo.data.sketch_tfds import load_sketch_splits  # noqa: E402
+from zoo.data.sketches import pipeline as sketch_pipeline  # noqa: E402
+from zoo.data.sketches.tfds import load_sketch_splits  # noqa: E402
 from zoo.tasks import sketch_rnn as task_lib  # noqa: E402
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from launch.configs import face_classifier as cfg_lib
-from zoo.data import faces, faces_pipeline
+from zoo.data import faces
+from zoo.data.faces import pipeline as faces_pipeline
 from zoo.errors import CheckpointError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics
@@ -35,7 +36,9 @@ def tiny(tmp_path_factory):
   """A tiny classifier (16 px, ~30 steps) trained through the shared loop, once."""
   workdir = str(tmp_path_factory.mktemp("face_classifier"))
   messages = []
-  clf = task_lib.get_or_train_classifier(workdir, cfg_lib.get_config("tiny"), log_fn=messages.append)
+  clf = task_lib.get_or_train_classifier(
+    workdir, cfg_lib.get_config("tiny"), log_fn=messages.append
+  )
   return workdir, clf, messages
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from zoo.data import faces
-from zoo.data.faces_pipeline import FacesSource, faces_batches
+from zoo.data.faces.pipeline import FacesSource, faces_batches
 
 L = faces.LABEL_IDS
 
@@ -412,7 +412,7 @@ def test_make_faces_is_fast():
 
 def test_tfds_prepare_and_read_without_tensorflow(tmp_path):
   had_tf = "tensorflow" in sys.modules
-  from zoo.data.faces_tfds import Faces
+  from zoo.data.faces.tfds import Faces
 
   builder = Faces(config="tiny", data_dir=str(tmp_path), file_format="array_record")
   builder.download_and_prepare()

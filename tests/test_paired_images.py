@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.data import paired_images as pdata
+from zoo.data.images import paired as pdata
 from zoo.errors import ZooError
 
 

@@ -173,9 +173,7 @@ def test_loss_composition_by_hand():
   fake_b = jnp.zeros((1, 4, 4, 3))
   real_b = jnp.full((1, 4, 4, 3), 0.1)
   pred = jnp.full((1, 2, 2, 1), 0.5)
-  total, g_gan, g_l1 = _g_objective(
-    pred, fake_b, real_b, gan_mode="vanilla", lambda_l1=100.0
-  )
+  total, g_gan, g_l1 = _g_objective(pred, fake_b, real_b, gan_mode="vanilla", lambda_l1=100.0)
   assert float(g_gan) == pytest.approx(_sp(-0.5), rel=1e-6)
   assert float(g_l1) == pytest.approx(0.1, rel=1e-5)
   assert float(total) == pytest.approx(_sp(-0.5) + 10.0, rel=1e-5)

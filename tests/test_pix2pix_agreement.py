@@ -8,7 +8,7 @@ import pytest
 
 from launch.configs import pix2pix as config_lib
 from zoo.data import faces
-from zoo.data import paired_images as pdata
+from zoo.data.images import paired as pdata
 from zoo.errors import CheckpointError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics as em

@@ -17,8 +17,8 @@ from PIL import Image
 from tests.conftest import REPO
 from tests.test_sketch_rnn_train import TINY, tiny_config
 from zoo import sketch as api
-from zoo.data import sketch_export as E
-from zoo.data.sketch_npz import save_sketch_npz
+from zoo.data.sketches import export as E
+from zoo.data.sketches.npz import save_sketch_npz
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models import sketch_rnn_sampling as sampling
 from zoo.tasks import sketch_rnn as task_lib

@@ -1,4 +1,4 @@
-"""Stroke-format utilities (zoo.data.strokes) and the embedded synthetic dataset."""
+"""Stroke-format utilities (zoo.data.sketches.strokes) and the embedded synthetic dataset."""
 
 import time
 import xml.etree.ElementTree as ET
@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from zoo.data import strokes as S
-from zoo.data.sketch_npz import load_sketch_npz
-from zoo.data.synthetic_sketches import SYNTHETIC_CLASSES, make_synthetic_sketches
+from zoo.data.sketches import strokes as S
+from zoo.data.sketches.npz import load_sketch_npz
+from zoo.data.sketches.synthetic import SYNTHETIC_CLASSES, make_synthetic_sketches
 
 
 def random_sketch(rng, n=60, p_lift=0.15):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.data import sketch_export as E
+from zoo.data.sketches import export as E
 from zoo.errors import ZooError
 
 SQUARE = np.array(

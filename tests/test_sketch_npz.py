@@ -1,4 +1,4 @@
-"""Safe reading of sketch-rnn .npz files (zoo.data.sketch_npz)."""
+"""Safe reading of sketch-rnn .npz files (zoo.data.sketches.npz)."""
 
 import io
 import os
@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from zoo.data import sketch_npz
-from zoo.data.sketch_npz import SketchDataError, load_sketch_npz, save_sketch_npz
+from zoo.data.sketches import npz as sketch_npz
+from zoo.data.sketches.npz import SketchDataError, load_sketch_npz, save_sketch_npz
 from zoo.errors import ZooError
 
 

@@ -1,11 +1,11 @@
-"""Grain training stream and eval batches (zoo.data.sketch_pipeline)."""
+"""Grain training stream and eval batches (zoo.data.sketches.pipeline)."""
 
 import numpy as np
 import pytest
 
-from zoo.data import strokes as S
-from zoo.data.sketch_pipeline import SketchTrainStream, eval_batches, prepare_splits
-from zoo.data.synthetic_sketches import make_synthetic_sketches
+from zoo.data.sketches import strokes as S
+from zoo.data.sketches.pipeline import SketchTrainStream, eval_batches, prepare_splits
+from zoo.data.sketches.synthetic import make_synthetic_sketches
 
 MAX_LEN = 100
 

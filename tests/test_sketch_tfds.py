@@ -1,13 +1,13 @@
-"""TFDS builder without TensorFlow + the load_sketch_splits entry point (zoo.data.sketch_tfds)."""
+"""TFDS builder without TensorFlow + the load_sketch_splits entry point (zoo.data.sketches.tfds)."""
 
 import importlib.util
 
 import numpy as np
 import pytest
 
-from zoo.data.sketch_npz import SketchDataError, save_sketch_npz
-from zoo.data.sketch_tfds import ZooSketches, config_from_spec, load_sketch_splits, load_tfds_splits
-from zoo.data.synthetic_sketches import make_synthetic_sketches
+from zoo.data.sketches.npz import SketchDataError, save_sketch_npz
+from zoo.data.sketches.tfds import ZooSketches, config_from_spec, load_sketch_splits, load_tfds_splits
+from zoo.data.sketches.synthetic import make_synthetic_sketches
 from zoo.errors import ConfigError, ZooError
 
 

@@ -3,7 +3,7 @@
 Example::
 
     from zoo.sketch import SketchModel
-    from zoo.data import sketch_export
+    from zoo.data.sketches import export as sketch_export
 
     m = SketchModel.load("runs/sketch_rnn")          # config.json + latest checkpoint
     drawings = m.sample(8, temperature=0.4, seed=1)  # list of stroke-3 arrays, in pixels
@@ -36,7 +36,7 @@ Conventions
   :class:`~zoo.errors.ZooError` subclass with a one-line message.
 
 The ``run_*`` functions at the bottom are what ``python -m launch.sketch_rnn
---mode=...`` calls: they write SVG/PNG/GIF/JSON files (:mod:`zoo.data.sketch_export`).
+--mode=...`` calls: they write SVG/PNG/GIF/JSON files (:mod:`zoo.data.sketches.export`).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from zoo.data import sketch_export as export
-from zoo.data import strokes as S
+from zoo.data.sketches import export as export
+from zoo.data.sketches import strokes as S
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models import sketch_rnn_sampling as sampling
 from zoo.training import checkpoint as ckpt_lib
@@ -614,9 +614,9 @@ class SketchModel:
 
 def load_sketch_input(spec: str) -> list[np.ndarray]:
   """Sketches from a file: ``drawing.json`` (sketch-rnn-js stroke-5 rows or stroke-3 rows,
-  one sketch or a list; see :func:`zoo.data.sketch_export.read_json`) or
+  one sketch or a list; see :func:`zoo.data.sketches.export.read_json`) or
   ``data.npz[:split[:index]]`` (split default ``test``; without an index, all of it)."""
-  from zoo.data.sketch_npz import load_sketch_npz  # pylint: disable=g-import-not-at-top
+  from zoo.data.sketches.npz import load_sketch_npz  # pylint: disable=g-import-not-at-top
 
   spec = str(spec)
   if spec.lower().endswith(".json"):

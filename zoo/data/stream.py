@@ -1,19 +1,27 @@
 """The one deterministic, sharded, resumable batch stream every data source of the zoo uses.
 
-Global batch ``k`` is a pure function of ``(seed, stream_id, k)``: epoch
-``e = k // steps_per_epoch`` visits the examples in a permutation seeded by
-``(seed, stream_id, e)`` (the remainder of each permutation is dropped), and process
-``p`` of ``P`` keeps rows ``[p*B/P, (p+1)*B/P)`` of the global batch of size ``B``. So
-a run restarted at step ``k`` reads exactly the batches an uninterrupted run would,
-and 1 or N processes see the same global batches. Per-example randomness (crops,
-flips, augmentation) gets its own generator seeded by ``(seed, stream_id, k, row)``.
+The stream is an endless sequence of *positions* ``g = 0, 1, ...``; global batch ``k``
+holds positions ``k*B .. k*B+B-1`` and process ``p`` of ``P`` keeps rows
+``[p*B/P, (p+1)*B/P)`` of it. Epoch ``e`` visits the ``N`` examples in a permutation
+seeded by ``(seed, stream_id, e)``; how positions map onto epochs:
 
-``iterate(start)`` prefetches with grain reader threads.
+- ``drop_remainder=True`` (the default): an epoch is ``N // B`` whole batches, the
+  remainder of each permutation is dropped, so batch ``k`` is batch ``k % (N // B)`` of
+  epoch ``k // (N // B)``.
+- ``drop_remainder=False``: the epochs follow each other without a gap, position ``g`` is
+  example ``perm_{g // N}[g % N]``, and a batch may straddle two (or, with ``B > N``,
+  more) epochs.
+
+Per-example randomness (crops, flips, augmentation) comes from a generator seeded by
+``(seed, stream_id, g)``, handed to ``transform`` with the example. So global batch ``k``
+is a pure function of ``(seed, stream_id, k)``: a run restarted at step ``k`` reads
+exactly the batches an uninterrupted run would, and 1 or N processes see the same global
+batches. ``iterate(start)`` prefetches with grain reader threads.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +29,8 @@ import grain
 import numpy as np
 
 _PERM_MAGIC = 0x5EED
+_ROW_MAGIC = 0x5EEE
+_NUM_CACHED_EPOCHS = 4
 
 
 class Source(Protocol):
@@ -33,12 +43,15 @@ class Source(Protocol):
 
 def check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
   """The local batch size; ValueError when the global batch does not split evenly."""
-  if batch_size <= 0 or batch_size % process_count:
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"bad process_index={process_index} for process_count={process_count}")
+  if batch_size % process_count:
     raise ValueError(
-      f"batch_size {batch_size} must be a positive multiple of process_count {process_count}"
+      f"global batch_size={batch_size} is not divisible by process_count={process_count}; "
+      "each process must load the same number of rows"
     )
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   return batch_size // process_count
 
 
@@ -49,11 +62,19 @@ class ShardedStream:
     source: random-access examples (:class:`Source`).
     batch_size: the *global* batch size ``B``.
     collate: ``(examples, indices) -> batch`` for this process's rows.
-    seed, stream_id: seed the epoch permutations; ``stream_id`` (int or tuple of ints)
-      keeps streams of one seed apart (splits, stages, ...).
-    transform: optional ``(example, rng) -> example`` with a per-row generator.
+    seed, stream_id: seed the epoch permutations and the per-row generators;
+      ``stream_id`` (int or tuple of ints) keeps streams of one seed apart (splits,
+      stages, ...).
+    transform: optional ``(example, rng) -> example`` with the generator of its position.
     shuffle: permute each epoch (else the source order, epoch after epoch).
-    drop_remainder: an epoch is ``len(source) // B`` batches.
+    drop_remainder: an epoch is ``len(source) // B`` whole batches (else epochs follow
+      each other without a gap; see the module docstring).
+    permutation_key, row_key: the seeds of the generators are ``[*permutation_key, epoch]``
+      and ``[*row_key, position]``; by default ``(0x5EED, seed, *stream_id)`` and
+      ``(0x5EEE, seed, *stream_id)``. Streams whose seeding predates this class pass their
+      own keys so that their batches stay what they were.
+    process_index, process_count: this process's rows of every global batch.
+    num_threads, prefetch: grain reader threads and buffered batches of :meth:`iterate`.
   """
 
   def __init__(
@@ -66,6 +87,9 @@ class ShardedStream:
     stream_id: int | Sequence[int] = 0,
     transform: Callable[[Any, np.random.Generator], Any] | None = None,
     shuffle: bool = True,
+    drop_remainder: bool = True,
+    permutation_key: Sequence[int] | None = None,
+    row_key: Sequence[int] | None = None,
     process_index: int = 0,
     process_count: int = 1,
     num_threads: int = 2,
@@ -73,33 +97,60 @@ class ShardedStream:
   ):
     self.local_batch_size = check_sharding(batch_size, process_index, process_count)
     self.source = source
+    self.num_examples = len(source)
+    if self.num_examples == 0:
+      raise ValueError("the source is empty")
     self.batch_size = int(batch_size)
     self.process_index, self.process_count = int(process_index), int(process_count)
-    self.steps_per_epoch = len(source) // self.batch_size
-    if self.steps_per_epoch == 0:
-      raise ValueError(f"{len(source)} examples are fewer than batch_size {batch_size}")
+    self.drop_remainder = bool(drop_remainder)
+    self.steps_per_epoch = self.num_examples // self.batch_size
+    if self.drop_remainder and self.steps_per_epoch == 0:
+      raise ValueError(f"{self.num_examples} examples are fewer than batch_size {batch_size}")
     self.collate = collate
     self.transform = transform
     self.shuffle = bool(shuffle)
     self.seed = int(seed)
     ids = stream_id if isinstance(stream_id, (tuple, list)) else (stream_id,)
     self.stream_id = tuple(int(i) for i in ids)
-    self.num_threads, self.prefetch = int(num_threads), int(prefetch)
+    default = (self.seed, *self.stream_id)
+    self.permutation_key = tuple(int(k) for k in (permutation_key or (_PERM_MAGIC, *default)))
+    self.row_key = tuple(int(k) for k in (row_key or (_ROW_MAGIC, *default)))
+    self.num_threads, self.prefetch = max(int(num_threads), 1), max(int(prefetch), 1)
+    self._perms: dict[int, np.ndarray] = {}
+    self._perms_lock = threading.Lock()
 
-  @functools.lru_cache(maxsize=2)
   def permutation(self, epoch: int) -> np.ndarray:
-    n = len(self.source)
+    """The order in which epoch ``epoch`` visits the examples, int64 ``[N]``."""
     if not self.shuffle:
-      return np.arange(n, dtype=np.int64)
-    rng = np.random.default_rng([_PERM_MAGIC, self.seed, *self.stream_id, int(epoch)])
-    return rng.permutation(n).astype(np.int64)
+      return np.arange(self.num_examples, dtype=np.int64)
+    epoch = int(epoch)
+    with self._perms_lock:
+      perm = self._perms.get(epoch)
+    if perm is None:
+      rng = np.random.default_rng([*self.permutation_key, epoch])
+      perm = rng.permutation(self.num_examples).astype(np.int64)
+      with self._perms_lock:
+        if len(self._perms) >= _NUM_CACHED_EPOCHS:
+          self._perms.pop(next(iter(self._perms)))
+        self._perms[epoch] = perm
+    return perm
 
   def global_indices(self, step: int) -> np.ndarray:
     """Example ids of global batch ``step`` (all processes), int64 ``[B]``."""
     if step < 0:
       raise ValueError(f"step must be non-negative, got {step}")
-    epoch, pos = divmod(int(step), self.steps_per_epoch)
-    return self.permutation(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
+    b = self.batch_size
+    if self.drop_remainder:
+      epoch, pos = divmod(int(step), self.steps_per_epoch)
+      return self.permutation(epoch)[pos * b : (pos + 1) * b]
+    epochs, offsets = np.divmod(
+      np.arange(step * b, (step + 1) * b, dtype=np.int64), self.num_examples
+    )
+    out = np.empty(b, np.int64)
+    for e in np.unique(epochs):
+      at = epochs == e
+      out[at] = self.permutation(int(e))[offsets[at]]
+    return out
 
   def rows(self) -> range:
     """This process's rows of every global batch."""
@@ -112,8 +163,8 @@ class ShardedStream:
     return self.global_indices(step)[r.start : r.stop]
 
   def row_rng(self, step: int, row: int) -> np.random.Generator:
-    """The generator for global row ``row`` of batch ``step``."""
-    return np.random.default_rng([_PERM_MAGIC + 1, self.seed, *self.stream_id, int(step), row])
+    """The generator of global row ``row`` of batch ``step`` (position ``step*B + row``)."""
+    return np.random.default_rng([*self.row_key, int(step) * self.batch_size + int(row)])
 
   def batch(self, step: int) -> Any:
     """This process's part of global batch ``step``."""
@@ -124,12 +175,19 @@ class ShardedStream:
     return self.collate(items, idx)
 
   def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[Any]:
-    """``batch(start_step)``, ``batch(start_step + 1)``, ... prefetched by reader threads."""
+    """``batch(start_step)``, ``batch(start_step + 1)``, ... prefetched by reader threads.
+
+    Endless unless ``num_steps`` is given. The iterator is a grain ``DatasetIterator``
+    (``get_state`` / ``set_state`` count batches from ``start_step``), although
+    ``iterate(step)`` alone resumes exactly.
+    """
+    if start_step < 0:
+      raise ValueError(f"start_step must be >= 0, got {start_step}")
     stop = start_step + num_steps if num_steps is not None else start_step + 2**40
     ds = grain.MapDataset.range(int(start_step), int(stop)).map(self.batch)
     opts = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
     return iter(ds.to_iter_dataset(opts))
 
   def __len__(self) -> int:
-    """Batches per epoch."""
+    """Whole batches per epoch (``len(source) // batch_size``)."""
     return self.steps_per_epoch

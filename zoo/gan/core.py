@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 from zoo.losses import gan as gan_lib
+from zoo.training.restore import generator_variables  # noqa: F401  (G for sampling: EMA if kept)
 
 Array = jax.Array
 State = dict
@@ -123,12 +124,6 @@ def init_state(
   if ema:
     state["g_ema"] = jax.tree.map(jnp.copy, g_variables["params"])
   return state
-
-
-def generator_variables(state: Mapping[str, Any], *, ema: bool = True) -> dict:
-  """G's variables for sampling/evaluation: the EMA params when kept (and ``ema``)."""
-  params = state["g_ema"] if ema and "g_ema" in state else None
-  return net_variables(state["g"], params)
 
 
 # ---------------------------------------------------------------------------

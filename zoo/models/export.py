@@ -103,9 +103,7 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
 def module_kwargs(module: nn.Module) -> dict:
   """The module's constructor fields (all but ``parent``/``name``) as JSON values."""
   cls = type(module)
-  return {
-    k: _encode(getattr(module, k), f"{cls.__name__}.{k}") for k in _fields(cls)
-  }
+  return {k: _encode(getattr(module, k), f"{cls.__name__}.{k}") for k in _fields(cls)}
 
 
 def _module_class(path: Any, source: str):

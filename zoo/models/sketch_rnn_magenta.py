@@ -18,7 +18,7 @@ The browser runtimes of Sketch-RNN -- ``@magenta/sketch`` (magenta-js, file
       ``sketch-rnn-js``'s ``generate``; unused by ``@magenta/sketch``).
     * ``name``: the class name (e.g. ``"cat"``), only logged.
     * ``scale_factor``: the data normalising factor (std of the training
-      offsets: ``zoo.data.strokes.normalizing_scale_factor``).  The clients
+      offsets: ``zoo.data.sketches.strokes.normalizing_scale_factor``).  The clients
       work in "pixels": ``pixel = model_unit * scale_factor / pixel_factor``
       with ``pixel_factor = 2`` by default (``setPixelFactor``).  ``update``
       divides dx, dy by ``scale_factor / 2``; ``sample`` multiplies by it.

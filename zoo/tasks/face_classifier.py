@@ -2,7 +2,7 @@
 
 ``train_and_evaluate(config, workdir)`` is what ``python -m launch.face_classifier``
 runs: it trains :class:`zoo.models.face_classifier.AttributeCNN` on the synthetic faces
-(:func:`zoo.data.faces_pipeline.faces_batches`) with one cross-entropy term per
+(:func:`zoo.data.faces.pipeline.faces_batches`) with one cross-entropy term per
 attribute, evaluates per-attribute accuracy on the faces test split at every size in
 ``eval_sizes``, and exports the weights to ``<workdir>/classifier/`` for
 :meth:`zoo.eval.face_classifier.FaceClassifier.load`.
@@ -35,7 +35,7 @@ import optax
 import ml_collections
 
 from zoo.data import faces
-from zoo.data import faces_pipeline
+from zoo.data.faces import pipeline as faces_pipeline
 from zoo.errors import ConfigError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from PIL import Image
 
-from zoo.data import paired_images as pdata
+from zoo.data.images import paired as pdata
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.gan import core as gan_core
 from zoo.losses import gan as gan_losses
@@ -656,7 +656,7 @@ def paired_metrics(fake: np.ndarray, real: np.ndarray, c, *, index=None) -> dict
   ``agree/<attr>``, ``agree/mean`` of :func:`edge_attribute_agreement`.
 
   ``index``: the source indices of the rows of ``fake`` in split ``c.phase`` (default
-  ``0 .. len(fake)-1``, the order of :func:`zoo.data.paired_images.eval_batches`)."""
+  ``0 .. len(fake)-1``, the order of :func:`zoo.data.images.paired.eval_batches`)."""
   from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
   from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
 

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from PIL import Image
 
-from zoo.data import images as image_data
+from zoo.data.images import unconditional as image_data
 from zoo.data import stream as stream_lib
 from zoo.errors import ConfigError, ZooError
 from zoo.gan import core, growth, objectives

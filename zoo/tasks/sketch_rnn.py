@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from zoo.data import sketch_pipeline, strokes as strokes_lib
-from zoo.data.sketch_tfds import load_sketch_splits
+from zoo.data.sketches import pipeline as sketch_pipeline, strokes as strokes_lib
+from zoo.data.sketches.tfds import load_sketch_splits
 from zoo.errors import ConfigError
 from zoo.losses import kl as kl_lib
 from zoo.losses import mdn

@@ -110,9 +110,7 @@ def _leaf_shapes(tree) -> dict[str, tuple]:
   """``{'g/params/kernel': shape}``: leaves by path (dict keys, attribute names, indices)."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    key = "/".join(
-      str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path
-    )
+    key = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
     out[key] = tuple(getattr(leaf, "shape", ()))
   return out
 

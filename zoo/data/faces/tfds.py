@@ -3,14 +3,14 @@
 Works without TensorFlow: prepare with ``file_format='array_record'`` and read
 with :meth:`as_data_source` (random access, numpy outputs)::
 
-    from zoo.data.faces_tfds import Faces
+    from zoo.data.faces.tfds import Faces
     b = Faces(config="res64", data_dir="/tmp/tfds", file_format="array_record")
     b.download_and_prepare()
     train = b.as_data_source()["train"]       # len(train), train[i] -> dict of numpy
 
 Each split is the deterministic stream ``face_split(split, n, seed)`` of
 :mod:`zoo.data.faces`, so prepared data equals on-the-fly rendering
-(:class:`zoo.data.faces_pipeline.FacesSource`) example for example.
+(:class:`zoo.data.faces.pipeline.FacesSource`) example for example.
 Features: ``image`` (PNG-encoded uint8 [H,W,3]), ``label_map`` uint8 [H,W],
 ``edges`` (PNG uint8 [H,W,3]), one ``ClassLabel`` per attribute,
 ``caption`` (Text; read back as UTF-8 ``bytes``) and ``index`` (int64, position in

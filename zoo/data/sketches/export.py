@@ -1,7 +1,7 @@
 """Files a person looks at: SVG, PNG grids, animated GIFs and sketch-rnn-js JSON.
 
 All functions take stroke-3 sketches (``[n, 3]`` rows ``(dx, dy, pen_lift)``, see
-:mod:`zoo.data.strokes`) in any units: drawings are scaled to fit their cell.
+:mod:`zoo.data.sketches.strokes`) in any units: drawings are scaled to fit their cell.
 
 * :func:`write_svg` / :func:`write_grid_svg`: vector images (``strokes.to_svg`` /
   ``strokes.grid_svg``).
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data import strokes as S
+from zoo.data.sketches import strokes as S
 from zoo.errors import ZooError
 
 __all__ = [

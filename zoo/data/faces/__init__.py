@@ -26,6 +26,10 @@ Public API
 - :func:`one_hot_attributes`, :func:`attribute_names_of`
 
 The schema is documented in ``docs/faces.md``.
+
+This package is the renderer; beside it live :mod:`zoo.data.faces.pipeline` (grain
+source and :class:`~zoo.data.faces.pipeline.FacesBatches`, the training stream) and
+:mod:`zoo.data.faces.tfds` (the TFDS builder).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Typical use::
 
-    splits = load_sketch_splits("synthetic")                 # zoo.data.sketch_tfds
+    splits = load_sketch_splits("synthetic")                 # zoo.data.sketches.tfds
     splits, max_seq_len, scale = prepare_splits(splits)
     train = SketchTrainStream(splits["train"], batch_size=100, max_seq_len=max_seq_len,
                               scale_factor=scale, seed=0,
@@ -18,14 +18,15 @@ results independent of the number of processes):
   ``perm_epoch`` is a fresh permutation of the ``N`` training sketches drawn
   from ``(seed, epoch)``;
 * it is augmented with a generator seeded by ``(seed, e)``: first
-  :func:`~zoo.data.strokes.random_scale`, then
-  :func:`~zoo.data.strokes.augment_strokes` (as magenta's ``random_batch``),
+  :func:`~zoo.data.sketches.strokes.random_scale`, then
+  :func:`~zoo.data.sketches.strokes.augment_strokes` (as magenta's ``random_batch``),
   applied to the already normalised sketch, and converted to stroke-5
   padded to ``max_seq_len``;
 * global batch ``k`` is elements ``k*B .. k*B+B-1``; process ``p`` of ``P``
   holds rows ``[p*B/P, (p+1)*B/P)`` of it.
 
-So a batch is a pure function of ``(seed, step)`` (and the data and
+This is :class:`zoo.data.stream.ShardedStream` with ``drop_remainder=False``. So a
+batch is a pure function of ``(seed, step)`` (and the data and
 settings): :meth:`SketchTrainStream.batch` gives any step by random access,
 :meth:`SketchTrainStream.iterate` streams from any step with prefetching,
 and concatenating the shards of all processes gives the single-process
@@ -34,14 +35,13 @@ batch.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import grain
 import numpy as np
 
-from zoo.data import strokes as S
+from zoo.data.sketches import strokes as S
+from zoo.data.stream import ShardedStream, check_sharding
 
 __all__ = ["prepare_splits", "SketchTrainStream", "eval_batches"]
 
@@ -97,25 +97,16 @@ def _normalised(
   return out
 
 
-def _check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  if process_count < 1 or not 0 <= process_index < process_count:
-    raise ValueError(f"bad process_index={process_index} for process_count={process_count}")
-  if batch_size % process_count:
-    raise ValueError(
-      f"global batch_size={batch_size} is not divisible by process_count={process_count}; "
-      "each process must load the same number of rows"
-    )
-  return batch_size // process_count
-
-
-def _collate(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _collate(rows: Sequence[dict[str, Any]], indices: np.ndarray) -> dict[str, np.ndarray]:
+  del indices
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-class SketchTrainStream:
+class SketchTrainStream(ShardedStream):
   """Infinite, augmented, per-epoch shuffled training batches (see the module docstring).
+
+  A :class:`zoo.data.stream.ShardedStream` without dropped remainders (epochs follow
+  each other without a gap), whose per-row generator drives the augmentation.
 
   ``sketches``: stroke-3 arrays in data units, raw or cleaned by
   :func:`prepare_splits` (clamping is idempotent); the stream clamps them
@@ -143,98 +134,31 @@ class SketchTrainStream:
     prefetch_batches: int = 2,
     limit: float = 1000,
   ):
-    self.local_batch_size = _check_sharding(batch_size, process_index, process_count)
-    self.batch_size = int(batch_size)
     self.max_seq_len = int(max_seq_len)
     self.scale_factor = float(scale_factor)
     self.random_scale_factor = float(random_scale_factor)
     self.augment_stroke_prob = float(augment_stroke_prob)
-    self.seed = int(seed)
-    self.process_index = int(process_index)
-    self.process_count = int(process_count)
-    self.num_threads = max(int(num_threads), 1)
-    self.prefetch_batches = max(int(prefetch_batches), 1)
-    self._sketches = _normalised(sketches, self.scale_factor, self.max_seq_len, limit)
-    self.num_sketches = len(self._sketches)
-    self._perm_cache: dict[int, np.ndarray] = {}
-    self._perm_lock = threading.Lock()
-    # Local element i -> one augmented stroke-5 sketch; random access over an
-    # (effectively) infinite index range.
-    self._elements = grain.MapDataset.range(np.iinfo(np.int64).max // 2).map(self._local_element)
-    self._batches = self._elements.batch(self.local_batch_size, batch_fn=_collate)
-
-  # -- index arithmetic ---------------------------------------------------
-  @property
-  def steps_per_epoch(self) -> float:
-    """Global batches per pass over the training set (fractional)."""
-    return self.num_sketches / self.batch_size
-
-  def _permutation(self, epoch: int) -> np.ndarray:
-    with self._perm_lock:
-      perm = self._perm_cache.get(epoch)
-      if perm is None:
-        perm = np.random.default_rng([self.seed, _PERM_TAG, epoch]).permutation(self.num_sketches)
-        if len(self._perm_cache) >= 4:
-          self._perm_cache.pop(next(iter(self._perm_cache)))
-        self._perm_cache[epoch] = perm
-      return perm
-
-  def global_element(self, local_index: int) -> int:
-    """Global stream position of this process's ``local_index``-th element."""
-    step, row = divmod(int(local_index), self.local_batch_size)
-    return step * self.batch_size + self.process_index * self.local_batch_size + row
-
-  def source_index(self, element: int) -> int:
-    """Index into ``sketches`` of global stream element ``element``."""
-    epoch, pos = divmod(int(element), self.num_sketches)
-    return int(self._permutation(epoch)[pos])
-
-  def indices(self, step: int) -> np.ndarray:
-    """Source sketch indices of this process's rows of batch ``step``."""
-    base = step * self.local_batch_size
-    return np.array(
-      [self.source_index(self.global_element(base + j)) for j in range(self.local_batch_size)]
+    super().__init__(
+      _normalised(sketches, self.scale_factor, self.max_seq_len, limit),
+      batch_size=batch_size,
+      collate=_collate,
+      seed=seed,
+      transform=self._augment,
+      drop_remainder=False,
+      permutation_key=(int(seed), _PERM_TAG),
+      row_key=(int(seed), _AUG_TAG),
+      process_index=process_index,
+      process_count=process_count,
+      num_threads=num_threads,
+      prefetch=prefetch_batches,
     )
 
-  # -- elements -------------------------------------------------------------
-  def element(self, element: int) -> dict[str, np.ndarray]:
-    """Global stream element ``element`` as ``dict(strokes [max_seq_len+1, 5], seq_len)``."""
-    sketch = self._sketches[self.source_index(element)]
-    rng = np.random.default_rng([self.seed, _AUG_TAG, int(element)])
+  def _augment(self, sketch: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One normalised sketch -> ``dict(strokes [max_seq_len+1, 5], seq_len)``, augmented."""
     data = S.random_scale(sketch, rng, self.random_scale_factor)
     if self.augment_stroke_prob > 0:
       data = S.augment_strokes(data, self.augment_stroke_prob, rng)
     return {"strokes": S.sketch_to_stroke5(data, self.max_seq_len), "seq_len": np.int32(len(data))}
-
-  def _local_element(self, local_index: int) -> dict[str, np.ndarray]:
-    return self.element(self.global_element(local_index))
-
-  # -- batches --------------------------------------------------------------
-  def batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's rows of global batch ``step`` (random access)."""
-    if step < 0:
-      raise ValueError(f"step must be >= 0, got {step}")
-    return self._batches[int(step)]
-
-  def dataset(self) -> grain.MapDataset:
-    """The underlying grain ``MapDataset`` of local batches (index = step)."""
-    return self._batches
-
-  def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Prefetching iterator yielding ``batch(start_step), batch(start_step + 1), ...``.
-
-    It is a grain ``DatasetIterator``: ``get_state()`` / ``set_state()``
-    work too (the state counts elements from ``start_step``), although
-    ``iterate(step)`` alone is enough to resume exactly.
-    """
-    if start_step < 0:
-      raise ValueError(f"start_step must be >= 0, got {start_step}")
-    bl = self.local_batch_size
-    opts = grain.ReadOptions(
-      num_threads=self.num_threads, prefetch_buffer_size=self.prefetch_batches * bl
-    )
-    ds = self._elements[int(start_step) * bl :].to_iter_dataset(opts).batch(bl, batch_fn=_collate)
-    return iter(ds)
 
 
 def eval_batches(
@@ -259,7 +183,7 @@ def eval_batches(
   With ``drop_remainder=False`` the last batch is completed with copies of
   the first sketch whose ``weights`` are 0.
   """
-  bl = _check_sharding(batch_size, process_index, process_count)
+  bl = check_sharding(batch_size, process_index, process_count)
   data = _normalised(sketches, scale_factor, max_seq_len, limit)
   n = len(data)
   num = n // batch_size if drop_remainder else -(-n // batch_size)

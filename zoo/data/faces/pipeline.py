@@ -5,7 +5,8 @@
   ``faces.make_example(i, seed=seed, split=split, ...)`` and to record ``i`` of the
   prepared TFDS builder), so it needs no preparation and works with
   ``grain.MapDataset.source(FacesSource(...))``.
-- :func:`faces_batches` returns a :class:`FacesBatches` stream in which global batch
+- :func:`faces_batches` returns a :class:`FacesBatches` stream (a
+  :class:`zoo.data.stream.ShardedStream`) in which global batch
   ``k`` is a pure function of ``(seed, k)``: epoch ``e = k // steps_per_epoch`` visits
   the examples in a permutation seeded by ``(seed, split, e)``; process ``p`` of ``P``
   keeps rows ``[p*B/P, (p+1)*B/P)`` of the global batch of size ``B``.
@@ -24,14 +25,13 @@ Batch layout (``views`` selects what is computed):
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import grain
 import numpy as np
 
 from zoo.data import faces
+from zoo.data.stream import ShardedStream
 
 #: Default number of examples in each split of the on-the-fly stream.
 DEFAULT_NUM_EXAMPLES = {"train": 100_000, "valid": 5_000, "test": 5_000}
@@ -46,7 +46,6 @@ VIEWS = (
   "caption",
   "index",
 )
-_PERM_MAGIC = 0x5EED
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
@@ -110,12 +109,14 @@ class FacesSource:
     )
 
 
-class FacesBatches:
+class FacesBatches(ShardedStream):
   """Deterministic, shardable, resumable batch stream over a :class:`FacesSource`.
 
-  ``batch_size`` is the *global* batch size ``B`` (divisible by ``process_count``);
-  each process gets ``B // process_count`` rows.  An epoch is
-  ``len(source) // B`` steps (the remainder of each permutation is dropped).
+  A :class:`zoo.data.stream.ShardedStream` (``stream_id`` = the split's id, so epoch
+  ``e`` is the permutation seeded by ``(seed, split, e)``). ``batch_size`` is the
+  *global* batch size ``B`` (divisible by ``process_count``); each process gets
+  ``B // process_count`` rows. An epoch is ``len(source) // B`` steps (the remainder of
+  each permutation is dropped).
   """
 
   def __init__(
@@ -137,66 +138,22 @@ class FacesBatches:
     unknown = set(views) - set(VIEWS)
     if unknown:
       raise ValueError(f"unknown views {sorted(unknown)}; choose from {VIEWS}")
-    if batch_size <= 0 or batch_size % process_count:
-      raise ValueError(
-        f"batch_size {batch_size} must be a positive multiple of process_count {process_count}"
-      )
-    if not 0 <= process_index < process_count:
-      raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    self.source = FacesSource(
+    self.views = tuple(views)
+    source = FacesSource(
       split, size=size, num_examples=num_examples, seed=seed, all_attributes=all_attributes
     )
-    self.batch_size = int(batch_size)
-    self.local_batch_size = self.batch_size // process_count
-    self.process_index, self.process_count = int(process_index), int(process_count)
-    self.steps_per_epoch = len(self.source) // self.batch_size
-    if self.steps_per_epoch == 0:
-      raise ValueError(f"num_examples {len(self.source)} < batch_size {batch_size}")
-    self.views = tuple(views)
-    self.shuffle = shuffle
-    self.seed = int(seed)
-    self.num_threads, self.prefetch = int(num_threads), int(prefetch)
-
-  @functools.lru_cache(maxsize=2)
-  def _permutation(self, epoch: int) -> np.ndarray:
-    n = len(self.source)
-    if not self.shuffle:
-      return np.arange(n, dtype=np.int64)
-    split_id = faces._SPLIT_IDS[self.source.split]
-    rng = np.random.default_rng([_PERM_MAGIC, self.seed, split_id, int(epoch)])
-    return rng.permutation(n).astype(np.int64)
-
-  def global_indices(self, step: int) -> np.ndarray:
-    """Example ids of global batch ``step`` (all processes), int64 [B]."""
-    if step < 0:
-      raise ValueError(f"step must be non-negative, got {step}")
-    epoch, pos = divmod(int(step), self.steps_per_epoch)
-    return self._permutation(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
-
-  def indices(self, step: int) -> np.ndarray:
-    """Example ids of this process's rows of batch ``step``, int64 [B/P]."""
-    b = self.local_batch_size
-    return self.global_indices(step)[self.process_index * b : (self.process_index + 1) * b]
-
-  def batch(self, step: int) -> dict[str, Any]:
-    """This process's part of global batch ``step``: a pure function of (seed, step)."""
-    items = [self.source[i] for i in self.indices(step)]
-    return collate(items, self.views)
-
-  def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[dict]:
-    """Yield ``batch(start_step)``, ``batch(start_step + 1)``, ... (prefetched).
-
-    Endless unless ``num_steps`` is given.  Batches are computed by grain reader
-    threads (``num_threads``) and buffered (``prefetch``).
-    """
-    stop = start_step + num_steps if num_steps is not None else start_step + 2**40
-    ds = grain.MapDataset.range(int(start_step), int(stop)).map(self.batch)
-    opts = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
-    return iter(ds.to_iter_dataset(opts))
-
-  def __len__(self) -> int:
-    """Steps per epoch."""
-    return self.steps_per_epoch
+    super().__init__(
+      source,
+      batch_size=batch_size,
+      collate=lambda items, indices: collate(items, self.views),
+      seed=seed,
+      stream_id=faces._SPLIT_IDS[split],
+      shuffle=shuffle,
+      process_index=process_index,
+      process_count=process_count,
+      num_threads=num_threads,
+      prefetch=prefetch,
+    )
 
   def element_spec(self) -> dict[str, Any]:
     """Shapes/dtypes of one (local) batch, without rendering."""

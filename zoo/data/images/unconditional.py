@@ -92,12 +92,20 @@ class ImageFolder(_Cached):
     files = list_images(folder)
     self.files = files[:max_images] if max_images else files
     self.size = (int(size[0]), int(size[1]))
+    h, w = self.size
     for path in self.files:
       try:
         with Image.open(path) as im:
           im.verify()
+          iw, ih = im.size
       except Exception as e:  # pylint: disable=broad-except  # PIL raises many types
         raise ImageDataError(f"unreadable image {path!r} ({type(e).__name__}: {e})") from None
+      # The centre crop of aspect h:w must hold at least h x w pixels: no upscaled training data.
+      if min(iw / w, ih / h) < 1:
+        raise ImageDataError(
+          f"image {path!r} is {iw}x{ih} (width x height), too small for the target "
+          f"{w}x{h}; lower the resolution or drop the file"
+        )
 
   def __len__(self) -> int:
     return len(self.files)

@@ -3,11 +3,11 @@
 :func:`load_sketch_splits` is what trainers call.  ``data_set`` may be
 
 ``"synthetic"``
-    the embedded procedural dataset (:mod:`zoo.data.synthetic_sketches`),
+    the embedded procedural dataset (:mod:`zoo.data.sketches.synthetic`),
     generated in memory -- no TFDS, no files, no download.
 a path ending in ``.npz``
     a sketch-rnn stroke-3 ``.npz`` file read directly with the safe loader
-    (:func:`zoo.data.sketch_npz.load_sketch_npz`).
+    (:func:`zoo.data.sketches.npz.load_sketch_npz`).
 ``"quickdraw/<category>"``
     one QuickDraw category through the TFDS builder below.  The sketch-rnn
     file for a category is published at
@@ -33,7 +33,7 @@ name (``npz_<stem>``, ``quickdraw_<category>``, ``synthetic``), so after
 replacing a source file delete that directory to rebuild.
 
 Requirements for TFDS without TF (4.9.x): the builder lives in a module of
-a package (here ``zoo.data``), ``_info`` builds ``tfds.core.DatasetInfo``
+a package (here ``zoo.data.sketches``), ``_info`` builds ``tfds.core.DatasetInfo``
 directly, and ``file_format="array_record"``.
 """
 
@@ -49,13 +49,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from zoo.data.sketch_npz import (
+from zoo.data.sketches.npz import (
   DEFAULT_SPLITS,
   SketchDataError,
   SketchFileNotFoundError,
   load_sketch_npz,
 )
-from zoo.data.synthetic_sketches import make_synthetic_sketches
+from zoo.data.sketches.synthetic import make_synthetic_sketches
 from zoo.errors import ConfigError
 
 __all__ = [

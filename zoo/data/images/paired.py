@@ -17,12 +17,12 @@ Sources return uint8 ``(A, B)`` pairs already resized to a requested size.
 ``crop_size`` at the same position in A and B, the same random horizontal flip)
 and :func:`eval_batches` into ordered, un-jittered evaluation batches.
 
-Determinism: global batch ``k`` holds the examples at global positions
-``k*B .. k*B+B-1`` of an endless sequence of epochs, each a permutation of the
-source seeded by ``(seed, epoch)``; the jitter of position ``g`` is drawn from
-``(seed, g)``. Batch ``k`` is therefore a pure function of ``(seed, k)`` and
-training resumes exactly. Process ``p`` of ``P`` keeps rows
-``[p*B/P, (p+1)*B/P)``.
+Determinism (:class:`PairedBatches` is a :class:`zoo.data.stream.ShardedStream`):
+global batch ``k`` holds the examples at global positions ``k*B .. k*B+B-1`` of an
+endless sequence of epochs, each a permutation of the source seeded by
+``(seed, epoch)``; the jitter of position ``g`` is drawn from ``(seed, g)``. Batch ``k``
+is therefore a pure function of ``(seed, k)`` and training resumes exactly. Process
+``p`` of ``P`` keeps rows ``[p*B/P, (p+1)*B/P)``.
 
 Batches are dicts of numpy arrays: ``A`` float32 ``[b, h, w, input_nc]`` and
 ``B`` float32 ``[b, h, w, output_nc]`` in ``[-1, 1]``, ``index`` int64 ``[b]``
@@ -32,7 +32,6 @@ Batches are dicts of numpy arrays: ``A`` float32 ``[b, h, w, input_nc]`` and
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
 import os
 import threading
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from zoo.data import stream
 from zoo.errors import ZooError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -256,7 +256,8 @@ class SyntheticEdgesFaces:
     indices (``{name: int64[n]}``), exactly ``faces.make_example(...)['attributes']``
     but without rendering (the attribute draw has its own rng stream)."""
     if np.ndim(index) == 0:
-      r_attr = self._faces._example_rngs(self.seed, self.split, int(index))[0]  # pylint: disable=protected-access
+      rngs = self._faces._example_rngs  # pylint: disable=protected-access
+      r_attr = rngs(self.seed, self.split, int(index))[0]
       return {k: int(v[0]) for k, v in self._faces.sample_attributes(r_attr, 1).items()}
     idx = np.asarray(index, np.int64).reshape(-1)
     out = {k: np.empty(idx.shape, np.int64) for k in self._faces.ATTRIBUTE_NAMES}
@@ -289,15 +290,21 @@ class SyntheticEdgesFaces:
 # ---------------------------------------------------------------------------
 
 
+def _draw_jitter(
+  rng: np.random.Generator, load_hw: tuple[int, int], crop_hw: tuple[int, int], flip: bool
+) -> tuple[int, int, bool]:
+  top = int(rng.integers(0, load_hw[0] - crop_hw[0] + 1))
+  left = int(rng.integers(0, load_hw[1] - crop_hw[1] + 1))
+  mirror = bool(rng.random() < 0.5) if flip else False
+  return top, left, mirror
+
+
 def jitter_params(
   seed: int, position: int, *, load_hw: tuple[int, int], crop_hw: tuple[int, int], flip: bool
 ) -> tuple[int, int, bool]:
   """``(top, left, mirror)`` for global stream position ``position``."""
   rng = np.random.default_rng([_JITTER_MAGIC, int(seed), int(position)])
-  top = int(rng.integers(0, load_hw[0] - crop_hw[0] + 1))
-  left = int(rng.integers(0, load_hw[1] - crop_hw[1] + 1))
-  mirror = bool(rng.random() < 0.5) if flip else False
-  return top, left, mirror
+  return _draw_jitter(rng, load_hw, crop_hw, flip)
 
 
 def apply_jitter(
@@ -307,23 +314,32 @@ def apply_jitter(
   return out[:, ::-1] if mirror else out
 
 
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  return np.random.default_rng([_PERM_MAGIC, int(seed), int(epoch)]).permutation(n)
-
-
 def _process_rows(batch_size: int, process_index: int, process_count: int) -> range:
-  if process_count < 1 or not 0 <= process_index < process_count:
-    raise PairedDataError(f"bad process_index {process_index} of {process_count}")
-  if batch_size % process_count:
-    raise PairedDataError(
-      f"batch_size={batch_size} must be divisible by the number of processes ({process_count})"
-    )
-  per = batch_size // process_count
+  try:
+    per = stream.check_sharding(batch_size, process_index, process_count)
+  except ValueError as e:
+    raise PairedDataError(str(e)) from None
   return range(process_index * per, (process_index + 1) * per)
 
 
-class PairedBatches:
+class _AtSize:
+  """``source[i]`` = ``(i, A, B)``: the pair ``i`` of a paired source resized to ``hw``."""
+
+  def __init__(self, source, hw: tuple[int, int]):
+    self.source, self.hw = source, hw
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
+    return (int(index), *self.source.load(int(index), self.hw))
+
+
+class PairedBatches(stream.ShardedStream):
   """The jittered training stream over a source (see the module docstring).
+
+  A :class:`zoo.data.stream.ShardedStream` without dropped remainders (epochs follow
+  each other without a gap), whose per-row generator draws the jitter.
 
   Args:
     source: an :class:`AlignedFolder` or :class:`SyntheticEdgesFaces`.
@@ -333,7 +349,7 @@ class PairedBatches:
     shuffle: visit a fresh permutation each epoch (else the source order).
     input_nc, output_nc: 3 (RGB) or 1 (luminance).
     seed, process_index, process_count: see the module docstring.
-    num_workers: threads loading the examples of a batch (0: inline).
+    num_workers: grain threads computing batches ahead in :meth:`iterate` (at least 1).
   """
 
   def __init__(
@@ -352,81 +368,47 @@ class PairedBatches:
     process_count: int = 1,
     num_workers: int = 0,
   ):
-    self.source = source
-    self.n = len(source)
-    if self.n < 1:
+    if len(source) < 1:
       raise PairedDataError("the paired-image source is empty")
-    if batch_size < 1:
-      raise PairedDataError(f"batch_size={batch_size} must be >= 1")
-    self.batch_size = int(batch_size)
+    _process_rows(batch_size, process_index, process_count)
     self.load_hw, self.crop_hw = _hw(load_size), _hw(crop_size)
     if self.load_hw[0] < self.crop_hw[0] or self.load_hw[1] < self.crop_hw[1]:
       raise PairedDataError(f"load_size {self.load_hw} must be >= crop_size {self.crop_hw}")
     for nc in (input_nc, output_nc):
       if nc not in (1, 3):
         raise PairedDataError(f"input_nc/output_nc must be 1 or 3, got {nc}")
-    self.flip, self.shuffle = bool(flip), bool(shuffle)
+    self.flip = bool(flip)
     self.input_nc, self.output_nc = int(input_nc), int(output_nc)
-    self.seed = int(seed)
-    self.rows = _process_rows(self.batch_size, process_index, process_count)
-    self._pool = concurrent.futures.ThreadPoolExecutor(num_workers) if num_workers > 0 else None
-    self._perm_cache: dict[int, np.ndarray] = {}
-
-  def _index_at(self, position: int) -> int:
-    epoch, offset = divmod(position, self.n)
-    if not self.shuffle:
-      return offset
-    perm = self._perm_cache.get(epoch)
-    if perm is None:
-      perm = epoch_permutation(self.seed, epoch, self.n)
-      self._perm_cache = {epoch: perm}
-    return int(perm[offset])
-
-  def example(self, position: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(source_index, A, B)`` (uint8, jittered) at global stream ``position``."""
-    return self._load(position, self._index_at(position))
-
-  def _load(self, position: int, index: int) -> tuple[int, np.ndarray, np.ndarray]:
-    a, b = self.source.load(index, self.load_hw)
-    top, left, mirror = jitter_params(
-      self.seed, position, load_hw=self.load_hw, crop_hw=self.crop_hw, flip=self.flip
+    super().__init__(
+      _AtSize(source, self.load_hw),
+      batch_size=batch_size,
+      collate=_collate_pairs,
+      seed=seed,
+      transform=self._jitter,
+      shuffle=shuffle,
+      drop_remainder=False,
+      permutation_key=(_PERM_MAGIC, int(seed)),
+      row_key=(_JITTER_MAGIC, int(seed)),
+      process_index=process_index,
+      process_count=process_count,
+      num_threads=max(int(num_workers), 1),
+      prefetch=2,
     )
+
+  def _jitter(self, item, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    index, a, b = item
+    top, left, mirror = _draw_jitter(rng, self.load_hw, self.crop_hw, self.flip)
     a = apply_jitter(a, top, left, mirror, self.crop_hw)
     b = apply_jitter(b, top, left, mirror, self.crop_hw)
     return index, _channels(a, self.input_nc), _channels(b, self.output_nc)
 
-  def batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's rows of global batch ``step``."""
-    positions = [step * self.batch_size + r for r in self.rows]
-    indices = [self._index_at(p) for p in positions]
-    if self._pool is not None:
-      items = list(self._pool.map(self._load, positions, indices))
-    else:
-      items = [self._load(p, i) for p, i in zip(positions, indices)]
-    return {
-      "A": to_float(np.stack([a for _, a, _ in items])),
-      "B": to_float(np.stack([b for _, _, b in items])),
-      "index": np.asarray([i for i, _, _ in items], np.int64),
-    }
 
-  def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Batches ``start_step, start_step + 1, ...`` with one batch prefetched."""
-    if self._pool is None:
-      step = start_step
-      while True:
-        yield self.batch(step)
-        step += 1
-    with concurrent.futures.ThreadPoolExecutor(1) as ahead:
-      fut = ahead.submit(self.batch, start_step)
-      step = start_step
-      while True:
-        out = fut.result()
-        step += 1
-        fut = ahead.submit(self.batch, step)
-        yield out
-
-  def steps_per_epoch(self) -> int:
-    return max(1, self.n // self.batch_size)
+def _collate_pairs(items, indices: np.ndarray) -> dict[str, np.ndarray]:
+  return {
+    "A": to_float(np.stack([a for _, a, _ in items])),
+    "B": to_float(np.stack([b for _, _, b in items])),
+    "index": np.asarray(indices, np.int64),
+  }
 
 
 def eval_batches(
@@ -525,7 +507,6 @@ __all__ = [
   "list_images",
   "jitter_params",
   "apply_jitter",
-  "epoch_permutation",
   "scaled_load_size",
   "to_float",
   "to_uint8",
