@@ -264,3 +264,20 @@ def test_center_crop_resize_keeps_the_middle():
   x = np.arange(2 * 4 * 4 * 1, dtype=np.float32).reshape(2, 4, 4, 1)
   np.testing.assert_allclose(images.downsample(x, 2)[0, 0, 0, 0], np.mean([0, 1, 4, 5]))
   assert json.dumps(task_lib.shape_sections(tiny_config()))  # JSON-friendly
+
+
+def test_adam_is_reset_where_each_fade_starts_and_ends(trained):
+  import jax.numpy as jnp
+
+  _, res = trained
+  c = tiny_config()
+  task = task_lib.ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
+  state = jax.tree.map(jnp.asarray, jax.device_get(res.state))
+  assert int(state["d"]["opt_state"][0].count) > 0
+  kept = task._reset_at_fade_end(state, 15, 2)  # pylint: disable=protected-access
+  assert int(kept["d"]["opt_state"][0].count) == int(state["d"]["opt_state"][0].count)
+  reset = task._reset_at_fade_end(state, 16, 2)  # pylint: disable=protected-access
+  assert int(reset["d"]["opt_state"][0].count) == 0
+  assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(reset["g"]["opt_state"][0].mu))
+  # The straight run reset at step 16: its count is the 4 steps since.
+  assert int(state["g"]["opt_state"][0].count) == 4

@@ -291,7 +291,21 @@ class ProGANTask:
       losses=self.losses,
     )
 
+  def _reset_at_fade_end(self, state, step, stage):
+    """The reference resets Adam whenever the level of detail's floor or ceiling changes:
+    at the start of a fade (done by :meth:`grow`) and again where the fade ends."""
+    if not (self.config.schedule.reset_optimizer and stage > 0 and self.schedule.fades[stage]):
+      return state
+    at_end = jnp.asarray(step) == self.schedule.starts[stage] + self.schedule.fades[stage]
+    out = dict(state)
+    for net, tx in (("g", self.tx_g), ("d", self.tx_d)):
+      fresh = tx.init(state[net]["params"])
+      opt = jax.tree.map(lambda a, b: jnp.where(at_end, a, b), fresh, state[net]["opt_state"])
+      out[net] = {**state[net], "opt_state": opt}
+    return out
+
   def train_step(self, state, batch, rng, step, stage):
+    state = self._reset_at_fade_end(state, step, stage)
     alpha = self.schedule.alpha(step, stage)
     real = batch["image"]
     if stage > 0:  # level-of-detail blending of the reals during the fade
