@@ -27,11 +27,15 @@ class ToyTask:
     params = {"w": jax.random.normal(rng, (self.dim,)) * 0.1, "b": jnp.zeros(())}
     return {"params": params, "opt_state": self.tx.init(params)}
 
+  def batch_size_at(self, step):
+    return self.batch_size
+
   def batch(self, step):
+    n = self.batch_size_at(step)
     r = np.random.default_rng([7, step])
-    x = r.normal(size=(self.batch_size, self.dim)).astype(np.float32)
+    x = r.normal(size=(n, self.dim)).astype(np.float32)
     y = (x @ self.true_w + 0.5).astype(np.float32)
-    per = self.batch_size // self.process_count
+    per = n // self.process_count
     sl = slice(self.process_index * per, (self.process_index + 1) * per)
     return {"x": x[sl], "y": y[sl]}
 
@@ -95,14 +99,8 @@ class ToyStagedTask(ToyTask):
     params = dict(fresh["params"], **state["params"])  # old leaves copied unchanged
     return {"params": params, "opt_state": self.tx.init(params)}
 
-  def batch(self, step):
-    n = self.batch_sizes[self.stage_at(step)]
-    r = np.random.default_rng([7, step])
-    x = r.normal(size=(n, self.dim)).astype(np.float32)
-    y = (x @ self.true_w + 0.5).astype(np.float32)
-    per = n // self.process_count
-    sl = slice(self.process_index * per, (self.process_index + 1) * per)
-    return {"x": x[sl], "y": y[sl]}
+  def batch_size_at(self, step):
+    return self.batch_sizes[self.stage_at(step)]
 
   def train_step(self, state, batch, rng, step, stage):
     assert batch["x"].shape[0] == self.batch_sizes[stage]
