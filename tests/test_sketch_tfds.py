@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from zoo.data.sketches.npz import SketchDataError, save_sketch_npz
-from zoo.data.sketches.tfds import ZooSketches, config_from_spec, load_sketch_splits, load_tfds_splits
 from zoo.data.sketches.synthetic import make_synthetic_sketches
+from zoo.data.sketches.tfds import (
+  ZooSketches,
+  config_from_spec,
+  load_sketch_splits,
+  load_tfds_splits,
+)
 from zoo.errors import ConfigError, ZooError
 
 
