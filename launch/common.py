@@ -1,8 +1,110 @@
-"""What every launcher shares: distributed init and one-line errors for bad input."""
+"""What every launcher shares: distributed init, the config flag, and one-line errors.
 
+Every failure caused by the user's input (a config key that does not exist, an unknown
+config variant, a missing config file, a bad value, a workdir that cannot be used, a
+file system that says no) ends the process with one ``error: <message>`` line on stderr
+and exit status 2, without a traceback.
+"""
+
+import errno
+import os
+import re
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
+
+ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+  "allow_config_change",
+  False,
+  "train: resume a run whose data/optimisation settings differ from the new config, "
+  "continuing with the new values (recorded in WORKDIR/history.jsonl). Architecture "
+  "changes are always refused.",
+)
+
+#: OSErrors that are the file system saying no (not bugs): reported in one line.
+_USER_ERRNOS = {
+  errno.EACCES,
+  errno.EPERM,
+  errno.EROFS,
+  errno.ENOSPC,
+  errno.EDQUOT,
+  errno.ENOTDIR,
+  errno.EISDIR,
+  errno.ENOENT,
+  errno.EEXIST,
+  errno.ENAMETOOLONG,
+}
+
+
+def fail(message: str) -> None:
+  """Prints ``error: <message>`` (one line) and exits with status 2.
+
+  stderr is closed to later writers first: orbax's background threads print
+  ``RuntimeError: Event loop is closed`` noise at interpreter exit after a failure.
+  """
+  line = " ".join(str(message).split())  # one line, whatever the message holds
+  sys.stdout.flush()
+  print(f"error: {line}", file=sys.stderr, flush=True)
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+  except OSError:  # pragma: no cover
+    pass
+  sys.exit(2)
+
+
+def _config_error_line(e: BaseException, argv) -> str:
+  """One line for an exception raised while loading ``--config`` or its overrides."""
+  while isinstance(e, flags.Error) and e.__context__ is not None and e.__cause__ is None:
+    e = e.__context__  # absl wraps the parser's exception
+  text = str(e)
+  m = re.search(r"No such file or directory: '([^']*)'", text)
+  if isinstance(e, OSError) and m:
+    return f"config file {m.group(1)!r} does not exist"
+  if "Failed loading config file" in text:
+    detail = [l.strip() for l in text.splitlines() if l.strip()][-1]
+    return f"cannot load the config file: {detail}"
+  if isinstance(e, (AttributeError, KeyError)):
+    name = text.strip("\"' ")
+    overrides = [
+      a.split("=", 1)[0].lstrip("-") for a in argv if a.lstrip("-").startswith("config.")
+    ]
+    bad = [o for o in overrides if o.rsplit(".", 1)[-1] == name] or [f"config.{name}"]
+    key = bad[0].split(".", 1)[1]
+    return f"unknown config key {key!r} (--{bad[0]}); see the config file for the keys"
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  last = re.sub(r"^(ValueError|TypeError): ", "", lines[-1]) if lines else type(e).__name__
+  return f"bad --config: {last}"
+
+
+def define_config(default: str, help_string: str):
+  """``config_flags.DEFINE_config_file('config', default, ...)`` whose failures (an
+  override of a key that does not exist, an unknown variant, a missing file: the default
+  config is loaded, with the overrides, while the flag is defined) are one line, exit 2."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  try:
+    return config_flags.DEFINE_config_file("config", default, help_string)
+  except Exception as e:  # pylint: disable=broad-except  # ml_collections raises many types
+    fail(_config_error_line(e, sys.argv))
+
+
+def _parse_flags(argv):
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    context = e.__context__ or e.__cause__
+    if context is not None and "config" in str(e).split(":", 1)[0]:
+      fail(_config_error_line(context, argv))
+    fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except  # a bad --config.KEY override
+    fail(_config_error_line(e, argv))
+  # ml_collections keeps a config file that failed to load as a placeholder that raises
+  # on first use; report it now.
+  value = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
+  if type(value).__name__ == "_ErrorConfig":
+    fail(_config_error_line(getattr(value, "_error"), argv))
+  return rest
 
 
 def _guarded(main):
@@ -11,19 +113,28 @@ def _guarded(main):
     from zoo.training.mesh import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
 
     logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines off the progress bar
-    maybe_initialize_distributed()
     try:
+      maybe_initialize_distributed()
       return main(argv)
     except ZooError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      fail(str(e))
+    except OSError as e:
+      if e.errno not in _USER_ERRNOS:
+        raise
+      name = f" ({e.filename})" if e.filename else ""
+      fail(f"{e.strerror or type(e).__name__}{name}")
 
   return wrapped
 
 
 def run(main) -> None:
   """``absl.app.run`` with ZooError → ``error: <message>`` and exit status 2."""
-  app.run(_guarded(main))
+  app.run(_guarded(main), flags_parser=_parse_flags)
+
+
+def allow_config_change() -> bool:
+  """The value of ``--allow_config_change`` (shared by every launcher)."""
+  return bool(ALLOW_CONFIG_CHANGE.value)
 
 
 def check_mode(argv, mode: str, modes) -> str:

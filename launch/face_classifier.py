@@ -8,15 +8,12 @@ Modes:
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import common
 
 MODES = ("train", "eval")
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "launch/configs/face_classifier.py", "Config file (path[:variant])."
-)
+_CONFIG = common.define_config("launch/configs/face_classifier.py", "Config file (path[:variant]).")
 _WORKDIR = flags.DEFINE_string(
   "workdir", "runs/face_classifier", "Checkpoints, logs and the exported classifier."
 )
@@ -28,7 +25,9 @@ def main(argv):
   from zoo.tasks import face_classifier  # pylint: disable=g-import-not-at-top
 
   if mode == "train":
-    face_classifier.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    face_classifier.train_and_evaluate(
+      _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
+    )
   else:
     print(
       face_classifier.format_eval(face_classifier.evaluate_exported(_CONFIG.value, _WORKDIR.value))

@@ -10,15 +10,12 @@ Modes:
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import common
 
 MODES = ("train", "test", "export")
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "launch/configs/pix2pix.py", "Config file (path[:variant])."
-)
+_CONFIG = common.define_config("launch/configs/pix2pix.py", "Config file (path[:variant]).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/pix2pix", "Checkpoints, logs and samples.")
 _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 
@@ -28,7 +25,9 @@ def main(argv):
   from zoo.tasks import pix2pix  # pylint: disable=g-import-not-at-top
 
   if mode == "train":
-    pix2pix.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    pix2pix.train_and_evaluate(
+      _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
+    )
   elif mode == "test":
     pix2pix.test(_CONFIG.value, _WORKDIR.value)
   else:

@@ -9,15 +9,12 @@ Modes:
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import common
 
 MODES = ("train", "sample", "export")
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "launch/configs/progan.py", "Config file (path[:variant])."
-)
+_CONFIG = common.define_config("launch/configs/progan.py", "Config file (path[:variant]).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/progan", "Checkpoints, logs and samples.")
 _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 _NUM = flags.DEFINE_integer("num", 64, "sample: number of images.")
@@ -30,7 +27,9 @@ def main(argv):
   from zoo.tasks import progan  # pylint: disable=g-import-not-at-top
 
   if mode == "train":
-    progan.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    progan.train_and_evaluate(
+      _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
+    )
   elif mode == "sample":
     progan.sample(_WORKDIR.value, num=_NUM.value, seed=_SEED.value, output=_OUTPUT.value)
   else:

@@ -18,12 +18,11 @@ sketches come from the run's data set (``--split``, ``--index``).
 import sys
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "launch/configs/sketch_rnn.py", "Config file (path[:variant]); train mode only."
+_CONFIG = common.define_config(
+  "launch/configs/sketch_rnn.py", "Config file (path[:variant]); train mode only."
 )
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sketch_rnn", "Checkpoints, logs and samples.")
 _MODE = flags.DEFINE_string("mode", "train", "train | sample | eval | interpolate | complete")
@@ -74,7 +73,9 @@ def main(argv):
   if mode == "train":
     from zoo.tasks import sketch_rnn  # pylint: disable=g-import-not-at-top
 
-    sketch_rnn.train_and_evaluate(_CONFIG.value, workdir)
+    sketch_rnn.train_and_evaluate(
+      _CONFIG.value, workdir, allow_config_change=common.allow_config_change()
+    )
   elif mode == "sample":
     res = sketch.run_sample(
       workdir, output=_OUTPUT.value, num=16 if _NUM.value is None else _NUM.value, **common_kw

@@ -681,6 +681,12 @@ def evaluate(
   for split in splits:
     if task.splits.get(split):
       results[split] = task.evaluate_split(state, split)
+  results = {k: v for k, v in results.items() if v}
+  if not results:
+    raise ConfigError(
+      f"nothing to evaluate: data set {config.data_set!r} has no {' or '.join(splits)} "
+      f"sketches of at most max_seq_len={sm.max_seq_len} points"
+    )
   if tb:
     writer = MetricWriter(os.path.join(workdir, "tb_eval"))
     writer.scalars(sm.step, {f"{s}/{k}": v for s, m in results.items() for k, v in m.items()})

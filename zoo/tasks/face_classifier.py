@@ -19,7 +19,6 @@ there is none (what code that needs the judge calls).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -40,9 +39,16 @@ from zoo.errors import ConfigError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics
 from zoo.models import face_classifier as fc_models
-from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
+from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
+
+#: How a resume may differ from the run (see :mod:`zoo.training.workdir`).
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=("input_size", "widths", "convs_per_stage", "feature_dim"),
+  free=workdir_lib.LOOP_FREE
+  + ("eval_sizes", "num_eval", "eval_batch_size", "num_threads", "prefetch"),
+)
 
 
 def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -392,19 +398,38 @@ def _write_json(path: str, obj) -> None:
 
 
 def train_and_evaluate(
-  config, workdir: str, *, mesh=None, log_fn: Callable[[str], None] | None = None
+  config,
+  workdir: str,
+  *,
+  mesh=None,
+  log_fn: Callable[[str], None] | None = None,
+  allow_config_change: bool = False,
 ) -> loop.TrainResult:
   """Trains (or resumes) the classifier in ``workdir``, evaluates it, exports it.
 
-  Writes ``config.json``, ``eval.json`` (final test accuracies, step, training seconds)
-  and ``classifier/`` (weights for :class:`FaceClassifier`).
+  Writes ``config.json`` (once a resume is known to succeed), ``eval.json`` (final test
+  accuracies, step, training seconds) and ``classifier/`` (weights for
+  :class:`FaceClassifier`), all under the workdir's lock.
   """
+  validate_config(config)
+  cfg = loop.LoopConfig.from_config(config)
+  workdir_lib.check_usable(workdir)
+  with workdir_lib.lock(workdir, say=log_fn or print):
+    return _train_and_export(config, cfg, workdir, mesh, log_fn, allow_config_change)
+
+
+def _train_and_export(config, cfg, workdir, mesh, log_fn, allow_config_change):
   task = build_task(config, mesh)
-  os.makedirs(workdir, exist_ok=True)
-  ckpt_lib.write_run_config(workdir, config)
   t0 = time.perf_counter()
   result = loop.train(
-    task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh, log_fn=log_fn
+    task,
+    cfg,
+    workdir,
+    mesh=task.mesh,
+    log_fn=log_fn,
+    run_config=workdir_lib.jsonable(config),
+    resume_keys=RESUME_KEYS,
+    allow_config_change=allow_config_change,
   )
   seconds = time.perf_counter() - t0
   if not result.eval_history or result.eval_history[-1]["step"] != result.step:
@@ -445,21 +470,10 @@ def format_eval(results: Mapping[str, float]) -> str:
   return "\n".join(lines)
 
 
-@contextlib.contextmanager
 def _lock(workdir: str):
-  """An exclusive lock on ``<workdir>/.train.lock`` (so concurrent callers train once)."""
-  os.makedirs(workdir, exist_ok=True)
-  try:
-    import fcntl  # pylint: disable=g-import-not-at-top
-  except ImportError:  # pragma: no cover - non-POSIX
-    yield
-    return
-  with open(os.path.join(workdir, ".train.lock"), "w") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+  """The workdir's training lock, waited for (so concurrent callers train once; a training
+  run started from the command line meanwhile is waited for, not refused)."""
+  return workdir_lib.lock(workdir, wait=True)
 
 
 def get_or_train_classifier(

@@ -40,6 +40,7 @@ from zoo.models import pix2pix as models
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
 from zoo.training import restore as restore_lib
+from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
 
 GAN_MODES = p2p_losses.GAN_MODES
@@ -476,15 +477,58 @@ def build_task(c, mesh=None) -> Pix2PixTask:
   return Pix2PixTask(config=c, mesh=mesh, sources=sources)
 
 
+#: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
+#: (``MODEL_KEYS`` and the derived ``model`` section) are fixed; test/export settings and the
+#: loop's cadence are free; the data and the optimisation need ``--allow_config_change``.
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=MODEL_KEYS + ("model",),
+  free=workdir_lib.LOOP_FREE
+  + (
+    "num_samples",
+    "num_eval",
+    "eval_batch_size",
+    "num_workers",
+    "cache_images",
+    "eval_mode",
+    "phase",
+    "test_dir",
+    "test_single",
+    "num_test",
+    "results_dir",
+    "export_dir",
+  ),
+)
+
+
+def run_info(c) -> dict:
+  """What ``config.json`` holds: the config and its model section (test/export rebuild
+  the same networks from it)."""
+  return dict(workdir_lib.jsonable(c), model=model_config(c))
+
+
 def save_run_info(c, workdir: str) -> None:
   """Writes ``config.json`` (with the model section) so test/export rebuild the same nets."""
-  ckpt_lib.write_run_config(workdir, c, model=model_config(c))
+  ckpt_lib.write_run_config(workdir, run_info(c))
 
 
-def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, allow_config_change: bool = False
+) -> loop.TrainResult:
+  """Trains (or resumes) in ``workdir``; the loop checks a resume against the run's
+  ``config.json`` and writes it once the resume is known to succeed."""
+  validate_config(config)
+  cfg = loop.LoopConfig.from_config(config)
+  workdir_lib.check_usable(workdir)
   task = build_task(config, mesh)
-  save_run_info(config, workdir)
-  return loop.train(task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh)
+  return loop.train(
+    task,
+    cfg,
+    workdir,
+    mesh=task.mesh,
+    run_config=run_info(config),
+    resume_keys=RESUME_KEYS,
+    allow_config_change=allow_config_change,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -746,9 +790,7 @@ def load_exported(path: str) -> ExportedGenerator:
   """Loads what :func:`export` wrote (``path``: the export directory or one of its files)."""
   ex = export_lib.load(path)
   if not isinstance(ex.module, models.UNetGenerator):
-    raise CheckpointError(
-      f"{path!r} holds a {type(ex.module).__name__}, not a pix2pix generator"
-    )
+    raise CheckpointError(f"{path!r} holds a {type(ex.module).__name__}, not a pix2pix generator")
   missing = [k for k in ("seed", "eval_mode") if k not in ex.info]
   if missing:
     raise CheckpointError(f"{path!r}: the export's info lacks {', '.join(missing)}")

@@ -44,9 +44,9 @@ from zoo.errors import ConfigError, ZooError
 from zoo.gan import core, growth, objectives
 from zoo.models import export as export_lib
 from zoo.models import progan as models
-from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
 from zoo.training import restore as restore_lib
+from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
 
 #: Config sections whose change makes a workdir's checkpoints unusable.
@@ -164,8 +164,12 @@ def validate_config(c) -> None:
     c.data.num_train >= max(sched.batch_sizes) or c.data.source not in ("", "faces"),
     f"data.num_train={c.data.num_train} must be >= the largest batch size",
   )
-  for key in _LOOP_KEYS + ("num_samples",):
+  for key in _LOOP_KEYS:
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
+  need(
+    isinstance(c.num_samples, int) and c.num_samples >= 1,
+    f"num_samples={c.num_samples!r} must be an integer >= 1 (the sample grid's images)",
+  )
   need(c.eval.num_samples >= 2, "eval.num_samples must be >= 2")
   need(c.eval.fd in ("auto", "train", "off"), f"eval.fd={c.eval.fd!r}, expected auto|train|off")
 
@@ -176,23 +180,13 @@ def shape_sections(c) -> dict:
   return json.loads(json.dumps({k: d[k] for k in _SHAPE_SECTIONS}))
 
 
-def check_resume(c, workdir: str) -> None:
-  """Refuses (one line, nothing written) to resume with other model or schedule settings."""
-  saved = ckpt_lib.read_run_config(workdir)
-  if not saved or not os.path.isdir(ckpt_lib.checkpoint_dir(workdir)):
-    return
-  new = shape_sections(c)
-  diffs = []
-  for section in _SHAPE_SECTIONS:
-    old_s, new_s = saved.get(section, {}), new[section]
-    for key in sorted(set(old_s) | set(new_s)):
-      if old_s.get(key) != new_s.get(key):
-        diffs.append(f"{section}.{key}: run has {old_s.get(key)!r}, config has {new_s.get(key)!r}")
-  if diffs:
-    raise ConfigError(
-      f"workdir {workdir} holds a run with other settings ({'; '.join(diffs)}); "
-      "use another --workdir or the run's settings"
-    )
+#: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
+#: and the schedule (which fixes the stages) are fixed; evaluation, sample grids and the
+#: loop's cadence are free; the data and the optimisation need ``--allow_config_change``.
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=_SHAPE_SECTIONS,
+  free=workdir_lib.LOOP_FREE + ("eval", "num_samples", "data.data_dir"),
+)
 
 
 # ---------------------------------------------------------------------------
@@ -485,10 +479,14 @@ def loop_config(c) -> loop.LoopConfig:
   )
 
 
-def train_and_evaluate(config, workdir: str, *, mesh=None, log=print) -> loop.TrainResult:
-  """Trains (or resumes) ProGAN in ``workdir`` through the shared staged loop."""
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, log=print, allow_config_change: bool = False
+) -> loop.TrainResult:
+  """Trains (or resumes) ProGAN in ``workdir`` through the shared staged loop, which checks
+  a resume against the run's ``config.json`` (``RESUME_KEYS``) before writing anything."""
   validate_config(config)
-  check_resume(config, workdir)
+  cfg = loop_config(config)
+  workdir_lib.check_usable(workdir)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   task = ProGANTask(config, mesh, log=log)
   sched = task.schedule
@@ -498,8 +496,15 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, log=print) -> loop.Tr
       for s in range(sched.num_stages)
     )
     log(f"[progan] {sched.num_stages} stages ({stages}), {sched.total} steps")
-  ckpt_lib.write_run_config(workdir, config)
-  return loop.train(task, loop_config(config), workdir, mesh=mesh)
+  return loop.train(
+    task,
+    cfg,
+    workdir,
+    mesh=mesh,
+    run_config=workdir_lib.jsonable(config),
+    resume_keys=RESUME_KEYS,
+    allow_config_change=allow_config_change,
+  )
 
 
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:

@@ -27,9 +27,29 @@ from zoo.models.sketch_rnn import SketchRNN
 from zoo.models import sketch_rnn_sampling
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop, mesh as mesh_lib
+from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
 
 CELLS = ("lstm", "layer_norm", "hyper")
+
+#: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the network
+#: sizes are fixed; the data, its derived statistics (``derived.scale_factor``,
+#: ``derived.max_seq_len``) and the optimisation need ``--allow_config_change``.
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=(
+    "enc_rnn_size",
+    "dec_rnn_size",
+    "z_size",
+    "num_mixture",
+    "enc_model",
+    "dec_model",
+    "conditional",
+    "hyper_num_units",
+    "hyper_embedding_size",
+  ),
+  free=workdir_lib.LOOP_FREE
+  + ("num_samples", "sample_temperature", "eval_batch_size", "data_dir", "manual_dir"),
+)
 
 
 def validate_config(c) -> None:
@@ -50,6 +70,7 @@ def validate_config(c) -> None:
     "num_steps",
     "hyper_num_units",
     "hyper_embedding_size",
+    "num_samples",
   ):
     need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
   for key in (
@@ -240,17 +261,46 @@ class SketchRNNTask:
     return self.stream.iterate(start_step)
 
   def _eval_sums(self, params, batch):
-    tol = self.config.kl_tolerance
-    r, kl, kl_raw, _ = sketch_losses(
-      self.model, params, batch, deterministic=True, train_pen_loss=True, kl_tolerance=tol
+    """Weighted sums over the batch's real rows (``weights`` 0 marks padding rows).
+
+    ``kl_cost`` is floored per batch as magenta does (``max(mean KL, kl_tolerance)``),
+    then weighted by the batch's real rows, so full batches give magenta's numbers and a
+    smaller last batch counts for its size.
+    """
+    out = self.model.apply(
+      {"params": params}, batch["strokes"], batch["seq_len"], deterministic=True
     )
-    r_masked, _, _, _ = sketch_losses(
-      self.model, params, batch, deterministic=True, train_pen_loss=False, kl_tolerance=tol
+    mp = mdn.split_mixture_params(
+      out["raw"].astype(jnp.float32), num_mixture=self.model.num_mixture
     )
-    return {"r_cost": r, "r_cost_masked": r_masked, "kl_cost": kl, "kl_raw": kl_raw}
+    targets = batch["strokes"][:, 1:]
+    w = batch["weights"].astype(jnp.float32)
+    n = jnp.sum(w)
+    r, _ = mdn.sketch_rnn_reconstruction_loss_per_example(mp, targets, train=True)
+    r_masked, _ = mdn.sketch_rnn_reconstruction_loss_per_example(mp, targets, train=False)
+    if self.model.conditional:
+      kl = jnp.mean(
+        kl_lib.gaussian_kl(out["mu"].astype(jnp.float32), out["presig"].astype(jnp.float32)),
+        axis=-1,
+      )
+    else:
+      kl = jnp.zeros_like(r)
+    kl_sum = jnp.sum(w * kl)
+    kl_cost = jnp.maximum(kl_sum / jnp.maximum(n, 1.0), self.config.kl_tolerance) * n
+    return {
+      "r_cost": jnp.sum(w * r),
+      "r_cost_masked": jnp.sum(w * r_masked),
+      "kl_cost": kl_cost if self.model.conditional else jnp.zeros(()),
+      "kl_raw": kl_sum,
+      "n": n,
+    }
 
   def evaluate_split(self, state, split: str) -> dict[str, float]:
-    """magenta's ``evaluate_model``: means over the split's full batches.
+    """magenta's ``evaluate_model``: means over the split's batches.
+
+    Unlike magenta, the last, smaller batch is evaluated too (padded to the batch size,
+    the padding rows masked out), so a split smaller than ``eval_batch_size`` still gets
+    numbers; on whole batches the numbers are magenta's.
 
     Reported, per split:
       * ``r_cost``: reconstruction loss as magenta reports it. magenta's eval model is
@@ -271,15 +321,16 @@ class SketchRNNTask:
       scale_factor=self.scale_factor,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
+      drop_remainder=False,
     )
-    sums, n = None, 0
+    sums = None
     for b in batches:
       out = self._eval_step(state["params"], mesh_lib.to_global(b, self.mesh))
       out = jax.device_get(out)
       sums = out if sums is None else {k: sums[k] + out[k] for k in out}
-      n += 1
-    if not n:
+    if not sums or float(sums["n"]) == 0:
       return {}
+    n = float(sums.pop("n"))
     means = {k: float(v) / n for k, v in sums.items()}
     means["loss"] = means["r_cost"] + c.kl_weight_start * means["kl_cost"]
     return means
@@ -317,13 +368,31 @@ class SketchRNNTask:
 
 
 def load_data(c):
-  """Loads splits and derives ``max_seq_len`` (when 0) and the scale factor."""
+  """Loads splits and derives ``max_seq_len`` (when 0) and the scale factor.
+
+  One-line ConfigError when no training sketch is left after dropping those longer than
+  ``max_seq_len``, or when the training offsets have no spread (nothing to normalise by).
+  """
   splits = load_sketch_splits(
     c.data_set, data_dir=c.data_dir or None, manual_dir=c.manual_dir or None, seed=c.seed
   )
-  splits, max_seq_len, scale = sketch_pipeline.prepare_splits(
-    splits, max_seq_len=c.max_seq_len or None
-  )
+  longest = max((len(s) for sk in splits.values() for s in sk), default=0)
+  try:
+    splits, max_seq_len, scale = sketch_pipeline.prepare_splits(
+      splits, max_seq_len=c.max_seq_len or None
+    )
+  except ValueError as e:
+    if "empty after filtering" in str(e):
+      raise ConfigError(
+        f"data set {c.data_set!r}: no training sketch has at most max_seq_len={c.max_seq_len} "
+        f"points (the longest has {longest}); raise max_seq_len or set it to 0 (the longest)"
+      ) from None
+    if "degenerate scale factor" in str(e):
+      raise ConfigError(
+        f"data set {c.data_set!r}: every training offset is the same (zero spread), so "
+        "the data cannot be normalised; check the file"
+      ) from None
+    raise ConfigError(f"data set {c.data_set!r}: {e}") from None
   return splits, max_seq_len, scale
 
 
@@ -336,16 +405,34 @@ def build_task(c, mesh=None) -> SketchRNNTask:
   )
 
 
-def save_run_info(task: SketchRNNTask, workdir: str) -> None:
-  """Writes ``config.json`` (with derived values) so other modes can rebuild the model."""
-  ckpt_lib.write_run_config(
-    workdir,
-    task.config,
+def run_info(task: SketchRNNTask) -> dict:
+  """What ``config.json`` holds: the config and the values derived from the data."""
+  return dict(
+    workdir_lib.jsonable(task.config),
     derived={"max_seq_len": task.max_seq_len, "scale_factor": task.scale_factor},
   )
 
 
-def train_and_evaluate(config, workdir: str, *, mesh=None) -> loop.TrainResult:
+def save_run_info(task: SketchRNNTask, workdir: str) -> None:
+  """Writes ``config.json`` (with derived values) so other modes can rebuild the model."""
+  ckpt_lib.write_run_config(workdir, run_info(task))
+
+
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, allow_config_change: bool = False
+) -> loop.TrainResult:
+  """Trains (or resumes) in ``workdir``; ``config.json`` is written by the loop once a
+  resume is known to succeed (its derived statistics are part of the resume check)."""
+  validate_config(config)
+  cfg = loop.LoopConfig.from_config(config)
+  workdir_lib.check_usable(workdir)
   task = build_task(config, mesh)
-  save_run_info(task, workdir)
-  return loop.train(task, loop.LoopConfig.from_config(config), workdir, mesh=task.mesh)
+  return loop.train(
+    task,
+    cfg,
+    workdir,
+    mesh=task.mesh,
+    run_config=run_info(task),
+    resume_keys=RESUME_KEYS,
+    allow_config_change=allow_config_change,
+  )

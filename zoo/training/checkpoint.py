@@ -38,6 +38,25 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def damage(self, step: int) -> str | None:
+    """Why the step-``step`` folder cannot hold a whole checkpoint (None: it looks whole).
+
+    A cheap look at the files (a run killed while saving, a disk that filled up): an
+    empty or missing folder, a missing item, a missing array-metadata file. A truncated
+    data file shows only when read (:func:`zoo.training.restore.restore` tries).
+    """
+    d = os.path.join(self.directory, str(int(step)))
+    if not os.path.isdir(d):
+      return "its folder is missing"
+    if not os.listdir(d):
+      return "its folder is empty"
+    for item in ("state", "meta"):
+      if not os.path.isdir(os.path.join(d, item)):
+        return f"its {item}/ folder is missing"
+    if not os.path.isfile(os.path.join(d, "state", "_METADATA")):
+      return "its metadata file state/_METADATA is missing"
+    return None
+
   def all_steps(self) -> list[int]:
     """The steps of every checkpoint in the directory, ascending."""
     return sorted(int(s) for s in self._mngr.all_steps())
@@ -105,6 +124,16 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, "checkpoints")
 
 
+def list_steps(directory: str) -> list[int]:
+  """The step folders in a checkpoint directory, ascending, without opening it (orbax's
+  unfinished ``<step>.orbax-checkpoint-tmp-*`` folders are not steps)."""
+  try:
+    names = os.listdir(directory)
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+
+
 def open_for_reading(workdir: str) -> Checkpointer:
   """Opens ``workdir``'s checkpoints read-only with a clear error when there are none."""
   ckdir = checkpoint_dir(workdir)
@@ -123,7 +152,8 @@ def write_run_config(workdir: str, config, **sections) -> None:
   """Writes ``workdir/config.json``: the run's config plus extra sections (process 0 only).
 
   Other modes (sampling, testing, export) rebuild the model from it. The write is
-  atomic, so a killed run never leaves half a file behind.
+  atomic, so a killed run never leaves half a file behind. The training loop writes it
+  (``loop.train(run_config=...)``) only once a resume is known to succeed.
   """
   if jax.process_index() != 0:
     return

@@ -20,6 +20,14 @@ state's stage in each checkpoint, from which a resume rebuilds the abstract stat
 Every ``save_every`` steps, at the end, and on SIGTERM it writes an orbax
 checkpoint; a non-finite loss stops the run with :class:`NonFiniteLossError`
 before anything bad is saved, keeping the last good checkpoint.
+
+The workdir (:mod:`zoo.training.workdir`): the loop holds ``<workdir>/.lock`` while it
+runs (a second process refuses in one line). Before anything in the workdir changes it
+checks the new config against the run's ``config.json`` (``run_config``, ``resume_keys``,
+``allow_config_change``), restores the newest intact checkpoint through
+:func:`zoo.training.restore.restore` (damaged newer ones are moved to
+``checkpoints_damaged/`` with a message) and refuses ``num_steps`` below the run's step;
+only then does it write ``config.json`` and record accepted changes in ``history.jsonl``.
 """
 
 from __future__ import annotations
@@ -37,9 +45,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.errors import CheckpointError, NonFiniteLossError
+from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import mesh as mesh_lib
+from zoo.training import restore as restore_lib
+from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter, Progress
 
 State = Any
@@ -84,6 +94,27 @@ class LoopConfig:
   sample_every: int = 0  # 0: only at the end
   max_to_keep: int = 3
   async_checkpoints: bool = True
+
+  def __post_init__(self):
+    def need(ok, msg):
+      if not ok:
+        raise ConfigError(f"bad loop config: {msg}")
+
+    def is_int(v):
+      return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    need(
+      is_int(self.num_steps) and self.num_steps >= 1, f"num_steps={self.num_steps!r} must be >= 1"
+    )
+    for key in ("log_every", "save_every", "eval_every", "sample_every"):
+      v = getattr(self, key)
+      need(is_int(v) and v >= 0, f"{key}={v!r} must be an integer >= 0")
+    need(
+      is_int(self.max_to_keep) and self.max_to_keep >= 1,
+      f"max_to_keep={self.max_to_keep!r} must be an integer >= 1 (the checkpoints kept; "
+      "0 would delete every checkpoint of the run)",
+    )
+    need(is_int(self.seed), f"seed={self.seed!r} must be an integer")
 
   @classmethod
   def from_config(cls, config) -> "LoopConfig":
@@ -151,46 +182,119 @@ def train(
   *,
   mesh=None,
   log_fn: Callable[[str], None] | None = None,
+  run_config: Mapping[str, Any] | None = None,
+  resume_keys: workdir_lib.ResumeKeys | None = None,
+  allow_config_change: bool = False,
 ) -> TrainResult:
-  """Runs (or resumes) training of ``task`` in ``workdir``; returns the final state."""
+  """Runs (or resumes) training of ``task`` in ``workdir``; returns the final state.
+
+  ``run_config``: what ``config.json`` holds (the config plus derived sections); when
+  given, a resume is checked against the run's saved one with ``resume_keys`` (see
+  :mod:`zoo.training.workdir`) and the file is written only once the resume is known to
+  succeed. ``allow_config_change``: continue with changed data/optimisation keys
+  (recorded in ``history.jsonl``) instead of refusing.
+  """
+  workdir = workdir_lib.check_usable(workdir)
+  say = log_fn or (lambda msg: print(msg, flush=True) if jax.process_index() == 0 else None)
+  with workdir_lib.lock(workdir, say=say):
+    return _train(
+      task,
+      cfg,
+      workdir,
+      mesh=mesh,
+      say=say,
+      run_config=run_config,
+      resume_keys=resume_keys or workdir_lib.ResumeKeys(free=workdir_lib.LOOP_FREE),
+      allow_config_change=allow_config_change,
+    )
+
+
+def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_config_change):
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   repl = mesh_lib.replicated(mesh)
   dsh = mesh_lib.data_sharded(mesh)
-  os.makedirs(workdir, exist_ok=True)
 
   key = jax.random.key(cfg.seed)
   init_key, train_key = jax.random.split(key)
-  ck = ckpt_lib.Checkpointer(
-    ckpt_lib.checkpoint_dir(workdir), max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpoints
-  )
-  writer = MetricWriter(os.path.join(workdir, "tb"))
-  say = log_fn or (lambda msg: print(msg, flush=True) if jax.process_index() == 0 else None)
-
   staged = is_staged(task)
-  start = ck.latest_step()
-  if start is None:
+  ckdir = ckpt_lib.checkpoint_dir(workdir)
+  lead = jax.process_index() == 0
+
+  # 1. Everything that may refuse, before anything in the workdir changes.
+  changes, skipped = [], ()
+  if ckpt_lib.list_steps(ckdir):
+    if run_config is not None:
+      saved = ckpt_lib.read_run_config(workdir)
+      if saved is None:
+        say(
+          f"[{task.name}] warning: {workdir} has checkpoints but no config.json; "
+          "the config cannot be checked against the run's"
+        )
+      changes = workdir_lib.check_resume(
+        workdir, saved, run_config, resume_keys, allow_change=allow_config_change
+      )
+
+    def abstract(config, meta):
+      del config
+      stage = int(meta.get("stage", 0)) if staged else None
+      if staged:
+        at = int(meta.get("step", 0))
+        if stage > task.stage_at(at):
+          raise CheckpointError(
+            f"the step-{at} checkpoint in {workdir} is at stage {stage}, but this config's "
+            f"schedule reaches stage {stage} only later (step {at} is in stage "
+            f"{task.stage_at(at)}): the schedule differs from the run's"
+          )
+      init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
+      return jax.eval_shape(init, init_key)
+
+    def damaged(step, why, using):
+      then = f", resuming from step {using}" if using is not None else ""
+      say(f"[{task.name}] warning: skipped the damaged step-{step} checkpoint ({why}){then}")
+
+    r = restore_lib.restore(
+      workdir, abstract, sharding=repl, require_config=False, on_damaged=damaged
+    )
+    state, start, skipped = r.state, r.step, r.skipped
+    stage = int(r.meta.get("stage", 0)) if staged else None
+    workdir_lib.check_num_steps(workdir, start, cfg.num_steps)
+    at = f" (stage {stage})" if staged else ""
+    say(f"[{task.name}] resumed from step {start}{at} in {workdir}")
+  else:
     stage = task.stage_at(0) if staged else None
     init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
     state = jax.jit(init, out_shardings=repl)(init_key)
     start = 0
-  else:
-    meta = ck.read_meta(start) if staged else {}
-    stage = int(meta.get("stage", 0)) if staged else None
-    if staged and stage > task.stage_at(int(meta.get("step", start))):
-      raise CheckpointError(
-        f"the step-{start} checkpoint in {workdir} is at stage {stage}, but this config's "
-        f"schedule reaches stage {stage} only later (step {start} is in stage "
-        f"{task.stage_at(start)}): the schedule differs from the run's"
+
+  # 2. The resume is good: now the workdir changes.
+  if lead:
+    for s, why in skipped:
+      dest = workdir_lib.set_aside(workdir, ckdir, s)
+      say(f"[{task.name}] moved the damaged step-{s} checkpoint to {dest}")
+      workdir_lib.record(workdir, "damaged_checkpoint", step=s, reason=why, moved_to=dest)
+    if run_config is not None:
+      ckpt_lib.write_run_config(workdir, run_config)
+    if changes:
+      overridden = [c for c in changes if c.kind != "free"]
+      workdir_lib.record(
+        workdir,
+        "config_change",
+        step=start,
+        changes=workdir_lib.changes_json(changes),
+        allowed_by=workdir_lib.OVERRIDE_FLAG if overridden else None,
       )
-    init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
-    abstract = jax.eval_shape(init, init_key)
-    abstract = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract
-    )
-    state, meta = ck.restore(abstract, start)
-    start = int(meta["step"])
-    at = f" (stage {stage})" if staged else ""
-    say(f"[{task.name}] resumed from step {start}{at} in {workdir}")
+      if overridden:
+        say(
+          f"[{task.name}] continuing with changed settings ({workdir_lib.OVERRIDE_FLAG}): "
+          + ", ".join(c.key for c in overridden)
+          + f"; recorded in {os.path.join(workdir, workdir_lib.HISTORY_FILE)}"
+        )
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+    multihost_utils.sync_global_devices("zoo_loop_resume")
+  ck = ckpt_lib.Checkpointer(ckdir, max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpoints)
+  writer = MetricWriter(os.path.join(workdir, "tb"))
 
   def step_fn(state, batch, step, stage=None):
     rng = jax.random.fold_in(train_key, step)

@@ -14,6 +14,12 @@ meta (a growing GAN's parameter shapes depend on its ``stage``), or passed as a 
 Every failure (no workdir, no ``config.json``, no checkpoint, an absent step, a
 checkpoint that does not fit the abstract state, e.g. another model size) is a one-line
 :class:`zoo.errors.CheckpointError`, never an orbax traceback.
+
+Damaged checkpoints (a run killed while saving: an empty step folder, a missing metadata
+file, a truncated data file): without ``step``, :func:`restore` skips each damaged newest
+checkpoint with one warning line naming it and why, and restores the newest intact one
+(``Restored.skipped`` lists what it skipped); when every checkpoint is damaged, or the
+given ``step`` is, it is a one-line error. The training loop resumes through it too.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 from typing import Any, Callable, Mapping
 
 import jax
@@ -43,6 +50,7 @@ class Restored:
   step: int
   meta: dict  # the checkpoint's meta JSON (always has "step")
   state: Any  # the restored pytree, with the abstract state's structure
+  skipped: tuple[tuple[int, str], ...] = ()  # (step, why) of damaged newer checkpoints
 
 
 @contextlib.contextmanager
@@ -57,8 +65,96 @@ def quiet_absl():
     logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+  """Silences file descriptor 2 and asyncio's logger for the block: reading a damaged
+  checkpoint makes tensorstore's callbacks print ``RuntimeError: Event loop is closed``
+  tracebacks and "Task exception was never retrieved" there; the caller reports the
+  damage in one line instead."""
+  logger = logging.getLogger("asyncio")
+  level = logger.level
+  logger.setLevel(logging.CRITICAL + 1)
+  saved = None
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+  except (OSError, ValueError):  # no fd 2 (embedded interpreters): stay as is
+    saved = None
+  try:
+    yield
+  finally:
+    if saved is not None:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+    logger.setLevel(level)
+
+
+class _EventLoopNoiseFilter:
+  """Wraps ``sys.stderr``, dropping the ``RuntimeError: Event loop is closed`` tracebacks
+  that tensorstore's callbacks print (from other threads, for a while after a read of a
+  damaged checkpoint failed). Everything else passes through unchanged."""
+
+  _NOISE = (
+    "asyncio/base_events.py",
+    "self._check_closed()",
+    "raise RuntimeError('Event loop is closed')",
+    "RuntimeError: Event loop is closed",
+  )
+
+  def __init__(self, stream):
+    self._stream = stream
+    self._held = ""  # a "Traceback" header waiting to see what follows it
+
+  def write(self, text):
+    out = []
+    for line in text.splitlines(keepends=True):
+      if any(n in line for n in self._NOISE):
+        self._held = ""
+        continue
+      if line.startswith("Traceback (most recent call last)"):
+        if self._held:
+          out.append(self._held)
+        self._held = line
+        continue
+      if self._held and line.startswith(" "):  # a real traceback's first frame
+        out.append(self._held)
+        self._held = ""
+      out.append(line)  # (a header interleaved with other lines stays held)
+    if out:
+      self._stream.write("".join(out))
+    return len(text)
+
+  def flush(self):
+    self._stream.flush()
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+
+class _NeverRetrieved(logging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" records (the failed reads)."""
+
+  def filter(self, record):
+    return not str(record.msg).startswith("Task exception was never retrieved")
+
+
+def _filter_event_loop_noise() -> None:
+  """Installed once a damaged checkpoint was read: keeps tensorstore's leftovers off stderr."""
+  if not isinstance(sys.stderr, _EventLoopNoiseFilter):
+    sys.stderr = _EventLoopNoiseFilter(sys.stderr)
+  logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _NeverRetrieved) for f in logger.filters):
+    logger.addFilter(_NeverRetrieved())
+
+
 def _check_workdir(workdir: str) -> str:
   workdir = os.fspath(workdir)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise CheckpointError(f"workdir {workdir!r} is a file, not a directory")
   if not os.path.isdir(workdir):
     raise CheckpointError(f"workdir {workdir!r} does not exist")
   return workdir
@@ -149,6 +245,59 @@ def _compare(ck: ckpt_lib.Checkpointer, step: int, abstract_state) -> tuple[str 
   return None, None
 
 
+class _Damaged(Exception):
+  """A checkpoint that cannot be read (``args[0]``: why, one line)."""
+
+
+def _warn(step: int, why: str, workdir: str, using: int | None) -> None:
+  then = f"; using step {using}" if using is not None else ""
+  print(f"warning: skipped the step-{step} checkpoint in {workdir}: {why}{then}", file=sys.stderr)
+
+
+def _restore_step(ck, workdir, config, abstract, step, sharding):
+  """``(state, meta)`` of one step; raises _Damaged, or CheckpointError for a mismatch."""
+  why = ck.damage(step)
+  if why:
+    raise _Damaged(why)
+  try:
+    meta = ck.read_meta(step)
+  except CheckpointError:
+    raise _Damaged("its meta item is unreadable") from None
+  if callable(abstract):
+    try:
+      abstract_state = abstract(config, meta)
+    except ZooError:
+      raise
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+      raise CheckpointError(
+        f"cannot rebuild the state of the step-{step} checkpoint in {workdir!r} from its "
+        f"config ({_summary(e)})"
+      ) from None
+  else:
+    abstract_state = abstract
+  try:
+    abstract_state = _with_sharding(abstract_state, sharding)
+  except (AttributeError, TypeError) as e:
+    raise TypeError(f"the abstract state must have array-like leaves ({e})") from None
+  mismatch = (
+    f"the step-{step} checkpoint in {workdir!r} does not match the state built from its "
+    "config (another model size or configuration?)"
+  )
+  shape_problem, structure_problem = _compare(ck, step, abstract_state)
+  if shape_problem:
+    raise CheckpointError(f"{mismatch}: {shape_problem}")
+  try:
+    with quiet_absl(), _quiet_stderr():
+      return ck.restore(abstract_state, step)
+  except ZooError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # orbax raises many types
+    _filter_event_loop_noise()
+    if structure_problem:
+      raise CheckpointError(f"{mismatch}: {structure_problem}") from None
+    raise _Damaged(f"its data is unreadable, e.g. a truncated file ({_summary(e, 120)})") from None
+
+
 def restore(
   workdir: str | os.PathLike,
   abstract: AbstractFn | Any,
@@ -156,18 +305,21 @@ def restore(
   step: int | None = None,
   sharding: jax.sharding.Sharding | None = None,
   require_config: bool = True,
+  on_damaged: Callable[[int, str, int | None], None] | None = None,
 ) -> Restored:
-  """Restores the latest (or ``step``) checkpoint of ``workdir``.
+  """Restores the latest intact (or the ``step``) checkpoint of ``workdir``.
 
   Args:
     workdir: a training workdir (``config.json`` + ``checkpoints/``).
     abstract: ``(config, meta) -> abstract state`` (called with the run's config dict and
       the checkpoint's meta), or the abstract state itself. Leaves need ``shape`` and
       ``dtype`` (``jax.eval_shape`` output, ShapeDtypeStructs, arrays).
-    step: the checkpoint step; default: the latest.
+    step: the checkpoint step; default: the newest intact one.
     sharding: for leaves without one; default: the first local device.
     require_config: whether a missing ``config.json`` is an error (otherwise ``config``
       is ``{}``).
+    on_damaged: ``(step, why, next step or None)`` for each damaged checkpoint skipped
+      (default: one ``warning:`` line on stderr).
 
   Raises:
     CheckpointError: one line naming the problem.
@@ -176,54 +328,50 @@ def restore(
   config = read_config(workdir, required=require_config)
   with quiet_absl():  # orbax warns about read-only managers on every open
     ck = ckpt_lib.open_for_reading(workdir)
+  if sharding is None:
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  warn = on_damaged or (lambda s, why, using: _warn(s, why, workdir, using))
+  skipped = []
   try:
-    if step is None:
-      step = ck.latest_step()
-    else:
+    steps = ck.all_steps()
+    if step is not None:
       step = int(step)
-      steps = ck.all_steps()
       if step not in steps:
         raise CheckpointError(
           f"workdir {workdir!r} has no checkpoint at step {step} "
           f"(it has {', '.join(map(str, steps)) or 'none'})"
         )
-    meta = ck.read_meta(step)
-    if callable(abstract):
       try:
-        abstract_state = abstract(config, meta)
-      except ZooError:
-        raise
-      except (KeyError, AttributeError, TypeError, ValueError) as e:
+        state, meta = _restore_step(ck, workdir, config, abstract, step, sharding)
+      except _Damaged as e:
         raise CheckpointError(
-          f"cannot rebuild the state of the step-{step} checkpoint in {workdir!r} from its "
-          f"config ({_summary(e)})"
+          f"the step-{step} checkpoint in {workdir!r} is damaged: {e}"
         ) from None
     else:
-      abstract_state = abstract
-    if sharding is None:
-      sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    try:
-      abstract_state = _with_sharding(abstract_state, sharding)
-    except (AttributeError, TypeError) as e:
-      raise TypeError(f"the abstract state must have array-like leaves ({e})") from None
-    mismatch = (
-      f"the step-{step} checkpoint in {workdir!r} does not match the state built from its "
-      "config (another model size or configuration?)"
-    )
-    shape_problem, structure_problem = _compare(ck, step, abstract_state)
-    if shape_problem:
-      raise CheckpointError(f"{mismatch}: {shape_problem}")
-    try:
-      with quiet_absl():
-        state, meta = ck.restore(abstract_state, step)
-    except ZooError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except  # orbax raises many types
-      raise CheckpointError(f"{mismatch}: {structure_problem or _summary(e)}") from None
+      for i, s in enumerate(reversed(steps)):
+        try:
+          state, meta = _restore_step(ck, workdir, config, abstract, s, sharding)
+          step = s
+          break
+        except _Damaged as e:
+          skipped.append((s, str(e)))
+          older = steps[: len(steps) - 1 - i]
+          warn(s, str(e), older[-1] if older else None)
+      else:
+        listed = "; ".join(f"step {s}: {why}" for s, why in skipped)
+        raise CheckpointError(
+          f"every checkpoint in {ck.directory} is damaged ({listed}); move that folder away "
+          "to start the run over"
+        )
   finally:
     ck.close()
   return Restored(
-    workdir=workdir, config=config, step=int(meta.get("step", step)), meta=meta, state=state
+    workdir=workdir,
+    config=config,
+    step=int(meta.get("step", step)),
+    meta=meta,
+    state=state,
+    skipped=tuple(skipped),
   )
 
 

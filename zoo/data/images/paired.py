@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.data import stream
+from zoo.data.images.decode import to_rgb8
 from zoo.errors import ZooError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -179,7 +180,7 @@ class AlignedFolder:
     path = self.paths[index]
     try:
       with Image.open(path) as im:
-        img = np.asarray(im.convert("RGB"))
+        img = to_rgb8(im, path)  # 16-bit greyscale scaled to 8 bits, not clipped
     except Exception as e:  # pylint: disable=broad-except
       raise PairedDataError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
     if self.single:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from zoo.data.images.decode import to_rgb8_image
 from zoo.errors import ZooError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -39,7 +40,7 @@ class ImageDataError(ZooError, ValueError):
 def center_crop_resize(img: Image.Image, size: Sequence[int]) -> np.ndarray:
   """uint8 ``[h, w, 3]``: the largest centred crop with aspect ``h:w``, resized (Lanczos)."""
   h, w = int(size[0]), int(size[1])
-  img = img.convert("RGB")
+  img = to_rgb8_image(img)  # 16-bit greyscale scaled to 8 bits, not clipped
   iw, ih = img.size
   if iw * h > ih * w:  # too wide: crop the width
     cw, ch = max(1, round(ih * w / h)), ih
