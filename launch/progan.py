@@ -3,6 +3,7 @@
 Modes:
   train   train (or resume) in ``--workdir``: checkpoints with the growth stage, TensorBoard,
           per-stage sample grids and ``samples/timelapse.gif``, classifier FD per stage.
+  eval    classifier FD and attribute TV distances of the latest checkpoint's samples.
   sample  a grid of ``--num`` samples (seed ``--seed``) from the latest checkpoint's EMA G.
   export  the generator in the zoo's export format (``export/generator.{json,msgpack}``,
           loaded by ``zoo.models.export.load``).
@@ -12,7 +13,7 @@ from absl import flags
 
 from launch import common
 
-MODES = ("train", "sample", "export")
+MODES = ("train", "eval", "sample", "export")
 
 _CONFIG = common.define_config("launch/configs/progan.py", "Config file (path[:variant]).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/progan", "Checkpoints, logs and samples.")
@@ -30,6 +31,8 @@ def main(argv):
     progan.train_and_evaluate(
       _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
     )
+  elif mode == "eval":
+    progan.evaluate(_WORKDIR.value)
   elif mode == "sample":
     progan.sample(_WORKDIR.value, num=_NUM.value, seed=_SEED.value, output=_OUTPUT.value)
   else:

@@ -115,7 +115,8 @@ class ShardedStream:
     default = (self.seed, *self.stream_id)
     self.permutation_key = tuple(int(k) for k in (permutation_key or (_PERM_MAGIC, *default)))
     self.row_key = tuple(int(k) for k in (row_key or (_ROW_MAGIC, *default)))
-    self.num_threads, self.prefetch = max(int(num_threads), 1), max(int(prefetch), 1)
+    self.num_threads = max(int(num_threads), 1)
+    self.prefetch = max(int(prefetch), self.num_threads)  # grain warns when fewer
     self._perms: dict[int, np.ndarray] = {}
     self._perms_lock = threading.Lock()
 

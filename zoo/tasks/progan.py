@@ -511,10 +511,10 @@ def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(restore_lib.read_config(workdir))
 
 
-def restore_state(workdir: str, *, step: int | None = None):
+def restore_state(workdir: str, *, step: int | None = None, fd: str = "off"):
   """``(task, state, step)`` of a trained run through the one restore."""
   c = config_from_workdir(workdir)
-  c.eval.fd = "off"
+  c.eval.fd = fd
   task = ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
 
   def abstract(config, meta):
@@ -523,6 +523,25 @@ def restore_state(workdir: str, *, step: int | None = None):
 
   r = restore_lib.restore(workdir, abstract, step=step)
   return task, r.state, r.step
+
+
+def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
+  """Classifier FD and per-attribute TV distances of ``eval.num_samples`` EMA samples.
+
+  Needs a trained face classifier (trains it first when missing) and the embedded faces;
+  writes ``eval_<step>.json`` in the workdir.
+  """
+  task, state, step = restore_state(workdir, step=step, fd="train")
+  results = task.evaluate(state, step)
+  if not results:
+    raise ConfigError("evaluation needs the embedded faces (data.source='') and a classifier")
+  results = {"step": step, **results}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, f"eval_{step:08d}.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  if log:
+    log(f"[progan] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+  return results
 
 
 def sample(workdir: str, *, num: int = 64, seed: int = 0, output: str = "", log=print) -> str:
