@@ -29,7 +29,7 @@ import functools
 import json
 import math
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from zoo.training import loop, mesh as mesh_lib
 from zoo.training import restore as restore_lib
 from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
+from zoo.training.pictures import sample_grid, write_timelapse
 
 #: Config sections whose change makes a workdir's checkpoints unusable.
 _SHAPE_SECTIONS = ("model", "schedule")
@@ -430,41 +431,6 @@ class ProGANTask:
     write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
     writer.image(step, "samples/fixed_latents", grid)
     writer.flush()
-
-
-# ---------------------------------------------------------------------------
-# Pictures.
-# ---------------------------------------------------------------------------
-
-
-def sample_grid(images: np.ndarray, *, cols: int = 0, pad: int = 1, scale: int = 0) -> np.ndarray:
-  """uint8 grid of float images in [-1, 1], each scaled up to at least 64 pixels high."""
-  x = np.clip((np.asarray(images) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-  n, h, w, _ = x.shape
-  scale = scale or max(1, 64 // h)
-  x = np.repeat(np.repeat(x, scale, axis=1), scale, axis=2)
-  h, w = h * scale, w * scale
-  cols = cols or int(math.ceil(math.sqrt(n)))
-  rows = -(-n // cols)
-  out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-  for i in range(n):
-    r, col = divmod(i, cols)
-    out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) :][:, :w] = x[i]
-  return out
-
-
-def write_timelapse(frames_dir: str, path: str, *, max_frames: int = 120, ms: int = 150) -> None:
-  """An animated GIF of every frame in ``frames_dir`` (evenly thinned to ``max_frames``)."""
-  names = sorted(f for f in os.listdir(frames_dir) if f.endswith(".png"))
-  if not names:
-    return
-  if len(names) > max_frames:
-    keep = np.linspace(0, len(names) - 1, max_frames).round().astype(int)
-    names = [names[i] for i in sorted(set(keep))]
-  frames = [Image.open(os.path.join(frames_dir, n)).convert("RGB") for n in names]
-  tmp = path + ".tmp.gif"
-  frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=ms, loop=0)
-  os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------
