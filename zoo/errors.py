@@ -18,5 +18,9 @@ class CheckpointError(ZooError):
   """A workdir/checkpoint is missing or unusable."""
 
 
+class CaptionError(ZooError, ValueError):
+  """A caption cannot be encoded (empty, or no token known to the vocabulary)."""
+
+
 class NonFiniteLossError(ZooError, FloatingPointError):
   """Training produced a NaN/Inf loss; the last good checkpoint is kept."""

@@ -163,3 +163,97 @@ class LatentObjective:
 
   def regularizer(self):
     return d_regularizer(self.losses, self.score, lambda b: b[self.image_key])
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConditionalObjective:
+  """``G(z, φ(t))`` against a matching-aware ``D(x, φ(t))``: a :class:`core.Objective`.
+
+  Reed et al. 2016 ("Generative Adversarial Text to Image Synthesis"). The batch holds real
+  images and the embeddings ``φ(t)`` of their captions; the *wrong* caption of example i is
+  the one of example ``i - 1`` (the batch rolled by one).
+
+  * D: with ``cls`` (GAN-CLS, Alg. 1) :func:`zoo.losses.gan.d_gan_cls_loss` on
+    (real, right), (real, wrong), (fake, right); without it the plain conditional GAN loss
+    ``losses.d_loss`` on (real, right) vs (fake, right).
+  * G: ``losses.g_loss`` on (fake, right) and, with ``int_beta`` (GAN-INT, Eq. 5), also on
+    fakes drawn for the interpolated embeddings ``β φ(t_i) + (1 - β) φ(t_{i-1})`` (G runs
+    once on the concatenation, so batch norm sees both halves); ``feature_matching`` > 0
+    adds that weight times :func:`zoo.losses.gan.feature_matching_loss` on D's image features.
+
+  Attributes:
+    g_apply: ``(g_vars, z, emb, step) -> (images, updated_collections)``.
+    d_apply: ``(d_vars, images, emb, step) -> ((logits [B], features [B, F]), updated)``.
+    latent_dim: size of ``z``.
+    losses: the :class:`LossConfig` (its d_loss/g_loss name the players' losses).
+    cls, int_beta, feature_matching: as above (``int_beta=None``: no GAN-INT).
+  """
+
+  g_apply: Callable
+  d_apply: Callable
+  latent_dim: int
+  losses: LossConfig
+  cls: bool = True
+  int_beta: float | None = 0.5
+  feature_matching: float = 0.0
+  image_key: str = "image"
+  emb_key: str = "emb"
+
+  def __post_init__(self):
+    if self.cls and self.losses.d_loss != "logistic":
+      raise ConfigError(f"GAN-CLS is defined for d_loss='logistic', not {self.losses.d_loss!r}")
+
+  def embeddings(self, batch):
+    emb = batch[self.emb_key]
+    wrong = jnp.roll(emb, 1, axis=0)
+    return emb, wrong
+
+  def generate(self, g_vars, batch, rng, step):
+    emb, wrong = self.embeddings(batch)
+    n = emb.shape[0]
+    z = jax.random.normal(rng, (n, self.latent_dim), jnp.float32)
+    if self.int_beta is None:
+      images, updated = self.g_apply(g_vars, z, emb, step)
+      return {"image": images}, updated
+    z_int = jax.random.normal(jax.random.fold_in(rng, 1), (n, self.latent_dim), jnp.float32)
+    emb_int = gan_losses.gan_int_embeddings(emb, wrong, beta=self.int_beta)
+    images, updated = self.g_apply(
+      g_vars, jnp.concatenate([z, z_int]), jnp.concatenate([emb, emb_int]), step
+    )
+    return {"image": images[:n], "image_int": images[n:]}, updated
+
+  def _d(self, d_vars, collections, x, emb, step):
+    (logits, feats), updated = self.d_apply({**d_vars, **collections}, x, emb, step)
+    return logits, feats, {**collections, **dict(updated)}
+
+  def d_loss(self, d_vars, batch, fake, rng, step):
+    emb, wrong = self.embeddings(batch)
+    real = batch[self.image_key]
+    rr, _, col = self._d(d_vars, {}, real, emb, step)
+    fr, _, col = self._d(d_vars, col, fake["image"], emb, step)
+    metrics = {"D_real_score": jnp.mean(rr), "D_fake_score": jnp.mean(fr)}
+    if self.cls:
+      rw, _, col = self._d(d_vars, col, real, wrong, step)
+      loss = gan_losses.d_gan_cls_loss(rr, rw, fr)
+      metrics["D_wrong_score"] = jnp.mean(rw)
+    else:
+      loss = D_LOSSES[self.losses.d_loss](rr, fr)
+    return jnp.mean(loss), (metrics, col)
+
+  def g_loss(self, d_vars, batch, fake, rng, step):
+    emb, wrong = self.embeddings(batch)
+    fr, f_feats, col = self._d(d_vars, {}, fake["image"], emb, step)
+    losses = [G_LOSSES[self.losses.g_loss](fr)]
+    metrics = {}
+    if "image_int" in fake:
+      emb_int = gan_losses.gan_int_embeddings(emb, wrong, beta=self.int_beta)
+      fi, _, col = self._d(d_vars, col, fake["image_int"], emb_int, step)
+      losses.append(G_LOSSES[self.losses.g_loss](fi))
+      metrics["G_int"] = jnp.mean(losses[-1])
+    loss = jnp.mean(jnp.concatenate(losses))
+    if self.feature_matching:
+      _, r_feats, col = self._d(d_vars, col, batch[self.image_key], emb, step)
+      fm = gan_losses.feature_matching_loss(jax.lax.stop_gradient(r_feats), f_feats)
+      loss = loss + self.feature_matching * fm
+      metrics["G_feature_matching"] = fm
+    return loss, (metrics, col)

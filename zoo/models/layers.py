@@ -8,6 +8,8 @@
   :class:`NoiseInjection` from StyleGAN (Karras et al., "A Style-Based
   Generator Architecture for GANs", 2019).
 * :func:`make_norm` choosing batch / instance / no normalisation (pix2pix).
+* :class:`MinibatchDiscrimination` (Salimans et al., "Improved Techniques for
+  Training GANs", 2016, Sec. 3.2).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
   "NoiseInjection",
   "Identity",
   "make_norm",
+  "MinibatchDiscrimination",
 ]
 
 
@@ -532,3 +535,56 @@ def make_norm(
   if kind == "none":
     return Identity(name=name)
   raise ValueError(f"norm kind must be 'batch', 'instance' or 'none', got {kind!r}")
+
+
+# --------------------------------------------------------------------------
+# minibatch discrimination
+# --------------------------------------------------------------------------
+
+
+class MinibatchDiscrimination(nn.Module):
+  """Minibatch discrimination (Salimans et al. 2016, "Improved Techniques for Training GANs").
+
+  With a learned tensor ``T`` of shape ``[A, B * C]`` (``B = num_kernels``,
+  ``C = kernel_dim``) every example's features ``x_i`` give a matrix
+  ``M_i = reshape(x_i @ T, [B, C])`` and
+
+      ``c_b(x_i, x_j) = exp(-||M_{i,b} - M_{j,b}||_L1)``
+
+      ``o(x_i)_b = sum_{j != i} c_b(x_i, x_j)``
+
+  The self term ``c_b(x_i, x_i) = exp(0) = 1`` is excluded by summing over all
+  ``j`` and subtracting 1 (exact in floating point). The output is
+  ``concat([x_i, o(x_i)])``; for a batch of ``N`` identical rows every
+  ``o(x_i)_b`` equals ``N - 1``, for a single example it is 0. Unlike the
+  paper's Theano code there is no per-kernel bias. The statistics are
+  computed in at least float32 and cast back to the input dtype.
+
+  Attributes:
+    num_kernels: ``B``, number of closeness features appended.
+    kernel_dim: ``C``, dimension of each kernel's projection.
+    kernel_init: initialiser of ``T`` (``N(0, 0.05^2)`` like the paper's code).
+    param_dtype: dtype of ``T``.
+
+  Input ``[N, A]`` -> output ``[N, A + num_kernels]``.
+  """
+
+  num_kernels: int = 32
+  kernel_dim: int = 5
+  kernel_init: Callable[..., Array] = nn.initializers.normal(0.05)
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if x.ndim != 2:
+      raise ValueError(f"MinibatchDiscrimination expects [N, A] input, got shape {x.shape}")
+    n, a = x.shape
+    b, c = self.num_kernels, self.kernel_dim
+    if b < 1 or c < 1:
+      raise ValueError(f"num_kernels={b} and kernel_dim={c} must be >= 1")
+    t = self.param("kernel", self.kernel_init, (a, b * c), self.param_dtype)
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    m = jnp.dot(xf, t.astype(xf.dtype)).reshape(n, b, c)  # [N, B, C]
+    l1 = jnp.sum(jnp.abs(m[:, None, :, :] - m[None, :, :, :]), axis=-1)  # [N, N, B]
+    o = jnp.sum(jnp.exp(-l1), axis=1) - 1.0  # [N, B], self term exp(0) = 1 removed
+    return jnp.concatenate([x, o.astype(x.dtype)], axis=-1)

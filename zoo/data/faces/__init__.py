@@ -21,7 +21,7 @@ Public API
 - :data:`ATTRIBUTES`, :data:`ATTRIBUTE_NAMES`, :data:`LABELS`, :data:`LABEL_PALETTE`
 - :func:`sample_attributes`, :func:`sample_jitter`
 - :func:`render_face`, :func:`render_label_map`, :func:`render_example`
-- :func:`edge_map`, :func:`colorize_label_map`, :func:`caption`
+- :func:`edge_map`, :func:`colorize_label_map`, :func:`caption`, :func:`describe`
 - :func:`make_faces`, :func:`face_split`, :func:`make_example`
 - :func:`one_hot_attributes`, :func:`attribute_names_of`
 
@@ -649,6 +649,16 @@ def caption(
   With ``all_attributes`` (default) every attribute is mentioned; otherwise a
   random non-empty subset is.  Deterministic for a given ``rng`` state.
   """
+  return describe(attrs, rng, all_attributes=all_attributes)[0]
+
+
+def describe(
+  attrs: Mapping[str, Any],
+  rng: np.random.Generator | int | None = None,
+  *,
+  all_attributes: bool = True,
+) -> tuple[str, tuple[str, ...]]:
+  """:func:`caption` and the names of the attributes it mentions (schema order)."""
   a = _attr_codes(attrs)
   if not isinstance(rng, np.random.Generator):
     rng = np.random.default_rng(0 if rng is None else rng)
@@ -710,7 +720,7 @@ def caption(
     text = f"{lead}{_article(subject)} {subject} with {_join(phrases)}."
     if bg and not lead:
       text = text[:-1] + bg_tail + "."
-  return text[0].upper() + text[1:]
+  return text[0].upper() + text[1:], tuple(n for n in ATTRIBUTE_NAMES if n in names)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,272 @@
+"""Text-conditional DCGAN and its caption encoder end to end: training, judging by the
+captions, generate / interpolate / export, SIGKILL resume, devices, bad input."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from launch.configs import dcgan_cls as config_lib
+from zoo.data.faces import captioned
+from zoo.errors import CaptionError, CheckpointError
+from zoo.models import export as export_lib
+from zoo.tasks import dcgan_cls as task_lib
+from zoo.tasks import face_classifier as fc_task
+from zoo.tasks import text_encoder as text_task
+from zoo.training import mesh as mesh_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = {
+  "model.resolution": 32,
+  "model.ngf": 8,
+  "model.ndf": 8,
+  "model.latent_dim": 8,
+  "model.proj_dim": 8,
+  "data.num_faces": 24,
+  "data.captions_per_face": 2,
+  "batch_size": 8,
+  "num_steps": 6,
+  "eval.num_samples": 16,
+  "num_captions": 2,
+  "num_latents": 2,
+  "log_every": 1,
+  "save_every": 3,
+  "eval_every": 0,
+  "sample_every": 3,
+}
+
+
+def tiny_config(variant=None, **overrides):
+  c = config_lib.get_config(variant)
+  for k, v in {**TINY, **overrides}.items():
+    section, _, key = k.rpartition(".")
+    (c[section] if section else c)[key] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def judges(tmp_path_factory):
+  """A tiny face classifier and caption encoder, found through their environment variables."""
+  root = tmp_path_factory.mktemp("judges")
+  env = {"ZOO_FACE_CLASSIFIER": str(root / "clf"), "ZOO_TEXT_ENCODER": str(root / "text")}
+  old = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  fc_task.get_or_train_classifier(config=fc_task.default_config("tiny"), log_fn=lambda m: None)
+  result = text_task.train_and_evaluate(
+    text_task.default_config("tiny"), env["ZOO_TEXT_ENCODER"], log_fn=lambda m: None
+  )
+  yield env, result
+  for k, v in old.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+
+
+def test_match_matrix_by_hand():
+  attrs = np.array([[0, 1], [0, 2], [1, 1]])
+  mentions = np.array([[True, False], [False, True], [True, True]])
+  expect = np.array(
+    [  # caption 0 names attribute 0 = 0: images 0 and 1
+      [True, True, False],
+      # caption 1 names attribute 1 = 2: image 1 only
+      [False, True, False],
+      # caption 2 names both (1, 1): image 2 only
+      [False, False, True],
+    ]
+  )
+  np.testing.assert_array_equal(text_task.match_matrix(attrs, mentions), expect)
+
+
+def test_heldout_captions_are_unseen_and_deterministic():
+  train = captioned.CaptionedFaces("train", (32, 32), num_faces=50, captions_per_face=3)
+  seen = train.all_captions()
+  a = captioned.heldout_pairs(20, exclude=seen, with_images=False)
+  b = captioned.heldout_pairs(20, exclude=seen, with_images=False)
+  assert a["caption"] == b["caption"] and not set(a["caption"]) & seen
+  assert a["mentions"].any(axis=1).all()  # every caption names something
+
+
+def test_text_encoder_trains_exports_and_embeds(judges):
+  env, result = judges
+  assert result.step == 20
+  enc = text_task.load_text_encoder(env["ZOO_TEXT_ENCODER"])
+  e = enc.embed(["A bald person.", "A person with red hair and round glasses."])
+  assert e.shape == (2, 16) and np.isfinite(e).all()
+  ev = enc_eval = __import__("json").load(open(os.path.join(env["ZOO_TEXT_ENCODER"], "eval.json")))
+  assert 0 <= ev["eval"]["eval/retrieval_top1"] <= 1 and enc_eval["step"] == 20
+  with pytest.raises(CaptionError):
+    enc.embed([""])
+
+
+@pytest.fixture(scope="module")
+def trained(judges, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("dcgan") / "run")
+  return workdir, task_lib.train_and_evaluate(tiny_config(), workdir, log=None)
+
+
+def test_train_writes_samples_and_judges_by_captions(trained):
+  workdir, res = trained
+  assert res.step == 6
+  for h in res.history:
+    assert np.isfinite(h["loss"]) and np.isfinite(h["D"])
+    assert "D_wrong_score" in h and "G_int" in h  # GAN-CLS and GAN-INT both on
+  ev = res.eval_history[-1]
+  assert 0 <= ev["eval/acc_mentioned"] <= 1 and ev["eval/FD"] >= 0
+  assert 0 <= ev["eval/mismatch_rejection"] <= 1
+  samples = os.listdir(os.path.join(workdir, "samples"))
+  assert {"latest.png", "captions.txt", "timelapse.gif"} <= set(samples)
+  assert Image.open(os.path.join(workdir, "samples", "latest.png")).size[0] > 0
+
+
+@pytest.mark.parametrize(
+  "variant,keys,absent",
+  [
+    ("gan", set(), {"D_wrong_score", "G_int"}),
+    ("gan_cls", {"D_wrong_score"}, {"G_int"}),
+    ("gan_int", {"G_int"}, {"D_wrong_score"}),
+  ],
+)
+def test_the_four_objectives_are_selectable(judges, variant, keys, absent):
+  c = tiny_config(variant, **{"eval.num_samples": 0})
+  task = task_lib.DCGANCLSTask(
+    c, mesh_lib.make_mesh(jax.devices()[:1]), encoder=text_task.load_text_encoder(), log=None
+  )
+  state = task.init_state(jax.random.key(0))
+  batch = next(task.train_batches(0))
+  _, metrics = jax.jit(task.train_step)(state, batch, jax.random.key(1), 0)
+  assert keys <= set(metrics) and not absent & set(metrics)
+  assert np.isfinite(float(metrics["loss"]))
+
+
+def test_generate_interpolate_export(trained, tmp_path):
+  workdir, _ = trained
+  png = task_lib.generate(
+    workdir, "A smiling person with red hair.", num=4, output=str(tmp_path / "g.png"), log=None
+  )
+  assert Image.open(png).size[0] > 0
+  paths = task_lib.interpolate(
+    workdir,
+    "A bald person.",
+    "A person with long black hair.",
+    steps=3,
+    output=str(tmp_path / "i"),
+    log=None,
+  )
+  gifs = [p for p in paths if p.endswith(".gif")]
+  assert len(gifs) == 2 and Image.open(gifs[0]).n_frames == 4  # 3 forward, 1 back
+  out = task_lib.export(workdir, output=str(tmp_path / "export"), log=None)
+  exp = export_lib.load(out)
+  enc = text_task.load_text_encoder(os.path.join(out, "text"))
+  task, state, _ = task_lib.restore_task(workdir)
+  emb = enc.embed(["A person with blond hair.", "A bald figure."])
+  z = task.latents(2, 5)
+  theirs = exp.module.apply(exp.variables, z, emb, train=False)
+  np.testing.assert_allclose(theirs, task.generate(state, z, emb), atol=1e-5)
+
+
+_KILLER = textwrap.dedent(
+  """
+  import os, signal, sys
+  sys.path.insert(0, {repo!r})
+  from tests.test_dcgan_cls_task import tiny_config
+  from zoo.tasks import dcgan_cls
+  from zoo.training import checkpoint as ckpt_lib
+
+  save = ckpt_lib.Checkpointer.save
+  def save_then_die(self, step, state, meta=None, **kw):
+    save(self, step, state, meta, **kw)
+    if step == 3:
+      self.wait()
+      os.kill(os.getpid(), signal.SIGKILL)
+  ckpt_lib.Checkpointer.save = save_then_die
+  dcgan_cls.train_and_evaluate(tiny_config(), sys.argv[1], log=None)
+  """
+)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(trained, judges, tmp_path):
+  workdir, straight = trained
+  env, _ = judges
+  killed = str(tmp_path / "killed")
+  script = tmp_path / "killer.py"
+  script.write_text(_KILLER.format(repo=REPO))
+  p = subprocess.run(
+    [sys.executable, str(script), killed],
+    env={**os.environ, **env},
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert p.returncode == -9, p.stderr[-2000:]
+  resumed = task_lib.train_and_evaluate(tiny_config(), killed, log=None)
+  assert resumed.step == 6
+  a, b = jax.device_get(straight.state), jax.device_get(resumed.state)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_four_devices_match_one(judges, tmp_path):
+  c = tiny_config(**{"eval.num_samples": 0, "sample_every": 0, "save_every": 0})
+  one = task_lib.train_and_evaluate(
+    c, str(tmp_path / "one"), mesh=mesh_lib.make_mesh(jax.devices()[:1]), log=None
+  )
+  four = task_lib.train_and_evaluate(
+    c, str(tmp_path / "four"), mesh=mesh_lib.make_mesh(jax.devices()[:4]), log=None
+  )
+  for x, y in zip(
+    jax.tree.leaves(jax.device_get(one.state)), jax.tree.leaves(jax.device_get(four.state))
+  ):
+    np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+
+
+def _launch(*args, env=None):
+  return subprocess.run(
+    [sys.executable, "-m", "launch.dcgan_cls", *args],
+    cwd=REPO,
+    env={**os.environ, **(env or {})},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+
+
+@pytest.mark.parametrize(
+  "args,needle",
+  [
+    (["--mode", "generate", "--caption", "   "], "is empty"),
+    (["--mode", "generate", "--caption", "\u4e2d\u6587"], "no token in the"),
+  ],
+)
+def test_bad_captions_one_line(trained, judges, args, needle):
+  workdir, _ = trained
+  p = _launch("--workdir", workdir, *args, env=judges[0])
+  assert p.returncode == 2, p.stderr[-2000:]
+  lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("error:")]
+  assert len(lines) == 1 and needle in lines[0].lower() and "Traceback" not in p.stderr
+
+
+def test_generate_without_checkpoint_one_line(judges, tmp_path):
+  with pytest.raises(CheckpointError):
+    task_lib.generate(str(tmp_path / "nothing"), "A bald person.", log=None)
+
+
+def test_ds_sje_loss_with_a_match_matrix_by_hand():
+  from zoo.losses.embedding import ds_sje_loss
+
+  img = np.array([[1.0, 0.0], [0.0, 1.0]])
+  txt = np.array([[1.0, 0.0], [1.0, 0.0]])
+  # s[image, text] = [[1, 1], [0, 0]]. Text 0 describes both images, text 1 only image 1.
+  match = np.array([[True, True], [False, True]])
+  # image 0: max(0 + 1, Δ=1 (text 1 does not describe it) + 1) - 1 = 1
+  # image 1: max(0 + 0, 0 + 0) - 0 = 0
+  # text 0: max(0 + 1, 0 + 0) - 1 = 0; text 1: max(1 + 1, 0 + 0) - 0 = 2
+  got = ds_sje_loss(img, txt, match=match, margin=1.0)
+  np.testing.assert_allclose(got, [(1 + 0) / 2, (0 + 2) / 2])

@@ -1,0 +1,154 @@
+"""The synthetic faces with captions: the embedded text-to-image dataset.
+
+Each face of a split has ``captions_per_face`` captions (:func:`zoo.data.faces.describe`
+with a random non-empty subset of the attributes, so a caption may say nothing about the
+hair), drawn from a generator seeded by ``(seed, split, face, variant)``; a pair's
+caption never depends on the image size or on other pairs. :class:`CaptionedFaces` is a
+random-access source of ``(image, caption)`` pairs for :class:`zoo.data.stream.ShardedStream`
+(pair ``j`` = face ``j // K``, caption variant ``j % K``); images are rendered on first use
+and kept.
+
+Held-out captions (:func:`heldout_pairs`): the evaluation of a text-to-image model draws
+captions of *test* faces and keeps only strings that no training pair uses, so a sample
+is judged on a phrasing the model never saw. ``mentions`` says which attributes the
+caption names; only those are scored.
+
+Pair layout: ``image`` uint8 [H, W, 3], ``caption`` str, ``attributes`` int32 [A] (schema
+order of :data:`zoo.data.faces.ATTRIBUTE_NAMES`), ``mentions`` bool [A], ``face`` int.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from zoo.data import faces
+
+_CAPTION_MAGIC = 0xCA9
+
+
+def face_attributes(index: int, *, seed: int, split: str) -> dict[str, int]:
+  """The attributes of face ``index`` of ``(seed, split)`` without rendering it."""
+  r_attr = faces._example_rngs(seed, split, index)[0]  # pylint: disable=protected-access
+  return {k: int(v[0]) for k, v in faces.sample_attributes(r_attr, 1).items()}
+
+
+def pair_caption(
+  attrs: dict[str, int], *, seed: int, split: str, face: int, variant: int
+) -> tuple[str, np.ndarray]:
+  """Caption ``variant`` of a face and its ``mentions`` mask (bool [A])."""
+  ss = np.random.SeedSequence(
+    [_CAPTION_MAGIC, int(seed), faces._SPLIT_IDS[split], int(face), int(variant)]  # pylint: disable=protected-access
+  )
+  text, names = faces.describe(attrs, np.random.default_rng(ss), all_attributes=False)
+  return text, np.asarray([n in names for n in faces.ATTRIBUTE_NAMES])
+
+
+def _codes(attrs: dict[str, int]) -> np.ndarray:
+  return np.asarray([attrs[n] for n in faces.ATTRIBUTE_NAMES], np.int32)
+
+
+class CaptionedFaces:
+  """``num_faces * captions_per_face`` (image, caption) pairs of one faces split."""
+
+  def __init__(
+    self,
+    split: str,
+    size: Sequence[int],
+    *,
+    num_faces: int,
+    captions_per_face: int = 5,
+    seed: int = 0,
+  ):
+    if split not in faces.SPLITS:
+      raise ValueError(f"split must be one of {faces.SPLITS}, got {split!r}")
+    if num_faces < 1 or captions_per_face < 1:
+      raise ValueError("num_faces and captions_per_face must be >= 1")
+    self.split, self.seed = split, int(seed)
+    self.height, self.width = int(size[0]), int(size[1])
+    faces._check_size(self.height, self.width)  # pylint: disable=protected-access
+    self.num_faces, self.captions_per_face = int(num_faces), int(captions_per_face)
+    self._images: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()
+
+  def __len__(self) -> int:
+    return self.num_faces * self.captions_per_face
+
+  def image(self, face: int) -> np.ndarray:
+    img = self._images.get(face)
+    if img is None:
+      ex = faces.make_example(
+        face, seed=self.seed, split=self.split, height=self.height, width=self.width
+      )
+      img = ex["image"]
+      with self._lock:
+        self._images[face] = img
+    return img
+
+  def caption(self, index: int) -> tuple[str, np.ndarray, dict[str, int]]:
+    face, variant = divmod(int(index), self.captions_per_face)
+    attrs = face_attributes(face, seed=self.seed, split=self.split)
+    text, mentions = pair_caption(
+      attrs, seed=self.seed, split=self.split, face=face, variant=variant
+    )
+    return text, mentions, attrs
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    index = int(index)
+    if not 0 <= index < len(self):
+      raise IndexError(f"pair {index} out of range [0, {len(self)})")
+    face = index // self.captions_per_face
+    text, mentions, attrs = self.caption(index)
+    return {
+      "image": self.image(face),
+      "caption": text,
+      "attributes": _codes(attrs),
+      "mentions": mentions,
+      "face": face,
+    }
+
+  def all_captions(self) -> set[str]:
+    """Every caption string of the source (no rendering)."""
+    return {self.caption(i)[0] for i in range(len(self))}
+
+
+def heldout_pairs(
+  num: int,
+  *,
+  exclude: set[str],
+  seed: int = 0,
+  split: str = "test",
+  size: Sequence[int] = (32, 32),
+  with_images: bool = True,
+) -> dict[str, Any]:
+  """``num`` captions of ``split`` faces whose strings are not in ``exclude``.
+
+  Returns ``caption`` list[str], ``attributes`` int32 [n, A], ``mentions`` bool [n, A],
+  ``face`` int64 [n] and (``with_images``) ``image`` uint8 [n, H, W, 3]. One caption per
+  face (variant 0, else the next variant not excluded), faces in order.
+  """
+  src = CaptionedFaces(split, size, num_faces=10**9, captions_per_face=16, seed=seed)
+  out: dict[str, list] = {"caption": [], "attributes": [], "mentions": [], "face": []}
+  face = 0
+  while len(out["caption"]) < num:
+    for variant in range(src.captions_per_face):
+      text, mentions, attrs = src.caption(face * src.captions_per_face + variant)
+      if text not in exclude:
+        out["caption"].append(text)
+        out["attributes"].append(_codes(attrs))
+        out["mentions"].append(mentions)
+        out["face"].append(face)
+        break
+    face += 1
+  result: dict[str, Any] = {
+    "caption": out["caption"],
+    "attributes": np.stack(out["attributes"]),
+    "mentions": np.stack(out["mentions"]),
+    "face": np.asarray(out["face"], np.int64),
+  }
+  if with_images:
+    result["image"] = np.stack([src.image(int(f)) for f in result["face"]])
+  return result

@@ -1,0 +1,433 @@
+"""Text-conditional DCGAN (Reed et al. 2016) on the adversarial core.
+
+``train_and_evaluate(config, workdir)`` is what ``python -m launch.dcgan_cls`` runs
+(config: ``launch/configs/dcgan_cls.py``). Pieces:
+
+* networks: :mod:`zoo.models.dcgan_cls` (G: projected text ++ z -> deconvolutions;
+  D: convolutions, the projected text replicated at 4x4, 1x1 conv, 4x4 conv);
+* objective: :class:`zoo.gan.objectives.TextConditionalObjective` (GAN / GAN-CLS /
+  GAN-INT / GAN-INT-CLS, optional feature matching), Adam 2e-4, β1 0.5;
+* text: the char-CNN-RNN of :mod:`zoo.tasks.text_encoder`, frozen; the embeddings of all
+  training captions are computed once (the reference's pre-computed embeddings);
+* data: :mod:`zoo.data.faces.captioned` through the shared stream.
+
+Judged by the captions (:meth:`DCGANCLSTask.evaluate`, every ``eval_every`` steps and at
+the end): ``eval.num_samples`` samples for held-out captions of test faces (strings no
+training pair uses); the face classifier's accuracy on each attribute a caption mentions
+(``eval/acc/<attribute>``, ``eval/acc_mentioned`` over all mentioned attributes), classifier
+Fréchet distance against the test faces (``eval/FD``), and D's mismatch rejection:
+the fraction of real test faces D scores higher with their own caption than with another
+test face's caption that does not describe them (``eval/mismatch_rejection``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import re
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from PIL import Image
+
+from zoo.data import faces
+from zoo.data.faces import captioned
+from zoo.data.stream import ShardedStream
+from zoo.errors import ConfigError
+from zoo.gan import core, objectives
+from zoo.models import dcgan_cls as models
+from zoo.models import export as export_lib
+from zoo.tasks import text_encoder as text_task
+from zoo.training import loop, mesh as mesh_lib
+from zoo.training import restore as restore_lib
+from zoo.training import workdir as workdir_lib
+from zoo.training.metrics import MetricWriter
+from zoo.training.pictures import sample_grid, to_uint8, write_gif, write_timelapse
+
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=("model", "text"),
+  free=workdir_lib.LOOP_FREE + ("eval", "num_captions", "num_latents"),
+)
+_LOOP_KEYS = ("num_steps", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
+
+
+def validate_config(c) -> None:
+  def need(ok, msg):
+    if not ok:
+      raise ConfigError(f"bad dcgan_cls config: {msg}")
+
+  for key in ("batch_size", "num_steps", "num_captions", "num_latents"):
+    need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
+  need(c.model.resolution in (32, 64, 128), f"model.resolution={c.model.resolution!r}")
+  need(0 <= c.objective.int_beta <= 1, f"objective.int_beta={c.objective.int_beta!r}")
+  need(c.objective.feature_matching >= 0, "objective.feature_matching must be >= 0")
+  need(c.optim.lr > 0, f"optim.lr={c.optim.lr!r} must be > 0")
+  need(c.data.num_faces * c.data.captions_per_face >= c.batch_size, "fewer pairs than a batch")
+  need(c.eval.num_samples >= 0, "eval.num_samples must be >= 0")
+  objectives.LossConfig.from_config(c.loss)
+
+
+def _slug(text: str, limit: int = 48) -> str:
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "caption"
+
+
+class DCGANCLSTask:
+  """See the module docstring and :class:`zoo.training.loop.Task`."""
+
+  name = "dcgan_cls"
+
+  def __init__(self, config, mesh, *, encoder, classifier=None, log=print):
+    validate_config(config)
+    self.config = c = config
+    self.mesh, self.log = mesh, log
+    mesh_lib.check_batch_size(c.batch_size, mesh)
+    self.encoder, self.classifier = encoder, classifier
+    self.g, self.d = models.make_dcgan_cls(c.model)
+    self.res = (c.model.resolution, c.model.resolution)
+    self.losses = objectives.LossConfig.from_config(c.loss)
+    self.tx_g = optax.adam(c.optim.lr, b1=c.optim.b1, b2=c.optim.b2)
+    self.tx_d = optax.adam(c.optim.lr, b1=c.optim.b1, b2=c.optim.b2)
+    self.objective = objectives.TextConditionalObjective(
+      g_apply=self._g_train,
+      d_apply=self._d_train,
+      latent_dim=c.model.latent_dim,
+      losses=self.losses,
+      cls=bool(c.objective.cls),
+      int_beta=float(c.objective.int_beta) or None,
+      feature_matching=float(c.objective.feature_matching),
+    )
+    self.source = captioned.CaptionedFaces(
+      "train",
+      self.res,
+      num_faces=c.data.num_faces,
+      captions_per_face=c.data.captions_per_face,
+      seed=c.data.seed,
+    )
+    self._train_captions: list[str] | None = None
+    self.table = None  # embeddings of every training caption, computed once for training
+    self._held = None
+    self._jit: dict[str, Callable] = {}
+    self.last_eval: dict[str, float] = {}
+
+  # ---- networks -------------------------------------------------------------
+  def _g_train(self, g_vars, z, emb, step):
+    return self.g.apply(g_vars, z, emb, train=True, mutable=["batch_stats"])
+
+  def _d_train(self, d_vars, x, emb, step):
+    return self.d.apply(d_vars, x, emb, train=True, features=True, mutable=["batch_stats"])
+
+  def init_state(self, rng):
+    g_vars, d_vars = models.init_variables(self.g, self.d, rng, text_dim=self.encoder.embed_dim)
+    return core.init_state(g_vars, d_vars, tx_g=self.tx_g, tx_d=self.tx_d)
+
+  def train_step(self, state, batch, rng, step):
+    return core.train_step(
+      state,
+      batch,
+      rng,
+      step,
+      objective=self.objective,
+      tx_g=self.tx_g,
+      tx_d=self.tx_d,
+      config=self.losses.step_config(),
+    )
+
+  # ---- data -----------------------------------------------------------------
+  @property
+  def train_captions(self) -> list[str]:
+    if self._train_captions is None:
+      self._train_captions = [self.source.caption(i)[0] for i in range(len(self.source))]
+    return self._train_captions
+
+  def collate(self, items, indices):
+    x = np.stack([it["image"] for it in items]).astype(np.float32) * (2 / 255) - 1
+    return {"image": x, "emb": self.table[np.asarray(indices)]}
+
+  def train_batches(self, start_step: int) -> Iterator[dict]:
+    if self.table is None:
+      self.table = self.encoder.embed(self.train_captions)
+    stream = ShardedStream(
+      self.source,
+      batch_size=self.config.batch_size,
+      collate=self.collate,
+      seed=self.config.seed,
+      stream_id=(13,),
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+    return stream.iterate(start_step)
+
+  # ---- generating -----------------------------------------------------------
+  def _fn(self, name):
+    if name not in self._jit:
+      if name == "generate":
+        fn = lambda v, z, e: self.g.apply(v, z, e, train=False)  # noqa: E731
+      else:
+        fn = lambda v, x, e: self.d.apply(v, x, e, train=False)  # noqa: E731
+      self._jit[name] = jax.jit(fn)
+    return self._jit[name]
+
+  def generate(self, state, z, emb) -> np.ndarray:
+    """float images in [-1, 1] for latents ``z`` [n, latent] and embeddings ``emb`` [n, E]."""
+    g_vars = core.generator_variables(state)
+    out = [
+      np.asarray(
+        self._fn("generate")(g_vars, jnp.asarray(z[i : i + 250]), jnp.asarray(emb[i : i + 250]))
+      )
+      for i in range(0, len(z), 250)
+    ]
+    return np.concatenate(out)
+
+  def latents(self, n: int, seed: int) -> np.ndarray:
+    return np.asarray(jax.random.normal(jax.random.key(seed), (n, self.config.model.latent_dim)))
+
+  # ---- judging --------------------------------------------------------------
+  def heldout(self) -> dict:
+    if self._held is None:
+      n = max(int(self.config.eval.num_samples), int(self.config.num_captions))
+      self._held = captioned.heldout_pairs(
+        n, exclude=set(self.train_captions), seed=self.config.data.seed, size=self.res
+      )
+      self._held["emb"] = self.encoder.embed(self._held["caption"])
+    return self._held
+
+  def evaluate(self, state, step):
+    if self.classifier is None or not self.config.eval.num_samples:
+      return {}
+    self.last_eval = judge(self, state)
+    return self.last_eval
+
+  def write_samples(self, state, step, workdir, writer: MetricWriter):
+    held = self.heldout()
+    nc, nl = self.config.num_captions, self.config.num_latents
+    emb = np.repeat(held["emb"][:nc], nl, axis=0)
+    z = np.tile(self.latents(nl, self.config.seed + 1), (nc, 1))
+    grid = sample_grid(self.generate(state, z, emb), cols=nl)
+    if jax.process_index() != 0:
+      return
+    outdir = os.path.join(workdir, "samples")
+    os.makedirs(os.path.join(outdir, "frames"), exist_ok=True)
+    Image.fromarray(grid).save(os.path.join(outdir, f"{step:08d}.png"))
+    Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
+    Image.fromarray(grid).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
+    with open(os.path.join(outdir, "captions.txt"), "w") as f:
+      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(held["caption"][:nc])))
+    write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
+    writer.image(step, "samples/fixed_captions", grid)
+    writer.flush()
+
+
+def judge(task: DCGANCLSTask, state) -> dict[str, float]:
+  """Caption accuracy, classifier FD and mismatch rejection (see the module docstring)."""
+  from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
+  held = task.heldout()
+  n = int(task.config.eval.num_samples)
+  emb, attrs, mentions = held["emb"][:n], held["attributes"][:n], held["mentions"][:n]
+  fake = task.generate(state, task.latents(n, task.config.seed + 2), emb)
+  pred = task.classifier.predict(fake)
+  correct = np.stack([pred[k] == attrs[:, i] for i, k in enumerate(faces.ATTRIBUTE_NAMES)], 1)
+  out = {}
+  for i, k in enumerate(faces.ATTRIBUTE_NAMES):
+    if mentions[:, i].any():
+      out[f"eval/acc/{k}"] = float(correct[mentions[:, i], i].mean())
+  out["eval/acc_mentioned"] = float(correct[mentions].mean())
+  real = held["image"][:n].astype(np.float32) * (2 / 255) - 1
+  if task.config.eval.fd:
+    out["eval/FD"] = float(
+      em.frechet_distance(task.classifier.features(fake), task.classifier.features(real))
+    )
+  out["eval/mismatch_rejection"] = mismatch_rejection(task, state, real, emb, attrs, mentions)
+  return out
+
+
+def mismatch_rejection(task, state, real, emb, attrs, mentions) -> float:
+  """Fraction of (image, own caption, other caption) triples with D(own) > D(other),
+  over other captions (the next example's) that do not describe the image."""
+  wrong = np.roll(emb, 1, axis=0)
+  wrong_mentions, wrong_attrs = np.roll(mentions, 1, axis=0), np.roll(attrs, 1, axis=0)
+  describes = np.all((attrs == wrong_attrs) | ~wrong_mentions, axis=1)
+  d_vars = core.net_variables(state["d"])
+  f = task._fn("score")  # pylint: disable=protected-access
+  right_s, wrong_s = [], []
+  for i in range(0, len(real), 250):
+    x = jnp.asarray(real[i : i + 250])
+    right_s.append(np.asarray(f(d_vars, x, jnp.asarray(emb[i : i + 250]))))
+    wrong_s.append(np.asarray(f(d_vars, x, jnp.asarray(wrong[i : i + 250]))))
+  right_s, wrong_s = np.concatenate(right_s), np.concatenate(wrong_s)
+  keep = ~describes
+  return float(np.mean(right_s[keep] > wrong_s[keep])) if keep.any() else float("nan")
+
+
+# ---------------------------------------------------------------------------
+# Entry points.
+# ---------------------------------------------------------------------------
+
+
+def _encoder(c, log):
+  return text_task.get_or_train_text_encoder(c.text.encoder_workdir or None, log_fn=log)
+
+
+def _classifier(log):
+  from zoo.tasks import face_classifier as fc_task  # pylint: disable=g-import-not-at-top
+
+  return fc_task.get_or_train_classifier(log_fn=log)
+
+
+def loop_config(c) -> loop.LoopConfig:
+  return loop.LoopConfig(**{k: c[k] for k in _LOOP_KEYS})
+
+
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, log=print, allow_config_change: bool = False
+) -> loop.TrainResult:
+  """Trains (or resumes) in ``workdir``; the encoder and classifier are trained first
+  when missing. Writes ``eval.json`` with the final caption accuracy."""
+  validate_config(config)
+  cfg = loop_config(config)
+  workdir_lib.check_usable(workdir)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  say = log or (lambda m: None)
+  clf = _classifier(say) if config.eval.num_samples else None
+  task = DCGANCLSTask(config, mesh, encoder=_encoder(config, say), classifier=clf, log=say)
+  result = loop.train(
+    task,
+    cfg,
+    workdir,
+    mesh=mesh,
+    run_config=workdir_lib.jsonable(config),
+    resume_keys=RESUME_KEYS,
+    allow_config_change=allow_config_change,
+  )
+  if task.last_eval and jax.process_index() == 0 and not result.stopped_by_signal:
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump({"step": int(result.step), **task.last_eval}, f, indent=2)
+  return result
+
+
+def restore_task(workdir: str, *, step: int | None = None, classifier: bool = False):
+  """``(task, state, step)`` of a trained run through the one restore."""
+  c = ml_collections.ConfigDict(restore_lib.read_config(workdir))
+  enc = text_task.load_text_encoder(c.text.encoder_workdir or None)
+  clf = _classifier(print) if classifier else None
+  task = DCGANCLSTask(
+    c,
+    mesh_lib.make_mesh(jax.devices()[:1]),
+    encoder=enc,
+    classifier=clf,
+    log=None,
+  )
+  r = restore_lib.restore(
+    workdir, lambda config, meta: jax.eval_shape(task.init_state, jax.random.key(0)), step=step
+  )
+  return task, r.state, r.step
+
+
+def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
+  task, state, step = restore_task(workdir, step=step, classifier=True)
+  results = {"step": step, **judge(task, state)}
+  with open(os.path.join(workdir, f"eval_{step:08d}.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  if log:
+    log(f"[dcgan_cls] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+  return results
+
+
+def _check_captions(task, captions):
+  for t in captions:
+    task.encoder.encode([t])  # CaptionError (one line) for empty / unknown-only captions
+
+
+def generate(
+  workdir: str, caption: str, *, num: int = 16, seed: int = 0, output: str = "", log=print
+) -> str:
+  """A grid of ``num`` samples for ``caption`` (latest checkpoint)."""
+  if num < 1:
+    raise ConfigError(f"num={num} must be >= 1")
+  task, state, step = restore_task(workdir)
+  _check_captions(task, [caption])
+  emb = np.repeat(task.encoder.embed([caption]), num, axis=0)
+  imgs = task.generate(state, task.latents(num, seed), emb)
+  path = output or os.path.join(workdir, "generated", f"{_slug(caption)}_seed{seed}.png")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  Image.fromarray(sample_grid(imgs)).save(path)
+  if log:
+    log(f"[dcgan_cls] wrote {num} samples of step {step} for {caption!r} to {path}")
+  return path
+
+
+def interpolate(
+  workdir: str,
+  caption: str,
+  caption2: str,
+  *,
+  steps: int = 8,
+  seed: int = 0,
+  output: str = "",
+  log=print,
+) -> list[str]:
+  """The paper's interpolations: between the two captions' embeddings with fixed latents
+  (rows = latents) and between two latents with ``caption`` fixed; a grid and a GIF each."""
+  if steps < 2:
+    raise ConfigError(f"steps={steps} must be >= 2")
+  task, state, step = restore_task(workdir)
+  _check_captions(task, [caption, caption2])
+  e1, e2 = task.encoder.embed([caption, caption2])
+  t = np.linspace(0.0, 1.0, steps)[:, None]
+  rows = 4
+  z = task.latents(rows, seed)
+  # Captions: row r = latent r, columns go from caption to caption2.
+  emb_c = np.tile((1 - t) * e1 + t * e2, (rows, 1))
+  img_c = task.generate(state, np.repeat(z, steps, axis=0), emb_c)
+  # Latents: row r interpolates between latent pairs (r, r + 1), caption fixed.
+  z2 = task.latents(rows + 1, seed + 1)
+  z_int = np.concatenate([(1 - t) * z2[r] + t * z2[r + 1] for r in range(rows)])
+  img_z = task.generate(state, z_int, np.repeat(e1[None], rows * steps, axis=0))
+  out = output or os.path.join(workdir, "interpolations")
+  os.makedirs(out, exist_ok=True)
+  stem = f"{_slug(caption, 24)}__{_slug(caption2, 24)}_seed{seed}"
+  paths = []
+  for name, imgs in (("captions", img_c), ("latents", img_z)):
+    grid = os.path.join(out, f"{stem}_{name}.png")
+    Image.fromarray(sample_grid(imgs, cols=steps)).save(grid)
+    frames = to_uint8(imgs).reshape(rows, steps, *imgs.shape[1:])
+    frames = np.concatenate(list(frames), axis=2)  # the rows side by side, one frame per t
+    gif = os.path.join(out, f"{stem}_{name}.gif")
+    write_gif(np.concatenate([frames, frames[-2:0:-1]]), gif, ms=120)  # ping-pong
+    paths += [grid, gif]
+  if log:
+    log(f"[dcgan_cls] step {step}: wrote " + ", ".join(paths))
+  return paths
+
+
+def export(workdir: str, *, output: str = "", log=print) -> str:
+  """G in the zoo's export format, with the text encoder exported beside it (``text/``)."""
+  task, state, step = restore_task(workdir)
+  out = output or os.path.join(workdir, "export")
+  export_lib.save(
+    out,
+    task.g,
+    jax.device_get(core.generator_variables(state)),
+    info={
+      "family": "dcgan_cls",
+      "step": step,
+      "resolution": list(task.res),
+      "latent_dim": int(task.config.model.latent_dim),
+      "text_encoder": "text/",
+      "value_range": [-1.0, 1.0],
+      "call": "module.apply(variables, z [B, latent_dim], text_embedding [B, E], train=False)",
+    },
+  )
+  enc = task.encoder
+  text_task.save_export(
+    os.path.join(out, "text"), enc.module, enc.params, enc.vocab, enc.max_len, {}
+  )
+  if log:
+    log(f"[dcgan_cls] exported the step-{step} generator and its text encoder to {out}")
+  return out

@@ -1,0 +1,417 @@
+"""Pre-training the char-CNN-RNN caption encoder of the text-conditional DCGAN.
+
+Reed et al. ("Learning Deep Representations of Fine-Grained Visual Descriptions",
+CVPR 2016) train the text encoder φ against fixed image features θ with the deep
+symmetric structured joint embedding loss (:func:`zoo.losses.embedding.ds_sje_loss`);
+"Generative Adversarial Text to Image Synthesis" then conditions G and D on φ(t).
+Here the fixed image features are the penultimate features of the faces attribute
+classifier (:mod:`zoo.eval.face_classifier`, trained on demand), mapped by a learned
+linear layer into the joint space, and the text is the embedded captioned faces
+(:mod:`zoo.data.faces.captioned`: ``captions_per_face`` partial captions per face).
+
+A caption *matches* an image when the image has every attribute the caption mentions;
+the structured loss gives no margin to matching pairs in the batch (the paper's classes).
+Evaluation: caption->image retrieval top-1 accuracy on held-out test captions, each
+query against a pool of ``eval.pool`` test faces (correct = the best image matches).
+
+``python -m launch.text_encoder`` runs :func:`train_and_evaluate`; the trained encoder is
+exported to ``<workdir>/encoder/`` (the zoo's export format + ``vocab.json``) and loaded
+with :func:`load_text_encoder` (:func:`get_or_train_text_encoder` trains it when missing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Callable, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from zoo.data.faces import captioned
+from zoo.data.stream import ShardedStream
+from zoo.errors import CheckpointError, ConfigError
+from zoo.losses import embedding as emb_losses
+from zoo.models import export as export_lib
+from zoo.models import text as text_lib
+from zoo.training import loop, mesh as mesh_lib
+from zoo.training import workdir as workdir_lib
+from zoo.training.metrics import MetricWriter
+
+EXPORT_SUBDIR = "encoder"
+EXPORT_NAME = "text_encoder"
+VOCAB_FILE = "vocab.json"
+DEFAULT_WORKDIR = os.path.join("runs", "text_encoder")
+ENV_WORKDIR = "ZOO_TEXT_ENCODER"
+
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=("model", "data.max_len", "data.image_size"),
+  free=workdir_lib.LOOP_FREE + ("eval",),
+)
+
+
+def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The encoder's config (``launch/configs/text_encoder.py`` serves it)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(
+    dict(
+      conv_channels=(128, 192, 256),
+      kernel_size=4,
+      pool_size=3,
+      rnn="gru",
+      rnn_dim=256,
+      embed_dim=256,
+    )
+  )
+  c.data = ml_collections.ConfigDict(
+    # image_size: the faces the classifier sees when computing the image features.
+    dict(num_faces=10_000, captions_per_face=5, max_len=256, image_size=32, seed=0)
+  )
+  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, warmup_steps=100))
+  c.batch_size = 64
+  c.num_steps = 3000
+  c.margin = 1.0
+  c.eval = ml_collections.ConfigDict(dict(num_queries=1000, pool=50))
+  c.log_every = 100
+  c.save_every = 500
+  c.eval_every = 1000
+  c.sample_every = 0
+  c.max_to_keep = 2
+  variant = arg or "default"
+  if variant == "tiny":
+    c.model.conv_channels = (16, 16, 16)
+    c.model.rnn_dim = 16
+    c.model.embed_dim = 16
+    c.data.num_faces = 128
+    c.data.captions_per_face = 2
+    c.data.image_size = 16
+    c.batch_size = 16
+    c.num_steps = 20
+    c.optim.warmup_steps = 2
+    c.eval.num_queries = 32
+    c.eval.pool = 8
+    c.log_every = 10
+    c.save_every = 0
+    c.eval_every = 0
+  elif variant != "default":
+    raise ValueError(f"unknown text_encoder config variant {variant!r}; expected default, tiny")
+  return c
+
+
+def validate_config(c) -> None:
+  def need(ok, msg):
+    if not ok:
+      raise ConfigError(f"bad text_encoder config: {msg}")
+
+  for key in ("batch_size", "num_steps"):
+    need(isinstance(c[key], int) and c[key] > 0, f"{key}={c[key]!r} must be a positive integer")
+  for key in ("num_faces", "captions_per_face", "max_len"):
+    v = c.data[key]
+    need(isinstance(v, int) and v > 0, f"data.{key}={v!r} must be a positive integer")
+  need(16 <= c.data.image_size <= 256, f"data.image_size={c.data.image_size} must be in 16..256")
+  need(c.optim.lr > 0, f"optim.lr={c.optim.lr!r} must be > 0")
+  need(c.margin > 0, f"margin={c.margin!r} must be > 0")
+  need(c.eval.pool >= 2, f"eval.pool={c.eval.pool!r} must be >= 2")
+  need(
+    c.data.num_faces * c.data.captions_per_face >= c.batch_size,
+    "fewer caption pairs than one batch",
+  )
+
+
+def match_matrix(attributes: np.ndarray, mentions: np.ndarray) -> np.ndarray:
+  """``M[i, j]``: image ``j`` has every attribute caption ``i`` mentions (bool [B, B])."""
+  same = attributes[:, None, :] == attributes[None, :, :]
+  return np.all(same | ~mentions[:, None, :], axis=-1)
+
+
+class _Joint(nn.Module):
+  """φ(text) and the linear map of the fixed image features into the joint space."""
+
+  encoder: text_lib.CharCNNRNN
+
+  @nn.compact
+  def __call__(self, tokens, lengths, image_features):
+    t = self.encoder(tokens, lengths)
+    v = nn.Dense(self.encoder.embed_dim, name="image_proj")(image_features)
+    return t, v
+
+
+def make_encoder(c, vocab: text_lib.Vocabulary) -> text_lib.CharCNNRNN:
+  m = dict(c.model)
+  m["conv_channels"] = tuple(m["conv_channels"])
+  return text_lib.CharCNNRNN(vocab_size=len(vocab), **m)
+
+
+@dataclasses.dataclass
+class TextEncoderTask:
+  """DS-SJE pre-training through the shared loop (see :class:`zoo.training.loop.Task`)."""
+
+  config: Any
+  mesh: Any
+  classifier: Any
+  log: Callable[[str], None] = print
+  name: str = "text_encoder"
+
+  def __post_init__(self):
+    c = self.config
+    mesh_lib.check_batch_size(c.batch_size, self.mesh)
+    self.vocab = text_lib.Vocabulary.default_chars()
+    self.encoder = make_encoder(c, self.vocab)
+    self.joint = _Joint(self.encoder)
+    size = (c.data.image_size, c.data.image_size)
+    self.source = captioned.CaptionedFaces(
+      "train",
+      size,
+      num_faces=c.data.num_faces,
+      captions_per_face=c.data.captions_per_face,
+      seed=c.data.seed,
+    )
+    self.features = self._face_features()
+    sched = optax.warmup_cosine_decay_schedule(
+      0.0, c.optim.lr, min(c.optim.warmup_steps, c.num_steps - 1), max(c.num_steps, 1)
+    )
+    self.tx = optax.adam(sched)
+    self.last_eval: dict[str, float] = {}
+
+  def _face_features(self) -> np.ndarray:
+    """Classifier features of every training face, computed once: float32 [N, F]."""
+    feats = []
+    for lo in range(0, self.source.num_faces, 500):
+      hi = min(lo + 500, self.source.num_faces)
+      feats.append(
+        self.classifier.features(np.stack([self.source.image(f) for f in range(lo, hi)]))
+      )
+    return np.concatenate(feats).astype(np.float32)
+
+  def collate(self, items, indices) -> dict:
+    del indices
+    tokens, lengths = self.vocab.encode([it["caption"] for it in items], self.config.data.max_len)
+    attrs = np.stack([it["attributes"] for it in items])
+    mentions = np.stack([it["mentions"] for it in items])
+    return {
+      "tokens": tokens,
+      "lengths": lengths,
+      "features": self.features[[it["face"] for it in items]],
+      "match": match_matrix(attrs, mentions),
+    }
+
+  def init_state(self, rng):
+    c = self.config
+    tokens = jnp.zeros((2, c.data.max_len), jnp.int32)
+    params = self.joint.init(
+      rng, tokens, jnp.ones((2,), jnp.int32), jnp.zeros((2, self.features.shape[1]))
+    )["params"]
+    return {"params": params, "opt_state": self.tx.init(params)}
+
+  def train_step(self, state, batch, rng, step):
+    del rng, step
+
+    def loss_fn(params):
+      t, v = self.joint.apply(
+        {"params": params}, batch["tokens"], batch["lengths"], batch["features"]
+      )
+      loss = emb_losses.ds_sje_loss(v, t, match=batch["match"], margin=self.config.margin)
+      return jnp.mean(loss), (t, v)
+
+    (loss, (t, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    acc = emb_losses.retrieval_accuracy(t, v, match=batch["match"])
+    return {"params": params, "opt_state": opt_state}, {"loss": loss, "batch_retrieval": acc}
+
+  def train_batches(self, start_step: int) -> Iterator[dict]:
+    stream = ShardedStream(
+      self.source,
+      batch_size=self.config.batch_size,
+      collate=self.collate,
+      seed=self.config.seed,
+      stream_id=(11,),
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+    return stream.iterate(start_step)
+
+  def embed_fn(self):
+    return jax.jit(lambda p, tok, ln: self.encoder.apply({"params": p}, tok, ln))
+
+  def evaluate(self, state, step):
+    del step
+    params = jax.device_get(state["params"])
+    self.last_eval = evaluate_retrieval(
+      functools.partial(
+        _embed, self.encoder, params["encoder"], self.vocab, self.config.data.max_len
+      ),
+      lambda feats: np.asarray(
+        jnp.dot(feats, params["image_proj"]["kernel"]) + params["image_proj"]["bias"]
+      ),
+      self.classifier,
+      self.config,
+      exclude=self.source.all_captions(),
+    )
+    return self.last_eval
+
+  def write_samples(self, state, step, workdir, writer: MetricWriter):
+    del state, step, workdir, writer  # an encoder has nothing to draw
+
+
+def _embed(encoder, params, vocab, max_len, captions) -> np.ndarray:
+  out = []
+  for lo in range(0, len(captions), 256):
+    tok, ln = vocab.encode(captions[lo : lo + 256], max_len)
+    out.append(np.asarray(_apply_encoder(encoder, params, tok, ln)))
+  return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_encoder(encoder, params, tokens, lengths):
+  return encoder.apply({"params": params}, tokens, lengths)
+
+
+def evaluate_retrieval(embed_text, embed_image, classifier, c, *, exclude) -> dict[str, float]:
+  """Caption->image top-1 retrieval on held-out test captions (pools of ``eval.pool``)."""
+  n, pool = int(c.eval.num_queries), int(c.eval.pool)
+  n -= n % pool
+  size = (c.data.image_size, c.data.image_size)
+  held = captioned.heldout_pairs(n, exclude=exclude, seed=c.data.seed, size=size)
+  t = embed_text(held["caption"])
+  v = embed_image(classifier.features(held["image"]))
+  hits = []
+  for lo in range(0, n, pool):
+    sl = slice(lo, lo + pool)
+    m = match_matrix(held["attributes"][sl], held["mentions"][sl])
+    hits.append(float(emb_losses.retrieval_accuracy(t[sl], v[sl], match=m)))
+  # Chance: the mean fraction of the pool an average caption matches.
+  chance = float(np.mean(match_matrix(held["attributes"][:pool], held["mentions"][:pool]).mean(1)))
+  return {"eval/retrieval_top1": float(np.mean(hits)), "eval/retrieval_chance": chance}
+
+
+# ---------------------------------------------------------------------------
+# Export and loading.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEncoder:
+  """A trained caption encoder: ``embed(captions) -> float32 [n, embed_dim]``."""
+
+  module: text_lib.CharCNNRNN
+  params: Any
+  vocab: text_lib.Vocabulary
+  max_len: int
+
+  @property
+  def embed_dim(self) -> int:
+    return int(self.module.embed_dim)
+
+  def encode(self, captions) -> tuple[np.ndarray, np.ndarray]:
+    return self.vocab.encode(list(captions), self.max_len)
+
+  def embed(self, captions) -> np.ndarray:
+    return _embed(self.module, self.params, self.vocab, self.max_len, list(captions))
+
+
+def export_dir(workdir: str) -> str:
+  return os.path.join(workdir, EXPORT_SUBDIR)
+
+
+def is_trained(workdir: str) -> bool:
+  return os.path.exists(export_lib.paths(export_dir(workdir), EXPORT_NAME)[1])
+
+
+def save_export(workdir, encoder, params, vocab, max_len, info) -> str:
+  d = export_dir(workdir)
+  export_lib.save(
+    d, encoder, {"params": params}, name=EXPORT_NAME, info={**info, "max_len": max_len}
+  )
+  vocab.save(os.path.join(d, VOCAB_FILE))
+  return d
+
+
+def default_workdir() -> str:
+  return os.path.abspath(os.environ.get(ENV_WORKDIR) or DEFAULT_WORKDIR)
+
+
+def load_text_encoder(workdir: str | None = None) -> TextEncoder:
+  """The encoder exported in ``workdir`` (CheckpointError, one line, when there is none)."""
+  workdir = default_workdir() if workdir is None else workdir
+  d = export_dir(workdir)
+  if not is_trained(workdir):
+    raise CheckpointError(
+      f"no trained text encoder in {workdir}; train one with "
+      f"python -m launch.text_encoder --workdir {workdir}"
+    )
+  ex = export_lib.load(d, name=EXPORT_NAME)
+  if not isinstance(ex.module, text_lib.CharCNNRNN):
+    raise CheckpointError(f"{d} holds a {type(ex.module).__name__}, not a CharCNNRNN")
+  vocab = text_lib.Vocabulary.load(os.path.join(d, VOCAB_FILE))
+  return TextEncoder(ex.module, ex.variables["params"], vocab, int(ex.info["max_len"]))
+
+
+# ---------------------------------------------------------------------------
+# Running.
+# ---------------------------------------------------------------------------
+
+
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, log_fn=None, allow_config_change: bool = False
+) -> loop.TrainResult:
+  """Trains (or resumes) the encoder in ``workdir``, evaluates and exports it."""
+  from zoo.tasks import face_classifier as fc_task  # pylint: disable=g-import-not-at-top
+
+  validate_config(config)
+  say = log_fn or (lambda msg: print(msg, flush=True))
+  cfg = loop.LoopConfig.from_config(config)
+  workdir_lib.check_usable(workdir)
+  clf = fc_task.get_or_train_classifier(log_fn=log_fn)
+  with workdir_lib.lock(workdir, say=say):
+    task = TextEncoderTask(config, mesh if mesh is not None else mesh_lib.make_mesh(), clf, say)
+    result = loop.train(
+      task,
+      cfg,
+      workdir,
+      mesh=task.mesh,
+      log_fn=log_fn,
+      run_config=workdir_lib.jsonable(config),
+      resume_keys=RESUME_KEYS,
+      allow_config_change=allow_config_change,
+    )
+    if result.stopped_by_signal:
+      return result
+    if not result.eval_history or result.eval_history[-1]["step"] != result.step:
+      task.evaluate(result.state, result.step)
+    if jax.process_index() == 0:
+      params = jax.device_get(result.state["params"])["encoder"]
+      info = {"step": int(result.step), "eval": task.last_eval}
+      save_export(workdir, task.encoder, params, task.vocab, config.data.max_len, info)
+      with open(os.path.join(workdir, "eval.json"), "w") as f:
+        json.dump(info, f, indent=2)
+      say(
+        f"[text_encoder] exported to {export_dir(workdir)}; caption->image retrieval top-1 "
+        f"{task.last_eval['eval/retrieval_top1']:.3f} (chance "
+        f"{task.last_eval['eval/retrieval_chance']:.3f}, pools of {config.eval.pool})"
+      )
+  return result
+
+
+def get_or_train_text_encoder(
+  workdir: str | None = None, config=None, *, log_fn=None
+) -> TextEncoder:
+  """Loads the exported encoder; trains it first (default config) when there is none."""
+  workdir = default_workdir() if workdir is None else os.path.abspath(workdir)
+  if not is_trained(workdir):
+    with workdir_lib.lock(workdir, wait=True):
+      if not is_trained(workdir):
+        config = default_config() if config is None else config
+        (log_fn or print)(
+          f"[text_encoder] no trained text encoder in {workdir}; training it "
+          f"({config.num_steps} steps)"
+        )
+        train_and_evaluate(config, workdir, log_fn=log_fn)
+  return load_text_encoder(workdir)
