@@ -290,3 +290,39 @@ def test_make_norm_choices():
 
   with pytest.raises(ValueError):
     L.make_norm("group")
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv_transpose_2x_equals_flax_conv_transpose(bias):
+  from zoo.models.layers import ConvTranspose2x
+
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 6))
+  ref = nn.ConvTranspose(
+    4, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=bias, transpose_kernel=True
+  )
+  v = ref.init(jax.random.key(1), x)
+  if bias:
+    v = {"params": {**v["params"], "bias": jnp.arange(4.0)}}
+  ours = ConvTranspose2x(4, use_bias=bias)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, v)
+  np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
+  g_ref = jax.grad(lambda v, x: jnp.sum(jnp.sin(ref.apply(v, x))), argnums=(0, 1))(v, x)
+  g_ours = jax.grad(lambda v, x: jnp.sum(jnp.sin(ours.apply(v, x))), argnums=(0, 1))(v, x)
+  for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_ours)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_2x_down_equals_flax_conv():
+  from zoo.models.layers import Conv2xDown
+
+  x = jax.random.normal(jax.random.key(0), (2, 6, 8, 3))
+  ref = nn.Conv(5, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
+  v = ref.init(jax.random.key(1), x)
+  v = {"params": {**v["params"], "bias": jnp.arange(5.0)}}
+  ours = Conv2xDown(5)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, v)
+  np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
+  g_ref = jax.grad(lambda v, x: jnp.sum(jnp.sin(ref.apply(v, x))), argnums=(0, 1))(v, x)
+  g_ours = jax.grad(lambda v, x: jnp.sum(jnp.sin(ours.apply(v, x))), argnums=(0, 1))(v, x)
+  for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_ours)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.errors import ConfigError
-from zoo.models.layers import MinibatchDiscrimination
+from zoo.models.layers import Conv2xDown, ConvTranspose2x, MinibatchDiscrimination
 
 Array = jax.Array
 
@@ -177,19 +177,10 @@ class Generator(nn.Module):
     return jnp.tanh(h)
 
   @staticmethod
-  def _deconv(features: int, name: str) -> nn.ConvTranspose:
-    # Torch SpatialFullConvolution(k=4, s=2, p=1) doubles the size; with
-    # lax.conv_transpose semantics that is explicit padding k - 1 - p = 2.
-    return nn.ConvTranspose(
-      features,
-      (4, 4),
-      strides=(2, 2),
-      padding=((2, 2), (2, 2)),
-      use_bias=False,
-      transpose_kernel=True,
-      kernel_init=_normal(0.02),
-      name=name,
-    )
+  def _deconv(features: int, name: str) -> ConvTranspose2x:
+    # Torch SpatialFullConvolution(k=4, s=2, p=1), which doubles the size (the same
+    # parameters as nn.ConvTranspose with padding k - 1 - p = 2, computed as matmuls).
+    return ConvTranspose2x(features, use_bias=False, kernel_init=_normal(0.02), name=name)
 
 
 class Discriminator(nn.Module):
@@ -255,7 +246,9 @@ class Discriminator(nn.Module):
     return logits
 
   @staticmethod
-  def _conv(features: int, kernel: int, stride: int, pad: int, name: str) -> nn.Conv:
+  def _conv(features: int, kernel: int, stride: int, pad: int, name: str) -> nn.Module:
+    if (kernel, stride, pad) == (4, 2, 1):  # the downsampling convs, computed as a matmul
+      return Conv2xDown(features, use_bias=False, kernel_init=_normal(0.02), name=name)
     return nn.Conv(
       features,
       (kernel, kernel),

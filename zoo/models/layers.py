@@ -42,6 +42,10 @@ __all__ = [
   "Identity",
   "make_norm",
   "MinibatchDiscrimination",
+  "conv_transpose_4x4_s2",
+  "ConvTranspose2x",
+  "conv_4x4_s2",
+  "Conv2xDown",
 ]
 
 
@@ -540,6 +544,90 @@ def make_norm(
 # --------------------------------------------------------------------------
 # minibatch discrimination
 # --------------------------------------------------------------------------
+
+
+# Output phase (a, b) of a 4x4, stride-2, padding-1 transposed convolution:
+# y[2m + a, 2n + b] = sum over its taps of x[m + dy, n + dx] @ K[ky, kx]  (dy, dx, ky, kx).
+_UP2_TAPS = {
+  (0, 0): ((0, 0, 1, 1), (0, -1, 1, 3), (-1, 0, 3, 1), (-1, -1, 3, 3)),
+  (0, 1): ((0, 1, 1, 0), (0, 0, 1, 2), (-1, 1, 3, 0), (-1, 0, 3, 2)),
+  (1, 0): ((1, 0, 0, 1), (1, -1, 0, 3), (0, 0, 2, 1), (0, -1, 2, 3)),
+  (1, 1): ((1, 1, 0, 0), (1, 0, 0, 2), (0, 1, 2, 0), (0, 0, 2, 2)),
+}
+
+
+def conv_transpose_4x4_s2(x: Array, kernel: Array) -> Array:
+  """``nn.ConvTranspose(C, (4, 4), strides=2, padding=((2, 2), (2, 2)), transpose_kernel=True)``
+  (Torch's ``SpatialFullConvolution(4, 4, 2, 2, 1, 1)``) as four matmuls, one per output phase.
+
+  XLA:CPU runs the gradient of a strided transposed convolution as a slow generic loop
+  (seconds per layer at DCGAN sizes); each output phase is a 2x2 stencil of the input,
+  so gathering its four taps and multiplying keeps forward and backward at matmul speed.
+  ``x`` [B, H, W, C_in], ``kernel`` [4, 4, C_out, C_in] (flax's transposed-kernel layout)
+  -> [B, 2H, 2W, C_out].
+  """
+  b, h, w, _ = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  phases = []
+  for a, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
+    taps = _UP2_TAPS[(a, c)]
+    cols = jnp.concatenate(
+      [xp[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx, _, _ in taps], axis=-1
+    )
+    k = jnp.concatenate([kernel[ky, kx].T for _, _, ky, kx in taps], axis=0)
+    phases.append(cols @ k)
+  y = jnp.stack(phases, axis=3).reshape(b, h, w, 2, 2, -1)
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, -1)
+
+
+class ConvTranspose2x(nn.Module):
+  """4x4 stride-2 transposed convolution doubling H and W (:func:`conv_transpose_4x4_s2`);
+  the same ``kernel`` [4, 4, features, C_in] and ``bias`` parameters as the equivalent
+  ``nn.ConvTranspose(..., transpose_kernel=True)``."""
+
+  features: int
+  use_bias: bool = True
+  kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (4, 4, self.features, x.shape[-1]))
+    y = conv_transpose_4x4_s2(x, kernel.astype(x.dtype))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
+    return y
+
+
+def conv_4x4_s2(x: Array, kernel: Array) -> Array:
+  """``nn.Conv(C, (4, 4), strides=2, padding=((1, 1), (1, 1)))`` (DCGAN's downsampling
+  convolution) as one matmul over the gathered 4x4 patches (im2col), for the same reason
+  as :func:`conv_transpose_4x4_s2`. ``x`` [B, H, W, C_in] (H, W even), ``kernel``
+  [4, 4, C_in, C_out] -> [B, H/2, W/2, C_out]."""
+  b, h, w, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  cols = jnp.concatenate(
+    [xp[:, i : i + h : 2, j : j + w : 2] for i in range(4) for j in range(4)], axis=-1
+  )
+  return cols @ kernel.reshape(16 * c, -1)
+
+
+class Conv2xDown(nn.Module):
+  """4x4 stride-2 convolution halving H and W (:func:`conv_4x4_s2`); the same ``kernel``
+  [4, 4, C_in, features] and ``bias`` parameters as the equivalent ``nn.Conv``."""
+
+  features: int
+  use_bias: bool = True
+  kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
+    y = conv_4x4_s2(x, kernel.astype(x.dtype))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
+    return y
 
 
 class MinibatchDiscrimination(nn.Module):
