@@ -191,6 +191,7 @@ _KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(trained, judges, tmp_path):
   workdir, straight = trained
   env, _ = judges

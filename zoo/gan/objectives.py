@@ -257,3 +257,97 @@ class TextConditionalObjective:
       loss = loss + self.feature_matching * fm
       metrics["G_feature_matching"] = fm
     return loss, (metrics, col)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedConditionObjective:
+  """``G(z, text)`` whose condition encoder is part of G, against ``D(x, cond)``: T2F's game.
+
+  G's parameters include a text encoder and a conditioning augmentation (StackGAN): from
+  the batch's captions it computes the condition it is generated from and the one D is
+  shown (``cond``: the text embedding or the augmented condition), plus the CA's ``mu``
+  and ``logvar``. Both are part of what ``generate`` returns, so
+
+  * D's update sees ``cond`` as a constant (the core stops the gradient of the fakes: D
+    never changes the encoder);
+  * G's update reaches the encoder and the CA through G's input, through the KL term and,
+    with ``cond_grad`` (the reference, whose G loss is not detached from the embedding it
+    shows D), through D's conditioning input too.
+
+  Losses: D ``losses.d_loss`` on (real, cond) vs (fake, cond), ``losses.drift`` on the
+  real scores, and with ``mismatch`` the matching-aware term of the T2F reference,
+  ``+ mean D(real, wrong cond)`` (WGAN only; the wrong condition of example i is example
+  ``i - 1``'s); D's regulariser (``losses.reg``, e.g. WGAN-GP) is taken with respect to
+  the images, the condition fixed. G: ``losses.g_loss`` on (fake, cond) plus
+  ``kl_weight * mean KL(N(mu, sigma^2) || N(0, I))``.
+
+  Attributes:
+    g_apply: ``(g_vars, batch, z, rng, step) -> {'image', 'cond', 'mu', 'logvar'}``
+      (``rng``: the CA noise).
+    d_apply: ``(d_vars, images, cond, step) -> scores [B]``.
+    latent_dim: size of ``z``.
+    losses: the :class:`LossConfig`.
+    kl_weight: weight of the CA's KL term in G's loss.
+    mismatch: add the matching-aware term to D's loss.
+    cond_grad: let G's adversarial loss reach the encoder through D's condition input.
+  """
+
+  g_apply: Callable
+  d_apply: Callable
+  latent_dim: int
+  losses: LossConfig
+  kl_weight: float = 1.0
+  mismatch: bool = False
+  cond_grad: bool = True
+  image_key: str = "image"
+
+  def __post_init__(self):
+    if self.mismatch and self.losses.d_loss != "wgan":
+      raise ConfigError(
+        f"the matching-aware term is defined for d_loss='wgan', not {self.losses.d_loss!r}"
+      )
+    if self.kl_weight < 0:
+      raise ConfigError(f"kl_weight={self.kl_weight!r} must be >= 0")
+
+  def generate(self, g_vars, batch, rng, step):
+    n = batch[self.image_key].shape[0]
+    r_z, r_ca = jax.random.split(rng)
+    z = jax.random.normal(r_z, (n, self.latent_dim), jnp.float32)
+    return dict(self.g_apply(g_vars, batch, z, r_ca, step)), {}
+
+  def d_loss(self, d_vars, batch, fake, rng, step):
+    cond = fake["cond"]
+    real = batch[self.image_key]
+    real_scores = self.d_apply(d_vars, real, cond, step)
+    fake_scores = self.d_apply(d_vars, fake["image"], cond, step)
+    loss = jnp.mean(D_LOSSES[self.losses.d_loss](real_scores, fake_scores))
+    metrics = {"D_real_score": jnp.mean(real_scores), "D_fake_score": jnp.mean(fake_scores)}
+    if self.losses.drift:
+      drift = jnp.mean(gan_losses.drift_penalty(real_scores, epsilon_drift=self.losses.drift))
+      loss = loss + drift
+      metrics["D_drift"] = drift
+    if self.mismatch:
+      wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
+      loss = loss + jnp.mean(wrong_scores)
+      metrics["D_wrong_score"] = jnp.mean(wrong_scores)
+    return loss, (metrics, {})
+
+  def g_loss(self, d_vars, batch, fake, rng, step):
+    cond = fake["cond"] if self.cond_grad else jax.lax.stop_gradient(fake["cond"])
+    adv = jnp.mean(G_LOSSES[self.losses.g_loss](self.d_apply(d_vars, fake["image"], cond, step)))
+    kl = jnp.mean(gan_losses.conditioning_augmentation_kl(fake["mu"], fake["logvar"]))
+    return adv + self.kl_weight * kl, ({"G_adv": adv, "KL": kl}, {})
+
+  def regularizer(self):
+    """``losses.reg`` on D(x, cond) with respect to x, ``cond`` that of the fakes."""
+    key = "_d_condition"
+    reg = d_regularizer(
+      self.losses,
+      lambda d_vars, x, batch, step: self.d_apply(d_vars, x, batch[key], step),
+      lambda batch: batch[self.image_key],
+    )
+    if reg is None:
+      return None
+    return lambda d_vars, batch, fake, rng, step: reg(
+      d_vars, {**batch, key: fake["cond"]}, fake, rng, step
+    )

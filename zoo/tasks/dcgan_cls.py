@@ -36,10 +36,10 @@ import numpy as np
 import optax
 from PIL import Image
 
-from zoo.data import faces
 from zoo.data.faces import captioned
 from zoo.data.stream import ShardedStream
 from zoo.errors import ConfigError
+from zoo.eval import captions as caption_eval
 from zoo.gan import core, objectives
 from zoo.models import dcgan_cls as models
 from zoo.models import export as export_lib
@@ -225,34 +225,25 @@ class DCGANCLSTask:
 
 def judge(task: DCGANCLSTask, state) -> dict[str, float]:
   """Caption accuracy, classifier FD and mismatch rejection (see the module docstring)."""
-  from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
-
   held = task.heldout()
   n = int(task.config.eval.num_samples)
   emb, attrs, mentions = held["emb"][:n], held["attributes"][:n], held["mentions"][:n]
   fake = task.generate(state, task.latents(n, task.config.seed + 2), emb)
-  pred = task.classifier.predict(fake)
-  correct = np.stack([pred[k] == attrs[:, i] for i, k in enumerate(faces.ATTRIBUTE_NAMES)], 1)
-  out = {}
-  for i, k in enumerate(faces.ATTRIBUTE_NAMES):
-    if mentions[:, i].any():
-      out[f"eval/acc/{k}"] = float(correct[mentions[:, i], i].mean())
-  out["eval/acc_mentioned"] = float(correct[mentions].mean())
   real = held["image"][:n].astype(np.float32) * (2 / 255) - 1
-  if task.config.eval.fd:
-    out["eval/FD"] = float(
-      em.frechet_distance(task.classifier.features(fake), task.classifier.features(real))
-    )
-  out["eval/mismatch_rejection"] = mismatch_rejection(task, state, real, emb, attrs, mentions)
-  return out
+  return caption_eval.judge(
+    task.classifier,
+    fake,
+    real,
+    attrs,
+    mentions,
+    fd=bool(task.config.eval.fd),
+    scores=_d_scores(task, state, real, emb),
+  )
 
 
-def mismatch_rejection(task, state, real, emb, attrs, mentions) -> float:
-  """Fraction of (image, own caption, other caption) triples with D(own) > D(other),
-  over other captions (the next example's) that do not describe the image."""
+def _d_scores(task, state, real, emb) -> tuple[np.ndarray, np.ndarray]:
+  """D's scores of ``real`` with their own embeddings and with the previous example's."""
   wrong = np.roll(emb, 1, axis=0)
-  wrong_mentions, wrong_attrs = np.roll(mentions, 1, axis=0), np.roll(attrs, 1, axis=0)
-  describes = np.all((attrs == wrong_attrs) | ~wrong_mentions, axis=1)
   d_vars = core.net_variables(state["d"])
   f = task._fn("score")  # pylint: disable=protected-access
   right_s, wrong_s = [], []
@@ -260,9 +251,14 @@ def mismatch_rejection(task, state, real, emb, attrs, mentions) -> float:
     x = jnp.asarray(real[i : i + 250])
     right_s.append(np.asarray(f(d_vars, x, jnp.asarray(emb[i : i + 250]))))
     wrong_s.append(np.asarray(f(d_vars, x, jnp.asarray(wrong[i : i + 250]))))
-  right_s, wrong_s = np.concatenate(right_s), np.concatenate(wrong_s)
-  keep = ~describes
-  return float(np.mean(right_s[keep] > wrong_s[keep])) if keep.any() else float("nan")
+  return np.concatenate(right_s), np.concatenate(wrong_s)
+
+
+def mismatch_rejection(task, state, real, emb, attrs, mentions) -> float:
+  """Fraction of (image, own caption, other caption) triples with D(own) > D(other),
+  over other captions (the next example's) that do not describe the image."""
+  right_s, wrong_s = _d_scores(task, state, real, emb)
+  return caption_eval.mismatch_rejection(right_s, wrong_s, attrs, mentions)
 
 
 # ---------------------------------------------------------------------------

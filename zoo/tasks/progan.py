@@ -41,7 +41,8 @@ from PIL import Image
 from zoo.data.images import unconditional as image_data
 from zoo.data import stream as stream_lib
 from zoo.errors import ConfigError, ZooError
-from zoo.gan import core, growth, objectives
+from zoo.gan import core, growth, objectives, progressive
+from zoo.gan.progressive import upsample_nearest
 from zoo.models import export as export_lib
 from zoo.models import progan as models
 from zoo.training import loop, mesh as mesh_lib
@@ -196,19 +197,7 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
 
 
 def _optimizer(c, reg_interval: int) -> optax.GradientTransformation:
-  o = c.optim
-  lr, b1, b2 = o.lr, o.b1, o.b2
-  if o.lazy_adam_correction:
-    lr, b1, b2 = core.lazy_adam_hyperparameters(lr, b1, b2, interval=reg_interval)
-  return optax.adam(lr, b1=b1, b2=b2, eps=o.eps)
-
-
-def upsample_nearest(x: jax.Array | np.ndarray, factor: int):
-  """``[B, H, W, C]`` -> ``[B, fH, fW, C]`` by pixel repetition."""
-  if factor == 1:
-    return x
-  xp = jnp if isinstance(x, jax.Array) else np
-  return xp.repeat(xp.repeat(x, factor, axis=1), factor, axis=2)
+  return progressive.optimizer(c.optim, reg_interval)
 
 
 class ProGANTask:
@@ -289,23 +278,19 @@ class ProGANTask:
   def _reset_at_fade_end(self, state, step, stage):
     """The reference resets Adam whenever the level of detail's floor or ceiling changes:
     at the start of a fade (done by :meth:`grow`) and again where the fade ends."""
-    if not (self.config.schedule.reset_optimizer and stage > 0 and self.schedule.fades[stage]):
-      return state
-    at_end = jnp.asarray(step) == self.schedule.starts[stage] + self.schedule.fades[stage]
-    out = dict(state)
-    for net, tx in (("g", self.tx_g), ("d", self.tx_d)):
-      fresh = tx.init(state[net]["params"])
-      opt = jax.tree.map(lambda a, b: jnp.where(at_end, a, b), fresh, state[net]["opt_state"])
-      out[net] = {**state[net], "opt_state": opt}
-    return out
+    return progressive.reset_optimizers_at_fade_end(
+      state,
+      step,
+      stage,
+      schedule=self.schedule,
+      optimizers={"g": self.tx_g, "d": self.tx_d},
+      enabled=self.config.schedule.reset_optimizer,
+    )
 
   def train_step(self, state, batch, rng, step, stage):
     state = self._reset_at_fade_end(state, step, stage)
     alpha = self.schedule.alpha(step, stage)
-    real = batch["image"]
-    if stage > 0:  # level-of-detail blending of the reals during the fade
-      low = upsample_nearest(jnp.asarray(image_data.downsample(real, 2)), 2)
-      real = models.lerp(low, real, alpha)
+    real = progressive.lod_blend(batch["image"], alpha, stage)  # during the fade
     obj = self.objective(stage, alpha)
     state, metrics = core.train_step(
       state,
@@ -338,11 +323,7 @@ class ProGANTask:
     )
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
-    sched = self.schedule
-    for s in range(sched.stage_at(start_step), sched.num_stages):
-      first = max(start_step, sched.starts[s])
-      end = sched.starts[s + 1] if s + 1 < sched.num_stages else sched.total
-      yield from self.stream(s).iterate(first - sched.starts[s], end - first)
+    return progressive.staged_batches(self.schedule, self.stream, start_step)
 
   # ---- looking at G ---------------------------------------------------------
   def _state_stage(self, step: int) -> int:

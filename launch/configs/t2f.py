@@ -1,0 +1,123 @@
+"""T2F config (akanimax/T2F, "Text to Face": an LSTM caption encoder, conditioning
+augmentation and a progressively grown, text-conditional ProGAN).
+
+Usage::
+
+  python -m launch.t2f --config launch/configs/t2f.py --workdir runs/t2f
+  python -m launch.t2f --config launch/configs/t2f.py:paper --workdir runs/t2f_64
+  python -m launch.t2f --workdir runs/t2f --mode generate \
+      --caption "a smiling person with curly red hair and round glasses" --num 16
+  python -m launch.t2f --workdir runs/t2f --mode interpolate \
+      --caption "a person with black hair" --caption2 "a person with blond hair"
+  python -m launch.t2f --workdir runs/t2f --mode export
+
+Variants (after the colon):
+  (none)  the embedded captioned faces, 4x4 -> 32x32, small encoder and channel counts,
+          a schedule scaled down like ProGAN's default so it trains on a CPU.
+  paper   the reference's 64x64 configuration (configs/11.conf of akanimax/T2F): word
+          embeddings 128, a 3-layer LSTM of 256 units, CA output 178, generator input 256
+          (so z has 78 numbers), 256 feature maps up to 32x32 and 128 at 64x64, the text
+          compressed to 128 in D, minibatch 16, Adam(1e-3, 0, 0.99), drift 1e-3. The
+          reference counts training in epochs per depth ([160, 80, 40, 20, 10] with 85 %
+          of each fading in) over Face2Text; the zoo's schedule is in images, uniform over
+          the stages, so this uses ProGAN's 600k-image fade and stable phases.
+
+Reference semantics kept (see :mod:`zoo.tasks.t2f`): WGAN-GP (λ = 10) + drift, the
+matching-aware term, KL weight 1, the text embedding (not the CA output) shown to D's
+last block, G's loss reaching the encoder through D's condition too, no Adam reset at
+new resolutions and an EMA of G (the reference's decay 0.999 per step ~ 11k images at
+minibatch 16).
+
+Sections: model (``zoo.models.t2f.make_t2f``), schedule (stages in images, as ProGAN's),
+loss (``zoo.gan.objectives.LossConfig`` keys + ``kl_weight``, ``matching_aware``,
+``cond_grad``), optim, ema, data, text (the vocabulary and the padded caption length),
+eval. Every key can be overridden with ``--config.SECTION.KEY=VALUE``.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(
+    dict(
+      start=(4, 4),
+      latent_dim=78,  # z; the generator's input is ca_dim + latent_dim
+      ca_dim=178,
+      embed_dim=128,  # word embedding
+      hidden_dim=256,  # LSTM units = the text embedding's size
+      num_layers=3,
+      cond_dim=128,  # the text compressed in D's last block
+      d_condition="embedding",  # 'embedding' (reference) | 'ca' (the augmented condition)
+      fmap_base=4096,
+      fmap_max=256,
+      num_channels=3,
+      normalize_latents=False,  # the reference feeds [c, z] as it is
+      use_pixelnorm=True,
+      mbstd_group_size=4,
+    )
+  )
+  c.schedule = ml_collections.ConfigDict(
+    dict(
+      resolution=(64, 64),  # final (height, width) = start x 2^k
+      fade_images=600_000,
+      stable_images=600_000,
+      final_stable_images=600_000,
+      batch_sizes=(16,),  # per stage (4x4 first); the last entry repeats
+      reset_optimizer=False,  # the reference keeps its Adam states across depths
+    )
+  )
+  c.loss = ml_collections.ConfigDict(
+    dict(
+      d_loss="wgan",
+      g_loss="wgan",
+      reg="gp",
+      reg_weight=10.0,
+      reg_interval=1,
+      drift=1e-3,
+      n_critic=1,
+      kl_weight=1.0,  # the CA's KL in G's loss
+      matching_aware=True,  # + mean D(real, wrong caption) in D's loss
+      cond_grad=True,  # G's loss reaches the encoder through D's condition input too
+    )
+  )
+  c.optim = ml_collections.ConfigDict(
+    dict(lr=1e-3, b1=0.0, b2=0.99, eps=1e-8, lazy_adam_correction=False)
+  )
+  c.ema = ml_collections.ConfigDict(dict(half_life_images=10_000))  # 0: no EMA of G
+  c.data = ml_collections.ConfigDict(dict(num_faces=10_000, captions_per_face=5, seed=0))
+  # Captions are at most 48 words; the reference pads to 100.
+  c.text = ml_collections.ConfigDict(dict(max_len=64, min_count=1))
+  # Judged on eval.num_samples held-out captions by the face classifier (trained first
+  # when missing); 0 turns evaluation off.
+  c.eval = ml_collections.ConfigDict(dict(num_samples=1000, fd=True))
+  c.num_captions = 8  # fixed held-out captions in the sample grids (rows) ...
+  c.num_latents = 8  # ... times fixed latents (columns)
+  c.log_every = 50
+  c.save_every = 500
+  c.eval_every = 0  # 0: at each stage end and at the end
+  c.sample_every = 250
+  c.max_to_keep = 3
+  c.async_checkpoints = True
+
+  variant = arg or "default"
+  if variant == "default":
+    c.model.latent_dim = 64
+    c.model.ca_dim = 64
+    c.model.embed_dim = 64
+    c.model.hidden_dim = 128
+    c.model.num_layers = 1
+    c.model.cond_dim = 32
+    # Channels 128 (4x4) halving per level down to 16 at 32x32, as ProGAN's default.
+    c.model.fmap_base = 256
+    c.model.fmap_max = 128
+    c.schedule.resolution = (32, 32)
+    c.schedule.fade_images = 20_000
+    c.schedule.stable_images = 40_000
+    c.schedule.final_stable_images = 80_000
+    c.data.num_faces = 2_000
+    c.eval.num_samples = 500
+  elif variant != "paper":
+    raise ValueError(f"unknown t2f config variant {variant!r}; expected default or paper")
+  return c

@@ -1,0 +1,677 @@
+"""T2F (akanimax/T2F, "Text to Face") as a zoo task: a caption-conditioned ProGAN.
+
+``python -m launch.t2f`` runs :func:`train_and_evaluate` (``--mode train``), :func:`evaluate`,
+:func:`generate`, :func:`interpolate` or :func:`export` (config: ``launch/configs/t2f.py``).
+
+Pieces:
+
+* networks (:mod:`zoo.models.t2f`): a word-level LSTM encoder -> conditioning
+  augmentation (``c = mu + exp(logvar / 2) * eps``) -> ``[c, z]`` -> ProGAN's progressive
+  generator; ProGAN's discriminator with the text entering its last (4x4) block;
+* the text encoder and the CA are part of G's parameters, trained jointly with it by G's
+  optimizer (the reference trains them with their own Adam of the same settings, from
+  G's loss plus the KL term); D never updates them;
+* objective (:class:`zoo.gan.objectives.LearnedConditionObjective`): WGAN-GP (λ = 10) +
+  drift 1e-3, the reference's matching-aware term ``+ mean D(real, wrong caption)``, and
+  ``loss.kl_weight`` (1, as the reference) x the CA's KL in G's loss;
+* what D is conditioned on (``model.d_condition``): ``'embedding'`` as the reference,
+  which shows D the encoder's output; in D's update it is a constant (the reference zeroes
+  the encoder's gradients of D's loss before its step), and G's loss reaches the encoder
+  through it too (``loss.cond_grad``; the reference does not detach it there);
+* schedule, growth, level-of-detail blending of the reals and the Adam resets: ProGAN's
+  (:mod:`zoo.tasks.progan`, :mod:`zoo.gan.progressive`), the stages' networks built by
+  :func:`zoo.models.t2f.make_t2f`;
+* data: :class:`zoo.data.faces.captioned.CaptionedFaces` at the final resolution,
+  box-filtered per stage; captions become word ids of a vocabulary built from the training
+  captions and saved as ``<workdir>/vocab.json`` when training starts (reloaded on resume
+  and by every mode that reads the workdir).
+
+A *latent* here is ``latent_dim + ca_dim`` numbers: the noise ``z`` followed by the CA
+noise ``eps``; with the caption it fixes a sample (sample grids, interpolations and the
+export all take it so).
+
+Judged by the captions (:mod:`zoo.eval.captions`, every ``eval_every`` steps, at each stage
+end and at the end): samples for held-out captions of test faces, the face classifier's
+accuracy on the attributes each caption mentions (``eval/acc_mentioned``,
+``eval/acc/<attribute>``), classifier FD against the test faces (``eval/FD``) and D's
+mismatch rejection. Samples: rows of fixed held-out captions (``samples/captions.txt``) x
+columns of fixed latents, ``samples/stage<k>_<HxW>_<step>.png`` and
+``samples/timelapse.gif`` across the run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from zoo.data.faces import captioned
+from zoo.data.images import unconditional as image_data
+from zoo.data.stream import ShardedStream
+from zoo.errors import ConfigError
+from zoo.eval import captions as caption_eval
+from zoo.gan import core, growth, objectives, progressive
+from zoo.models import export as export_lib
+from zoo.models import t2f as models
+from zoo.models.text import Vocabulary
+from zoo.tasks.progan import make_schedule
+from zoo.training import checkpoint as ckpt_lib
+from zoo.training import loop
+from zoo.training import mesh as mesh_lib
+from zoo.training import restore as restore_lib
+from zoo.training import workdir as workdir_lib
+from zoo.training.metrics import MetricWriter
+from zoo.training.pictures import sample_grid, to_uint8, write_gif, write_timelapse
+
+VOCAB_FILE = "vocab.json"
+#: The T2F keys of the ``loss`` section; the rest is :class:`objectives.LossConfig`.
+_T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad")
+_LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
+
+#: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
+#: and the schedule are fixed; evaluation, the sample grids and the loop's cadence are
+#: free; the data, text and optimisation settings need ``--allow_config_change`` (the
+#: vocabulary is the run's ``vocab.json`` whatever the data says).
+RESUME_KEYS = workdir_lib.ResumeKeys(
+  shape=("model", "schedule"),
+  free=workdir_lib.LOOP_FREE + ("eval", "num_captions", "num_latents"),
+)
+
+
+# ---------------------------------------------------------------------------
+# Config.
+# ---------------------------------------------------------------------------
+
+
+def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
+  """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad'})`` of a ``loss`` section."""
+  d = dict(section.to_dict() if hasattr(section, "to_dict") else section)
+  extra = {"kl_weight": 1.0, "matching_aware": True, "cond_grad": True}
+  extra.update({k: d.pop(k) for k in _T2F_LOSS_KEYS if k in d})
+  losses = objectives.LossConfig.from_config(d)
+  if not isinstance(extra["kl_weight"], (int, float)) or extra["kl_weight"] < 0:
+    raise ConfigError(f"bad t2f config: loss.kl_weight={extra['kl_weight']!r} must be >= 0")
+  for key in ("matching_aware", "cond_grad"):
+    if not isinstance(extra[key], bool):
+      raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
+  if extra["matching_aware"] and losses.d_loss != "wgan":
+    raise ConfigError(
+      f"bad t2f config: loss.matching_aware needs loss.d_loss='wgan', not {losses.d_loss!r}"
+    )
+  return losses, extra
+
+
+def validate_config(c) -> None:
+  """One-line ConfigError for a bad value; checks every section."""
+
+  def need(ok, msg):
+    if not ok:
+      raise ConfigError(f"bad t2f config: {msg}")
+
+  models.make_t2f(c.model, 0, vocab_size=3)  # unknown model keys, bad sizes or start
+  sched = make_schedule(c)
+  split_loss_config(c.loss)
+  o = c.optim
+  need(o.lr > 0, f"optim.lr={o.lr!r} must be > 0")
+  need(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optim.b1 and optim.b2 must be in [0, 1)")
+  need(c.ema.half_life_images >= 0, "ema.half_life_images must be >= 0")
+  for key in ("num_faces", "captions_per_face"):
+    need(isinstance(c.data[key], int) and c.data[key] >= 1, f"data.{key} must be an integer >= 1")
+  need(
+    c.data.num_faces * c.data.captions_per_face >= max(sched.batch_sizes),
+    f"data.num_faces x data.captions_per_face = {c.data.num_faces * c.data.captions_per_face} "
+    "pairs is fewer than the largest batch size",
+  )
+  need(isinstance(c.text.max_len, int) and c.text.max_len >= 1, "text.max_len must be >= 1")
+  need(isinstance(c.text.min_count, int) and c.text.min_count >= 1, "text.min_count must be >= 1")
+  for key in _LOOP_KEYS:
+    need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
+  for key in ("num_captions", "num_latents"):
+    need(isinstance(c[key], int) and c[key] >= 1, f"{key}={c[key]!r} must be an integer >= 1")
+  need(
+    isinstance(c.eval.num_samples, int) and c.eval.num_samples >= 0,
+    "eval.num_samples must be an integer >= 0 (0: no evaluation)",
+  )
+
+
+def training_source(c) -> captioned.CaptionedFaces:
+  """The training pairs at the schedule's final resolution."""
+  sched = make_schedule(c)
+  return captioned.CaptionedFaces(
+    "train",
+    sched.resolution(sched.num_stages - 1),
+    num_faces=c.data.num_faces,
+    captions_per_face=c.data.captions_per_face,
+    seed=c.data.seed,
+  )
+
+
+def build_vocabulary(c) -> Vocabulary:
+  """The word vocabulary of the training captions (``text.min_count``)."""
+  src = training_source(c)
+  captions = [src.caption(i)[0] for i in range(len(src))]
+  return Vocabulary.build(captions, "word", min_count=c.text.min_count)
+
+
+def workdir_vocabulary(workdir: str, c) -> tuple[Vocabulary, bool]:
+  """``(vocabulary, is_new)``: the run's ``vocab.json`` when the workdir has checkpoints
+  (CheckpointError when it is missing), else a new one built from the config."""
+  if ckpt_lib.list_steps(ckpt_lib.checkpoint_dir(workdir)):
+    return Vocabulary.load(os.path.join(workdir, VOCAB_FILE)), False
+  return build_vocabulary(c), True
+
+
+# ---------------------------------------------------------------------------
+# The task.
+# ---------------------------------------------------------------------------
+
+
+def _slug(text: str, limit: int = 48) -> str:
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "caption"
+
+
+class T2FTask:
+  """See the module docstring and :class:`zoo.training.loop.Task` (a staged task).
+
+  Args:
+    config: the run's config.
+    mesh: the device mesh.
+    vocab: the word :class:`Vocabulary` (its size fixes the encoder's shapes).
+    vocab_path: where to write ``vocab`` when training starts (None: it is already there).
+    classifier: the face classifier judging the samples (None: no evaluation).
+  """
+
+  name = "t2f"
+
+  def __init__(
+    self, config, mesh, *, vocab: Vocabulary, vocab_path=None, classifier=None, log=print
+  ):
+    validate_config(config)
+    self.config = c = config
+    self.mesh, self.log = mesh, log
+    self.schedule = make_schedule(c)
+    for b in self.schedule.batch_sizes:
+      mesh_lib.check_batch_size(b, mesh, "schedule.batch_sizes entry")
+    if vocab.kind != "word":
+      raise ConfigError(f"T2F needs a word vocabulary, got a {vocab.kind!r} one")
+    self.vocab, self.vocab_path, self.classifier = vocab, vocab_path, classifier
+    self.losses, extra = split_loss_config(c.loss)
+    self.kl_weight = float(extra["kl_weight"])
+    self.matching_aware, self.cond_grad = extra["matching_aware"], extra["cond_grad"]
+    self.tx_d = progressive.optimizer(c.optim, self.losses.reg_interval)
+    self.tx_g = progressive.optimizer(c.optim, 1)
+    self.final = self.schedule.resolution(self.schedule.num_stages - 1)
+    self.source = training_source(c)
+    self.noise_dim = int(c.model.latent_dim) + int(c.model.ca_dim)
+    self._train_captions: list[str] | None = None
+    self._train_tokens: tuple[np.ndarray, np.ndarray] | None = None
+    self._held: dict | None = None
+    self._jit: dict[Any, Callable] = {}
+    self.last_eval: dict[str, float] = {}
+
+  # ---- stages ---------------------------------------------------------------
+  def stage_at(self, step: int) -> int:
+    return self.schedule.stage_at(step)
+
+  def networks(self, stage: int):
+    return models.make_t2f(self.config.model, stage, len(self.vocab))
+
+  def init_state(self, rng, stage: int = 0):
+    g, d = self.networks(stage)
+    k_g, k_d = jax.random.split(rng)
+    return core.init_state(
+      models.init_variables(g, k_g),
+      models.init_variables(d, k_d),
+      tx_g=self.tx_g,
+      tx_d=self.tx_d,
+      ema=self.config.ema.half_life_images > 0,
+    )
+
+  def grow(self, state, rng, stage: int):
+    fresh = self.init_state(rng, stage)
+    return growth.grow_state(state, fresh, reset_optimizer=self.config.schedule.reset_optimizer)
+
+  # ---- training -------------------------------------------------------------
+  def step_config(self, stage: int) -> core.StepConfig:
+    beta = core.ema_beta(
+      batch_size=self.schedule.batch_sizes[stage],
+      half_life_images=self.config.ema.half_life_images,
+    )
+    return self.losses.step_config(ema_beta=beta)
+
+  def objective(self, stage: int, alpha) -> objectives.LearnedConditionObjective:
+    g, d = self.networks(stage)
+    key = models.D_CONDITIONS[self.config.model.d_condition]
+
+    def g_apply(v, batch, z, rng, step):
+      images, aux = g.apply(v, batch["tokens"], batch["lengths"], z, alpha, rng_ca=rng)
+      return {"image": images, "cond": aux[key], "mu": aux["mu"], "logvar": aux["logvar"]}
+
+    return objectives.LearnedConditionObjective(
+      g_apply=g_apply,
+      d_apply=lambda v, x, cond, step: d.apply(v, x, cond, alpha),
+      latent_dim=int(self.config.model.latent_dim),
+      losses=self.losses,
+      kl_weight=self.kl_weight,
+      mismatch=self.matching_aware,
+      cond_grad=self.cond_grad,
+    )
+
+  def train_step(self, state, batch, rng, step, stage):
+    state = progressive.reset_optimizers_at_fade_end(
+      state,
+      step,
+      stage,
+      schedule=self.schedule,
+      optimizers={"g": self.tx_g, "d": self.tx_d},
+      enabled=self.config.schedule.reset_optimizer,
+    )
+    alpha = self.schedule.alpha(step, stage)
+    batch = {**batch, "image": progressive.lod_blend(batch["image"], alpha, stage)}
+    obj = self.objective(stage, alpha)
+    state, metrics = core.train_step(
+      state,
+      batch,
+      rng,
+      step,
+      objective=obj,
+      tx_g=self.tx_g,
+      tx_d=self.tx_d,
+      config=self.step_config(stage),
+      d_regularizer=obj.regularizer(),
+    )
+    return state, {**metrics, "alpha": alpha, "stage": jnp.float32(stage)}
+
+  # ---- data -----------------------------------------------------------------
+  @property
+  def train_captions(self) -> list[str]:
+    if self._train_captions is None:
+      self._train_captions = [self.source.caption(i)[0] for i in range(len(self.source))]
+    return self._train_captions
+
+  def encode(self, captions) -> tuple[np.ndarray, np.ndarray]:
+    """Word ids ``[n, text.max_len]`` and lengths ``[n]``; CaptionError (one line) for an
+    empty caption or one without a known word."""
+    return self.vocab.encode(list(captions), self.config.text.max_len)
+
+  def stream(self, stage: int) -> ShardedStream:
+    factor = self.final[0] // self.schedule.resolution(stage)[0]
+    if self._train_tokens is None:
+      self._train_tokens = self.encode(self.train_captions)
+    ids, lengths = self._train_tokens
+
+    def collate(items, indices):
+      x = image_data.to_float(np.stack([it["image"] for it in items]))
+      idx = np.asarray(indices)
+      return {
+        "image": image_data.downsample(x, factor),
+        "tokens": ids[idx],
+        "lengths": lengths[idx],
+      }
+
+    return ShardedStream(
+      self.source,
+      batch_size=self.schedule.batch_sizes[stage],
+      collate=collate,
+      seed=self.config.seed,
+      stream_id=(17, stage),
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+
+  def train_batches(self, start_step: int) -> Iterator[dict]:
+    # The loop asks for the batches once the resume checks passed and the workdir holds the
+    # run's config.json: the moment to write a new run's vocabulary beside it.
+    if self.vocab_path and jax.process_index() == 0:
+      self.vocab.save(self.vocab_path)
+    self.vocab_path = None
+    return progressive.staged_batches(self.schedule, self.stream, start_step)
+
+  # ---- looking at G ---------------------------------------------------------
+  def _state_stage(self, step: int) -> int:
+    return self.stage_at(max(step - 1, 0))  # the loop evaluates after the step
+
+  def _alpha(self, step: int):
+    return self.schedule.alpha(step - 1, self._state_stage(step))
+
+  def latents(self, n: int, seed: int) -> np.ndarray:
+    """``[n, latent_dim + ca_dim]``: the noise z then the CA noise eps."""
+    return np.asarray(jax.random.normal(jax.random.key(seed), (n, self.noise_dim)))
+
+  def _fn(self, name: str, stage: int):
+    key = (name, stage)
+    if key in self._jit:
+      return self._jit[key]
+    g, d = self.networks(stage)
+    zd = int(self.config.model.latent_dim)
+    factor = self.final[0] // self.schedule.resolution(stage)[0]
+
+    def draw(images):
+      return jnp.clip(progressive.upsample_nearest(images, factor), -1, 1)
+
+    if name == "tokens":  # (g_vars, ids, lengths, latents, alpha) -> images at the final size
+
+      def fn(v, ids, lengths, lat, a):
+        return draw(g.apply(v, ids, lengths, lat[:, :zd], a, eps=lat[:, zd:])[0])
+
+    elif name == "embedding":  # (g_vars, emb, latents, alpha) -> images
+
+      def fn(v, emb, lat, a):
+        return draw(g.apply(v, emb, lat[:, :zd], a, eps=lat[:, zd:], method="synthesize")[0])
+
+    elif name == "embed":  # (g_vars, ids, lengths) -> text embeddings
+
+      def fn(v, ids, lengths):
+        return g.apply(v, ids, lengths, method="embed")
+
+    elif name == "score":  # (g_vars, d_vars, x, ids, lengths, alpha) -> D's scores
+
+      def fn(gv, dv, x, ids, lengths, a):
+        cond = g.apply(gv, ids, lengths, method="embed")
+        if self.config.model.d_condition == "ca":
+          cond = g.apply(gv, cond, method="condition")[1]  # the CA's mean
+        return d.apply(dv, x, cond, a)
+
+    else:
+      raise ValueError(name)
+    self._jit[key] = jax.jit(fn)
+    return self._jit[key]
+
+  def _chunked(self, fn, *arrays, size: int = 64) -> np.ndarray:
+    n = len(arrays[0])
+    return np.concatenate(
+      [np.asarray(fn(*(jnp.asarray(a[i : i + size]) for a in arrays))) for i in range(0, n, size)]
+    )
+
+  def generate_tokens(self, state, ids, lengths, latents, step: int) -> np.ndarray:
+    """Images in [-1, 1] at the final resolution (lower stages pixel-repeated) of the EMA
+    generator at ``step`` for encoded captions and latents (row by row)."""
+    fn = self._fn("tokens", self._state_stage(step))
+    g_vars, a = core.generator_variables(state), self._alpha(step)
+    return self._chunked(lambda i, n, z: fn(g_vars, i, n, z, a), ids, lengths, latents)
+
+  def generate_for(self, state, captions, latents, step: int) -> np.ndarray:
+    """:meth:`generate_tokens` for caption strings (CaptionError for a bad one)."""
+    ids, lengths = self.encode(captions)
+    return self.generate_tokens(state, ids, lengths, latents, step)
+
+  def embed(self, state, captions, step: int) -> np.ndarray:
+    """The EMA generator's text embeddings of ``captions``."""
+    ids, lengths = self.encode(captions)
+    fn = self._fn("embed", self._state_stage(step))
+    g_vars = core.generator_variables(state)
+    return self._chunked(lambda i, n: fn(g_vars, i, n), ids, lengths)
+
+  def generate_from_embeddings(self, state, emb, latents, step: int) -> np.ndarray:
+    fn = self._fn("embedding", self._state_stage(step))
+    g_vars, a = core.generator_variables(state), self._alpha(step)
+    return self._chunked(lambda e, z: fn(g_vars, e, z, a), emb, latents)
+
+  def d_scores(self, state, real, ids, lengths, step: int) -> np.ndarray:
+    """D's scores of real faces (final resolution, [-1, 1]) with encoded captions; the
+    condition comes from the trained (not the EMA) encoder, as in training."""
+    stage = self._state_stage(step)
+    factor = self.final[0] // self.schedule.resolution(stage)[0]
+    a = self._alpha(step)
+    x = image_data.downsample(np.asarray(real, np.float32), factor)
+    x = np.asarray(progressive.lod_blend(jnp.asarray(x), a, stage))
+    fn = self._fn("score", stage)
+    gv, dv = core.net_variables(state["g"]), core.net_variables(state["d"])
+    return self._chunked(lambda x_, i, n: fn(gv, dv, x_, i, n, a), x, ids, lengths)
+
+  # ---- judging --------------------------------------------------------------
+  def heldout(self) -> dict:
+    """Held-out captions of test faces (strings no training pair uses), encoded."""
+    if self._held is None:
+      n = max(int(self.config.eval.num_samples), int(self.config.num_captions))
+      self._held = captioned.heldout_pairs(
+        n, exclude=set(self.train_captions), seed=self.config.data.seed, size=self.final
+      )
+      self._held["tokens"], self._held["lengths"] = self.encode(self._held["caption"])
+    return self._held
+
+  def judge(self, state, step: int) -> dict[str, float]:
+    held = self.heldout()
+    n = int(self.config.eval.num_samples)
+    ids, lengths = held["tokens"][:n], held["lengths"][:n]
+    fake = self.generate_tokens(state, ids, lengths, self.latents(n, self.config.seed + 2), step)
+    real = image_data.to_float(held["image"][:n])
+    right = self.d_scores(state, real, ids, lengths, step)
+    wrong = self.d_scores(state, real, np.roll(ids, 1, axis=0), np.roll(lengths, 1), step)
+    out = caption_eval.judge(
+      self.classifier,
+      fake,
+      real,
+      held["attributes"][:n],
+      held["mentions"][:n],
+      fd=bool(self.config.eval.fd),
+      scores=(right, wrong),
+    )
+    out["eval/stage"] = float(self._state_stage(step))
+    return out
+
+  def evaluate(self, state, step):
+    if self.classifier is None or not self.config.eval.num_samples:
+      return {}
+    self.last_eval = self.judge(state, step)
+    return self.last_eval
+
+  def write_samples(self, state, step, workdir, writer: MetricWriter):
+    held = self.heldout()
+    nc, nl = self.config.num_captions, self.config.num_latents
+    ids = np.repeat(held["tokens"][:nc], nl, axis=0)
+    lengths = np.repeat(held["lengths"][:nc], nl, axis=0)
+    z = np.tile(self.latents(nl, self.config.seed + 1), (nc, 1))
+    grid = sample_grid(self.generate_tokens(state, ids, lengths, z, step), cols=nl)
+    if jax.process_index() != 0:
+      return
+    stage = self._state_stage(step)
+    h, w = self.schedule.resolution(stage)
+    outdir = os.path.join(workdir, "samples")
+    os.makedirs(os.path.join(outdir, "frames"), exist_ok=True)
+    Image.fromarray(grid).save(os.path.join(outdir, f"stage{stage}_{h}x{w}_{step:08d}.png"))
+    Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
+    Image.fromarray(grid).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
+    with open(os.path.join(outdir, "captions.txt"), "w") as f:
+      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(held["caption"][:nc])))
+    write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
+    writer.image(step, "samples/fixed_captions", grid)
+    writer.flush()
+
+
+# ---------------------------------------------------------------------------
+# Entry points.
+# ---------------------------------------------------------------------------
+
+
+def _classifier(log):
+  from zoo.tasks import face_classifier as fc_task  # pylint: disable=g-import-not-at-top
+
+  return fc_task.get_or_train_classifier(log_fn=log)
+
+
+def loop_config(c) -> loop.LoopConfig:
+  return loop.LoopConfig(
+    num_steps=make_schedule(c).total,
+    **{k: c[k] for k in _LOOP_KEYS},
+    async_checkpoints=c.async_checkpoints,
+  )
+
+
+def train_and_evaluate(
+  config, workdir: str, *, mesh=None, log=print, allow_config_change: bool = False
+) -> loop.TrainResult:
+  """Trains (or resumes) T2F in ``workdir`` through the shared staged loop (which checks a
+  resume against the run's ``config.json`` before writing anything); the face classifier
+  is trained first when missing and ``eval.num_samples`` > 0. Writes ``eval.json`` with
+  the final judgement."""
+  validate_config(config)
+  cfg = loop_config(config)
+  workdir = workdir_lib.check_usable(workdir)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  say = log or (lambda m: None)
+  vocab, is_new = workdir_vocabulary(workdir, config)
+  clf = _classifier(say) if config.eval.num_samples else None
+  task = T2FTask(
+    config,
+    mesh,
+    vocab=vocab,
+    vocab_path=os.path.join(workdir, VOCAB_FILE) if is_new else None,
+    classifier=clf,
+    log=say,
+  )
+  sched = task.schedule
+  if log and jax.process_index() == 0:
+    stages = ", ".join(
+      f"{'x'.join(map(str, sched.resolution(s)))}@{sched.batch_sizes[s]}"
+      for s in range(sched.num_stages)
+    )
+    log(f"[t2f] {sched.num_stages} stages ({stages}), {sched.total} steps, {len(vocab)} words")
+  result = loop.train(
+    task,
+    cfg,
+    workdir,
+    mesh=mesh,
+    run_config=workdir_lib.jsonable(config),
+    resume_keys=RESUME_KEYS,
+    allow_config_change=allow_config_change,
+  )
+  if task.last_eval and jax.process_index() == 0 and not result.stopped_by_signal:
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump({"step": int(result.step), **task.last_eval}, f, indent=2)
+  return result
+
+
+def restore_task(workdir: str, *, step: int | None = None, classifier: bool = False):
+  """``(task, state, step)`` of a trained run (its config, ``vocab.json`` and checkpoint)."""
+  c = ml_collections.ConfigDict(restore_lib.read_config(workdir))
+  vocab = Vocabulary.load(os.path.join(workdir, VOCAB_FILE))
+  clf = _classifier(print) if classifier else None
+  task = T2FTask(c, mesh_lib.make_mesh(jax.devices()[:1]), vocab=vocab, classifier=clf, log=None)
+
+  def abstract(config, meta):
+    stage = int(meta.get("stage", 0))
+    return jax.eval_shape(functools.partial(task.init_state, stage=stage), jax.random.key(0))
+
+  r = restore_lib.restore(workdir, abstract, step=step)
+  return task, r.state, r.step
+
+
+def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
+  """Caption accuracy, FD and mismatch rejection of a checkpoint; writes ``eval_<step>.json``."""
+  task, state, step = restore_task(workdir, step=step, classifier=True)
+  if not task.config.eval.num_samples:
+    raise ConfigError("eval.num_samples is 0 in this run's config; nothing to judge")
+  results = {"step": step, **task.judge(state, step)}
+  with open(os.path.join(workdir, f"eval_{step:08d}.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  if log:
+    log(f"[t2f] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+  return results
+
+
+def generate(
+  workdir: str, caption: str, *, num: int = 16, seed: int = 0, output: str = "", log=print
+) -> str:
+  """A grid of ``num`` samples for ``caption`` from the latest checkpoint's EMA generator."""
+  if num < 1:
+    raise ConfigError(f"num={num} must be >= 1")
+  task, state, step = restore_task(workdir)
+  ids, lengths = task.encode([caption])
+  imgs = task.generate_tokens(
+    state, np.repeat(ids, num, 0), np.repeat(lengths, num), task.latents(num, seed), step
+  )
+  path = output or os.path.join(workdir, "generated", f"{_slug(caption)}_seed{seed}.png")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  Image.fromarray(sample_grid(imgs)).save(path)
+  if log:
+    log(f"[t2f] wrote {num} samples of step {step} for {caption!r} to {path}")
+  return path
+
+
+def interpolate(
+  workdir: str,
+  caption: str,
+  caption2: str,
+  *,
+  steps: int = 8,
+  seed: int = 0,
+  output: str = "",
+  log=print,
+) -> list[str]:
+  """Between the two captions' text embeddings with fixed latents (rows = latents), and
+  between two latents with ``caption`` fixed; a PNG grid and a ping-pong GIF each."""
+  if steps < 2:
+    raise ConfigError(f"steps={steps} must be >= 2")
+  task, state, step = restore_task(workdir)
+  e1, e2 = task.embed(state, [caption, caption2], step)
+  t = np.linspace(0.0, 1.0, steps)[:, None]
+  rows = 4
+  lat = task.latents(rows, seed)
+  # Captions: row r = latent r, columns go from caption to caption2.
+  emb_c = np.tile((1 - t) * e1 + t * e2, (rows, 1))
+  img_c = task.generate_from_embeddings(state, emb_c, np.repeat(lat, steps, axis=0), step)
+  # Latents: row r goes from latent r to latent r + 1, caption fixed.
+  lat2 = task.latents(rows + 1, seed + 1)
+  lat_int = np.concatenate([(1 - t) * lat2[r] + t * lat2[r + 1] for r in range(rows)])
+  img_z = task.generate_from_embeddings(state, np.repeat(e1[None], rows * steps, 0), lat_int, step)
+  out = output or os.path.join(workdir, "interpolations")
+  os.makedirs(out, exist_ok=True)
+  stem = f"{_slug(caption, 24)}__{_slug(caption2, 24)}_seed{seed}"
+  paths = []
+  for name, imgs in (("captions", img_c), ("latents", img_z)):
+    grid = os.path.join(out, f"{stem}_{name}.png")
+    Image.fromarray(sample_grid(imgs, cols=steps)).save(grid)
+    frames = to_uint8(imgs).reshape(rows, steps, *imgs.shape[1:])
+    frames = np.concatenate(list(frames), axis=2)  # the rows side by side, one frame per t
+    gif = os.path.join(out, f"{stem}_{name}.gif")
+    write_gif(np.concatenate([frames, frames[-2:0:-1]]), gif, ms=120)  # ping-pong
+    paths += [grid, gif]
+  if log:
+    log(f"[t2f] step {step}: wrote " + ", ".join(paths))
+  return paths
+
+
+def export(workdir: str, *, output: str = "", log=print) -> str:
+  """The (EMA) generator, text encoder and CA included, at its trained stage in the zoo's
+  export format, with the vocabulary beside it (``vocab.json``)."""
+  task, state, step = restore_task(workdir)
+  stage = task._state_stage(step)  # pylint: disable=protected-access
+  g, _ = task.networks(stage)
+  out = output or os.path.join(workdir, "export")
+  c = task.config
+  export_lib.save(
+    out,
+    g,
+    jax.device_get(core.generator_variables(state)),
+    info={
+      "family": "t2f",
+      "step": step,
+      "stage": stage,
+      "resolution": list(task.schedule.resolution(stage)),
+      "alpha": float(task._alpha(step)),  # pylint: disable=protected-access
+      "latent_dim": int(c.model.latent_dim),
+      "ca_dim": int(c.model.ca_dim),
+      "vocabulary": VOCAB_FILE,
+      "max_len": int(c.text.max_len),
+      "value_range": [-1.0, 1.0],
+      "call": (
+        "ids, lengths = zoo.models.text.Vocabulary.load(dir/vocab.json).encode(captions, "
+        "max_len); images, aux = module.apply(variables, ids, lengths, z [B, latent_dim], "
+        "alpha, eps=eps [B, ca_dim])"
+      ),
+    },
+  )
+  task.vocab.save(os.path.join(out, VOCAB_FILE))
+  if log:
+    log(f"[t2f] exported the step-{step} generator (stage {stage}) and its vocabulary to {out}")
+  return out
