@@ -128,9 +128,9 @@ def test_train_writes_samples_and_judges_by_captions(trained):
 @pytest.mark.parametrize(
   "variant,keys,absent",
   [
-    ("gan", set(), {"D_wrong_score", "G_int"}),
+    pytest.param("gan", set(), {"D_wrong_score", "G_int"}, marks=pytest.mark.slow),
     ("gan_cls", {"D_wrong_score"}, {"G_int"}),
-    ("gan_int", {"G_int"}, {"D_wrong_score"}),
+    pytest.param("gan_int", {"G_int"}, {"D_wrong_score"}, marks=pytest.mark.slow),
   ],
 )
 def test_the_four_objectives_are_selectable(judges, variant, keys, absent):
@@ -243,7 +243,9 @@ def _launch(*args, env=None):
   "args,needle",
   [
     (["--mode", "generate", "--caption", "   "], "is empty"),
-    (["--mode", "generate", "--caption", "\u4e2d\u6587"], "no token in the"),
+    pytest.param(
+      ["--mode", "generate", "--caption", "\u4e2d\u6587"], "no token in the", marks=pytest.mark.slow
+    ),
   ],
 )
 def test_bad_captions_one_line(trained, judges, args, needle):

@@ -22,12 +22,10 @@ test face's caption that does not describe them (``eval/mismatch_rejection``).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import os
 import re
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp

@@ -24,10 +24,8 @@ evaluation), ``samples/stage<k>_<HxW>_<step>.png`` grids of fixed latents, and
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import math
 import os
 from typing import Any, Iterator
 
@@ -41,8 +39,8 @@ from PIL import Image
 from zoo.data.images import unconditional as image_data
 from zoo.data import stream as stream_lib
 from zoo.errors import ConfigError, ZooError
-from zoo.gan import core, growth, objectives, progressive
-from zoo.gan.progressive import upsample_nearest
+from zoo.gan import core, objectives, progressive
+from zoo.gan.progressive import Schedule, make_schedule, upsample_nearest  # noqa: F401 (re-exported)
 from zoo.models import export as export_lib
 from zoo.models import progan as models
 from zoo.training import loop, mesh as mesh_lib
@@ -58,94 +56,6 @@ _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "
 # ---------------------------------------------------------------------------
 # Config and schedule.
 # ---------------------------------------------------------------------------
-
-
-def _hw(v, what: str) -> tuple[int, int]:
-  if isinstance(v, int):
-    return v, v
-  if isinstance(v, (tuple, list)) and len(v) == 1:  # `--config.x=16` on a tuple field
-    return _hw(v[0], what)
-  try:
-    h, w = (int(x) for x in v)
-  except (TypeError, ValueError):
-    raise ConfigError(f"{what}={v!r} must be an int or (height, width)") from None
-  return h, w
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """Stages in steps: ``starts[s]`` is stage s's first step, ``fades[s]`` its fade length."""
-
-  start: tuple[int, int]
-  batch_sizes: tuple[int, ...]
-  starts: tuple[int, ...]
-  fades: tuple[int, ...]
-  total: int
-
-  @property
-  def num_stages(self) -> int:
-    return len(self.batch_sizes)
-
-  def resolution(self, stage: int) -> tuple[int, int]:
-    return models.resolution_at(self.start, stage)
-
-  def stage_at(self, step: int) -> int:
-    s = 0
-    while s + 1 < self.num_stages and step >= self.starts[s + 1]:
-      s += 1
-    return s
-
-  def alpha(self, step, stage: int):
-    """Fade-in weight of ``stage`` at ``step`` (1 outside a fade); works on traced steps."""
-    if self.fades[stage] == 0:
-      return jnp.float32(1.0)
-    t = (jnp.asarray(step, jnp.float32) - self.starts[stage]) / self.fades[stage]
-    return jnp.clip(t, 0.0, 1.0)
-
-  def images_seen(self, step: int) -> int:
-    n, s = 0, 0
-    for s in range(self.num_stages):
-      end = self.starts[s + 1] if s + 1 < self.num_stages else self.total
-      n += (min(step, end) - self.starts[s]) * self.batch_sizes[s] if step > self.starts[s] else 0
-    return n
-
-
-def make_schedule(c) -> Schedule:
-  """The :class:`Schedule` of config ``c`` (ConfigError, one line, when inconsistent)."""
-  sc = c.schedule
-  start = models.check_start(_hw(c.model.start, "model.start"))
-  final = _hw(sc.resolution, "schedule.resolution")
-  k = 0
-  while models.resolution_at(start, k) != final:
-    res = models.resolution_at(start, k)
-    if res[0] > final[0] or res[1] > final[1] or k > 10:
-      raise ConfigError(
-        f"schedule.resolution={final[0]}x{final[1]} is not model.start={start[0]}x{start[1]} x 2^k"
-      )
-    k += 1
-  models.validate_resolutions([models.resolution_at(start, s) for s in range(k + 1)])
-  num_stages = k + 1
-  bs = list(sc.batch_sizes) if not isinstance(sc.batch_sizes, int) else [sc.batch_sizes]
-  if len(bs) < num_stages:
-    bs += [bs[-1]] * (num_stages - len(bs))
-  bs = bs[:num_stages]
-  for b in bs:
-    if not isinstance(b, int) or b < 1:
-      raise ConfigError(f"schedule.batch_sizes={tuple(sc.batch_sizes)!r} must be positive ints")
-  for key in ("fade_images", "stable_images", "final_stable_images"):
-    if not isinstance(sc[key], int) or sc[key] < 0:
-      raise ConfigError(f"schedule.{key}={sc[key]!r} must be an integer >= 0")
-  starts, fades, step = [], [], 0
-  for s in range(num_stages):
-    fade = 0 if s == 0 else math.ceil(sc.fade_images / bs[s])
-    stable_images = sc.final_stable_images if s == num_stages - 1 else sc.stable_images
-    stable = math.ceil(stable_images / bs[s])
-    if fade + stable == 0:
-      raise ConfigError(f"stage {s} has no steps: raise schedule.stable_images or fade_images")
-    starts.append(step)
-    fades.append(fade)
-    step += fade + stable
-  return Schedule(start, tuple(bs), tuple(starts), tuple(fades), step)
 
 
 def validate_config(c) -> None:
@@ -200,7 +110,7 @@ def _optimizer(c, reg_interval: int) -> optax.GradientTransformation:
   return progressive.optimizer(c.optim, reg_interval)
 
 
-class ProGANTask:
+class ProGANTask(progressive.StagedGANTask):
   """See the module docstring and :class:`zoo.training.loop.Task` (a staged task)."""
 
   name = "progan"
@@ -237,34 +147,10 @@ class ProGANTask:
     self._jit_cache: dict[Any, Any] = {}
 
   # ---- stages ---------------------------------------------------------------
-  def stage_at(self, step: int) -> int:
-    return self.schedule.stage_at(step)
-
   def networks(self, stage: int):
     return models.make_progan(self.config.model, stage)
 
-  def init_state(self, rng, stage: int = 0):
-    g, d = self.networks(stage)
-    k_g, k_d = jax.random.split(rng)
-    return core.init_state(
-      models.init_variables(g, k_g),
-      models.init_variables(d, k_d),
-      tx_g=self.tx_g,
-      tx_d=self.tx_d,
-      ema=self.config.ema.half_life_images > 0,
-    )
-
-  def grow(self, state, rng, stage: int):
-    fresh = self.init_state(rng, stage)
-    return growth.grow_state(state, fresh, reset_optimizer=self.config.schedule.reset_optimizer)
-
-  # ---- training -------------------------------------------------------------
-  def step_config(self, stage: int) -> core.StepConfig:
-    beta = core.ema_beta(
-      batch_size=self.schedule.batch_sizes[stage],
-      half_life_images=self.config.ema.half_life_images,
-    )
-    return self.losses.step_config(ema_beta=beta)
+  init_variables = staticmethod(models.init_variables)
 
   def objective(self, stage: int, alpha):
     g, d = self.networks(stage)

@@ -59,11 +59,10 @@ from zoo.data.images import unconditional as image_data
 from zoo.data.stream import ShardedStream
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
-from zoo.gan import core, growth, objectives, progressive
+from zoo.gan import core, objectives, progressive
 from zoo.models import export as export_lib
 from zoo.models import t2f as models
 from zoo.models.text import Vocabulary
-from zoo.tasks.progan import make_schedule
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop
 from zoo.training import mesh as mesh_lib
@@ -118,7 +117,7 @@ def validate_config(c) -> None:
       raise ConfigError(f"bad t2f config: {msg}")
 
   models.make_t2f(c.model, 0, vocab_size=3)  # unknown model keys, bad sizes or start
-  sched = make_schedule(c)
+  sched = progressive.make_schedule(c)
   split_loss_config(c.loss)
   o = c.optim
   need(o.lr > 0, f"optim.lr={o.lr!r} must be > 0")
@@ -145,7 +144,7 @@ def validate_config(c) -> None:
 
 def training_source(c) -> captioned.CaptionedFaces:
   """The training pairs at the schedule's final resolution."""
-  sched = make_schedule(c)
+  sched = progressive.make_schedule(c)
   return captioned.CaptionedFaces(
     "train",
     sched.resolution(sched.num_stages - 1),
@@ -179,7 +178,7 @@ def _slug(text: str, limit: int = 48) -> str:
   return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "caption"
 
 
-class T2FTask:
+class T2FTask(progressive.StagedGANTask):
   """See the module docstring and :class:`zoo.training.loop.Task` (a staged task).
 
   Args:
@@ -198,7 +197,7 @@ class T2FTask:
     validate_config(config)
     self.config = c = config
     self.mesh, self.log = mesh, log
-    self.schedule = make_schedule(c)
+    self.schedule = progressive.make_schedule(c)
     for b in self.schedule.batch_sizes:
       mesh_lib.check_batch_size(b, mesh, "schedule.batch_sizes entry")
     if vocab.kind != "word":
@@ -219,34 +218,10 @@ class T2FTask:
     self.last_eval: dict[str, float] = {}
 
   # ---- stages ---------------------------------------------------------------
-  def stage_at(self, step: int) -> int:
-    return self.schedule.stage_at(step)
-
   def networks(self, stage: int):
     return models.make_t2f(self.config.model, stage, len(self.vocab))
 
-  def init_state(self, rng, stage: int = 0):
-    g, d = self.networks(stage)
-    k_g, k_d = jax.random.split(rng)
-    return core.init_state(
-      models.init_variables(g, k_g),
-      models.init_variables(d, k_d),
-      tx_g=self.tx_g,
-      tx_d=self.tx_d,
-      ema=self.config.ema.half_life_images > 0,
-    )
-
-  def grow(self, state, rng, stage: int):
-    fresh = self.init_state(rng, stage)
-    return growth.grow_state(state, fresh, reset_optimizer=self.config.schedule.reset_optimizer)
-
-  # ---- training -------------------------------------------------------------
-  def step_config(self, stage: int) -> core.StepConfig:
-    beta = core.ema_beta(
-      batch_size=self.schedule.batch_sizes[stage],
-      half_life_images=self.config.ema.half_life_images,
-    )
-    return self.losses.step_config(ema_beta=beta)
+  init_variables = staticmethod(models.init_variables)
 
   def objective(self, stage: int, alpha) -> objectives.LearnedConditionObjective:
     g, d = self.networks(stage)
@@ -501,7 +476,7 @@ def _classifier(log):
 
 def loop_config(c) -> loop.LoopConfig:
   return loop.LoopConfig(
-    num_steps=make_schedule(c).total,
+    num_steps=progressive.make_schedule(c).total,
     **{k: c[k] for k in _LOOP_KEYS},
     async_checkpoints=c.async_checkpoints,
   )
