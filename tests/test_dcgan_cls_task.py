@@ -273,3 +273,18 @@ def test_ds_sje_loss_with_a_match_matrix_by_hand():
   # text 0: max(0 + 1, 0 + 0) - 1 = 0; text 1: max(1 + 1, 0 + 0) - 0 = 2
   got = ds_sje_loss(img, txt, match=match, margin=1.0)
   np.testing.assert_allclose(got, [(1 + 0) / 2, (0 + 2) / 2])
+
+
+def test_ds_sje_sum_counts_every_violation_by_hand():
+  from zoo.losses.embedding import ds_sje_loss
+
+  img = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+  txt = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+  # s = [[1, 0, 0], [0, 1, 0], [1, 1, 0]], diagonal [1, 1, 0], margin 1, own text only.
+  # sum, image side: rows 0, 1 violate nothing; row 2: (1 + 1 - 0) twice = 4.
+  # sum, text side: column 0: image 2 gives 1 + 1 - 1 = 1; column 1 likewise 1;
+  # column 2: images 0 and 1 each give 1 + 0 - 0 = 1, so 2.
+  got = ds_sje_loss(img, txt, margin=1.0, aggregate="sum")
+  np.testing.assert_allclose(got, [0.5, 0.5, 3.0])
+  # max keeps the worst violation only: row 2 -> 2, column 2 -> 1.
+  np.testing.assert_allclose(ds_sje_loss(img, txt, margin=1.0), [0.5, 0.5, 1.5])

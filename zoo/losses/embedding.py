@@ -22,6 +22,7 @@ def ds_sje_loss(
   labels: Array | None = None,
   match: Array | None = None,
   margin: float = 1.0,
+  aggregate: str = "max",
 ) -> Array:
   r"""Deep symmetric structured joint embedding loss (Reed et al. 2016, CVPR).
 
@@ -63,6 +64,9 @@ def ds_sje_loss(
       every image that has them); ``Δ[i, j] = margin * ~match[j, i]`` on the image side
       and ``margin * ~match[i, j]`` on the text side. The diagonal must be True.
     margin: value of :math:`\Delta` between different classes.
+    aggregate: ``'max'`` (the paper: the most violating class) or ``'sum'`` (every
+      violation, ``sum_j max(0, Δ[i, j] + s[i, j] - s[i, i])`` on each side, the
+      VSE-style relaxation that gives every negative a gradient from the start).
 
   Returns:
     Per-example loss ``[B]``.
@@ -89,8 +93,14 @@ def ds_sje_loss(
     differ = labels[:, None] != labels[None, :]
   delta = margin * differ.astype(s.dtype)  # [image, text]
   diag = jnp.diagonal(s)
-  image_term = jnp.max(delta + s, axis=1) - diag
-  text_term = jnp.max(delta + s, axis=0) - diag
+  if aggregate == "max":
+    image_term = jnp.max(delta + s, axis=1) - diag
+    text_term = jnp.max(delta + s, axis=0) - diag
+  elif aggregate == "sum":
+    image_term = jnp.sum(jnp.maximum(0.0, delta + s - diag[:, None]) * (delta > 0), axis=1)
+    text_term = jnp.sum(jnp.maximum(0.0, delta + s - diag[None, :]) * (delta > 0), axis=0)
+  else:
+    raise ValueError(f"aggregate must be 'max' or 'sum', got {aggregate!r}")
   return 0.5 * (image_term + text_term)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Callable, Iterator
 
 import jax
@@ -46,7 +45,13 @@ from zoo.training import loop, mesh as mesh_lib
 from zoo.training import restore as restore_lib
 from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
-from zoo.training.pictures import sample_grid, to_uint8, write_gif, write_timelapse
+from zoo.training.pictures import (
+  sample_grid,
+  slug,
+  text_interpolations,
+  write_interpolations,
+  write_timelapse,
+)
 
 RESUME_KEYS = workdir_lib.ResumeKeys(
   shape=("model", "text"),
@@ -69,10 +74,6 @@ def validate_config(c) -> None:
   need(c.data.num_faces * c.data.captions_per_face >= c.batch_size, "fewer pairs than a batch")
   need(c.eval.num_samples >= 0, "eval.num_samples must be >= 0")
   objectives.LossConfig.from_config(c.loss)
-
-
-def _slug(text: str, limit: int = 48) -> str:
-  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "caption"
 
 
 class DCGANCLSTask:
@@ -348,7 +349,7 @@ def generate(
   _check_captions(task, [caption])
   emb = np.repeat(task.encoder.embed([caption]), num, axis=0)
   imgs = task.generate(state, task.latents(num, seed), emb)
-  path = output or os.path.join(workdir, "generated", f"{_slug(caption)}_seed{seed}.png")
+  path = output or os.path.join(workdir, "generated", f"{slug(caption)}_seed{seed}.png")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(sample_grid(imgs)).save(path)
   if log:
@@ -373,28 +374,12 @@ def interpolate(
   task, state, step = restore_task(workdir)
   _check_captions(task, [caption, caption2])
   e1, e2 = task.encoder.embed([caption, caption2])
-  t = np.linspace(0.0, 1.0, steps)[:, None]
-  rows = 4
-  z = task.latents(rows, seed)
-  # Captions: row r = latent r, columns go from caption to caption2.
-  emb_c = np.tile((1 - t) * e1 + t * e2, (rows, 1))
-  img_c = task.generate(state, np.repeat(z, steps, axis=0), emb_c)
-  # Latents: row r interpolates between latent pairs (r, r + 1), caption fixed.
-  z2 = task.latents(rows + 1, seed + 1)
-  z_int = np.concatenate([(1 - t) * z2[r] + t * z2[r + 1] for r in range(rows)])
-  img_z = task.generate(state, z_int, np.repeat(e1[None], rows * steps, axis=0))
+  sets = text_interpolations(
+    lambda e, z: task.generate(state, z, e), e1, e2, task.latents, steps=steps, seed=seed
+  )
   out = output or os.path.join(workdir, "interpolations")
-  os.makedirs(out, exist_ok=True)
-  stem = f"{_slug(caption, 24)}__{_slug(caption2, 24)}_seed{seed}"
-  paths = []
-  for name, imgs in (("captions", img_c), ("latents", img_z)):
-    grid = os.path.join(out, f"{stem}_{name}.png")
-    Image.fromarray(sample_grid(imgs, cols=steps)).save(grid)
-    frames = to_uint8(imgs).reshape(rows, steps, *imgs.shape[1:])
-    frames = np.concatenate(list(frames), axis=2)  # the rows side by side, one frame per t
-    gif = os.path.join(out, f"{stem}_{name}.gif")
-    write_gif(np.concatenate([frames, frames[-2:0:-1]]), gif, ms=120)  # ping-pong
-    paths += [grid, gif]
+  stem = f"{slug(caption, 24)}__{slug(caption2, 24)}_seed{seed}"
+  paths = write_interpolations(out, stem, sets, steps=steps)
   if log:
     log(f"[dcgan_cls] step {step}: wrote " + ", ".join(paths))
   return paths
@@ -420,7 +405,12 @@ def export(workdir: str, *, output: str = "", log=print) -> str:
   )
   enc = task.encoder
   text_task.save_export(
-    os.path.join(out, "text"), enc.module, enc.params, enc.vocab, enc.max_len, {}
+    os.path.join(out, "text"),
+    enc.module,
+    enc.params,
+    enc.vocab,
+    enc.max_len,
+    {"normalize": enc.normalize},
   )
   if log:
     log(f"[dcgan_cls] exported the step-{step} generator and its text encoder to {out}")

@@ -44,7 +44,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,7 +68,13 @@ from zoo.training import mesh as mesh_lib
 from zoo.training import restore as restore_lib
 from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
-from zoo.training.pictures import sample_grid, to_uint8, write_gif, write_timelapse
+from zoo.training.pictures import (
+  sample_grid,
+  slug,
+  text_interpolations,
+  write_interpolations,
+  write_timelapse,
+)
 
 VOCAB_FILE = "vocab.json"
 #: The T2F keys of the ``loss`` section; the rest is :class:`objectives.LossConfig`.
@@ -172,10 +177,6 @@ def workdir_vocabulary(workdir: str, c) -> tuple[Vocabulary, bool]:
 # ---------------------------------------------------------------------------
 # The task.
 # ---------------------------------------------------------------------------
-
-
-def _slug(text: str, limit: int = 48) -> str:
-  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "caption"
 
 
 class T2FTask(progressive.StagedGANTask):
@@ -565,7 +566,7 @@ def generate(
   imgs = task.generate_tokens(
     state, np.repeat(ids, num, 0), np.repeat(lengths, num), task.latents(num, seed), step
   )
-  path = output or os.path.join(workdir, "generated", f"{_slug(caption)}_seed{seed}.png")
+  path = output or os.path.join(workdir, "generated", f"{slug(caption)}_seed{seed}.png")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(sample_grid(imgs)).save(path)
   if log:
@@ -589,28 +590,17 @@ def interpolate(
     raise ConfigError(f"steps={steps} must be >= 2")
   task, state, step = restore_task(workdir)
   e1, e2 = task.embed(state, [caption, caption2], step)
-  t = np.linspace(0.0, 1.0, steps)[:, None]
-  rows = 4
-  lat = task.latents(rows, seed)
-  # Captions: row r = latent r, columns go from caption to caption2.
-  emb_c = np.tile((1 - t) * e1 + t * e2, (rows, 1))
-  img_c = task.generate_from_embeddings(state, emb_c, np.repeat(lat, steps, axis=0), step)
-  # Latents: row r goes from latent r to latent r + 1, caption fixed.
-  lat2 = task.latents(rows + 1, seed + 1)
-  lat_int = np.concatenate([(1 - t) * lat2[r] + t * lat2[r + 1] for r in range(rows)])
-  img_z = task.generate_from_embeddings(state, np.repeat(e1[None], rows * steps, 0), lat_int, step)
+  sets = text_interpolations(
+    lambda e, z: task.generate_from_embeddings(state, e, z, step),
+    e1,
+    e2,
+    task.latents,
+    steps=steps,
+    seed=seed,
+  )
   out = output or os.path.join(workdir, "interpolations")
-  os.makedirs(out, exist_ok=True)
-  stem = f"{_slug(caption, 24)}__{_slug(caption2, 24)}_seed{seed}"
-  paths = []
-  for name, imgs in (("captions", img_c), ("latents", img_z)):
-    grid = os.path.join(out, f"{stem}_{name}.png")
-    Image.fromarray(sample_grid(imgs, cols=steps)).save(grid)
-    frames = to_uint8(imgs).reshape(rows, steps, *imgs.shape[1:])
-    frames = np.concatenate(list(frames), axis=2)  # the rows side by side, one frame per t
-    gif = os.path.join(out, f"{stem}_{name}.gif")
-    write_gif(np.concatenate([frames, frames[-2:0:-1]]), gif, ms=120)  # ping-pong
-    paths += [grid, gif]
+  stem = f"{slug(caption, 24)}__{slug(caption2, 24)}_seed{seed}"
+  paths = write_interpolations(out, stem, sets, steps=steps)
   if log:
     log(f"[t2f] step {step}: wrote " + ", ".join(paths))
   return paths

@@ -77,7 +77,9 @@ def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, warmup_steps=100))
   c.batch_size = 64
   c.num_steps = 3000
-  c.margin = 1.0
+  # DS-SJE on cosine compatibilities with every violation counted ('sum'): the paper's max
+  # over classes ('max') barely leaves chance level from a random start here (BENCHMARKS.md).
+  c.loss = ml_collections.ConfigDict(dict(margin=0.2, aggregate="sum", normalize=True))
   c.eval = ml_collections.ConfigDict(dict(num_queries=1000, pool=50))
   c.log_every = 100
   c.save_every = 500
@@ -117,12 +119,21 @@ def validate_config(c) -> None:
     need(isinstance(v, int) and v > 0, f"data.{key}={v!r} must be a positive integer")
   need(16 <= c.data.image_size <= 256, f"data.image_size={c.data.image_size} must be in 16..256")
   need(c.optim.lr > 0, f"optim.lr={c.optim.lr!r} must be > 0")
-  need(c.margin > 0, f"margin={c.margin!r} must be > 0")
+  need(c.loss.margin > 0, f"loss.margin={c.loss.margin!r} must be > 0")
+  need(c.loss.aggregate in ("max", "sum"), f"loss.aggregate={c.loss.aggregate!r}: max or sum")
   need(c.eval.pool >= 2, f"eval.pool={c.eval.pool!r} must be >= 2")
   need(
     c.data.num_faces * c.data.captions_per_face >= c.batch_size,
     "fewer caption pairs than one batch",
   )
+
+
+def _unit(x):
+  return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + 1e-12)
+
+
+def _maybe_unit(x, normalize: bool):
+  return _unit(x) if normalize else x
 
 
 def match_matrix(attributes: np.ndarray, mentions: np.ndarray) -> np.ndarray:
@@ -217,7 +228,15 @@ class TextEncoderTask:
       t, v = self.joint.apply(
         {"params": params}, batch["tokens"], batch["lengths"], batch["features"]
       )
-      loss = emb_losses.ds_sje_loss(v, t, match=batch["match"], margin=self.config.margin)
+      if self.config.loss.normalize:
+        t, v = _unit(t), _unit(v)
+      loss = emb_losses.ds_sje_loss(
+        v,
+        t,
+        match=batch["match"],
+        margin=self.config.loss.margin,
+        aggregate=self.config.loss.aggregate,
+      )
       return jnp.mean(loss), (t, v)
 
     (loss, (t, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -246,10 +265,18 @@ class TextEncoderTask:
     params = jax.device_get(state["params"])
     self.last_eval = evaluate_retrieval(
       functools.partial(
-        _embed, self.encoder, params["encoder"], self.vocab, self.config.data.max_len
+        _embed,
+        self.encoder,
+        params["encoder"],
+        self.vocab,
+        self.config.data.max_len,
+        normalize=self.config.loss.normalize,
       ),
       lambda feats: np.asarray(
-        jnp.dot(feats, params["image_proj"]["kernel"]) + params["image_proj"]["bias"]
+        _maybe_unit(
+          jnp.dot(feats, params["image_proj"]["kernel"]) + params["image_proj"]["bias"],
+          self.config.loss.normalize,
+        )
       ),
       self.classifier,
       self.config,
@@ -261,11 +288,12 @@ class TextEncoderTask:
     del state, step, workdir, writer  # an encoder has nothing to draw
 
 
-def _embed(encoder, params, vocab, max_len, captions) -> np.ndarray:
+def _embed(encoder, params, vocab, max_len, captions, normalize=False) -> np.ndarray:
   out = []
   for lo in range(0, len(captions), 256):
     tok, ln = vocab.encode(captions[lo : lo + 256], max_len)
-    out.append(np.asarray(_apply_encoder(encoder, params, tok, ln)))
+    e = _apply_encoder(encoder, params, tok, ln)
+    out.append(np.asarray(_unit(e) if normalize else e))
   return np.concatenate(out)
 
 
@@ -305,6 +333,7 @@ class TextEncoder:
   params: Any
   vocab: text_lib.Vocabulary
   max_len: int
+  normalize: bool = False  # unit-length embeddings (what the encoder was trained with)
 
   @property
   def embed_dim(self) -> int:
@@ -314,7 +343,9 @@ class TextEncoder:
     return self.vocab.encode(list(captions), self.max_len)
 
   def embed(self, captions) -> np.ndarray:
-    return _embed(self.module, self.params, self.vocab, self.max_len, list(captions))
+    return _embed(
+      self.module, self.params, self.vocab, self.max_len, list(captions), self.normalize
+    )
 
 
 def export_dir(workdir: str) -> str:
@@ -351,7 +382,13 @@ def load_text_encoder(workdir: str | None = None) -> TextEncoder:
   if not isinstance(ex.module, text_lib.CharCNNRNN):
     raise CheckpointError(f"{d} holds a {type(ex.module).__name__}, not a CharCNNRNN")
   vocab = text_lib.Vocabulary.load(os.path.join(d, VOCAB_FILE))
-  return TextEncoder(ex.module, ex.variables["params"], vocab, int(ex.info["max_len"]))
+  return TextEncoder(
+    ex.module,
+    ex.variables["params"],
+    vocab,
+    int(ex.info["max_len"]),
+    bool(ex.info.get("normalize", False)),
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -388,7 +425,11 @@ def train_and_evaluate(
       task.evaluate(result.state, result.step)
     if jax.process_index() == 0:
       params = jax.device_get(result.state["params"])["encoder"]
-      info = {"step": int(result.step), "eval": task.last_eval}
+      info = {
+        "step": int(result.step),
+        "eval": task.last_eval,
+        "normalize": bool(config.loss.normalize),
+      }
       save_export(workdir, task.encoder, params, task.vocab, config.data.max_len, info)
       with open(os.path.join(workdir, "eval.json"), "w") as f:
         json.dump(info, f, indent=2)

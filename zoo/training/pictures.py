@@ -6,6 +6,7 @@ Shared by every image family (ProGAN, the text-to-image GANs, ...).
 from __future__ import annotations
 
 import math
+import re
 import os
 
 import numpy as np
@@ -52,3 +53,42 @@ def write_gif(frames, path: str, *, ms: int = 150) -> None:
   tmp = path + ".tmp.gif"
   imgs[0].save(tmp, save_all=True, append_images=imgs[1:], duration=ms, loop=0)
   os.replace(tmp, path)
+
+
+def slug(text: str, limit: int = 48) -> str:
+  """A file-name-safe form of ``text`` (lowercase words joined by ``_``)."""
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "caption"
+
+
+def text_interpolations(generate, e1, e2, latents, *, steps: int, seed: int, rows: int = 4):
+  """The interpolations of Reed et al.'s figures for a text-conditional generator.
+
+  ``generate(embeddings [n, E], latents [n, L]) -> images``; ``latents(n, seed) -> [n, L]``.
+  Returns ``{'captions': ..., 'latents': ...}``, each ``rows * steps`` images: from ``e1`` to
+  ``e2`` with latent ``r`` fixed in row ``r``, and from latent ``r`` to ``r + 1`` (of a
+  second draw) with ``e1`` fixed.
+  """
+  t = np.linspace(0.0, 1.0, steps)[:, None]
+  lat = latents(rows, seed)
+  emb_c = np.tile((1 - t) * e1 + t * e2, (rows, 1))
+  img_c = generate(emb_c, np.repeat(lat, steps, axis=0))
+  lat2 = latents(rows + 1, seed + 1)
+  lat_int = np.concatenate([(1 - t) * lat2[r] + t * lat2[r + 1] for r in range(rows)])
+  img_z = generate(np.repeat(np.asarray(e1)[None], rows * steps, axis=0), lat_int)
+  return {"captions": img_c, "latents": img_z}
+
+
+def write_interpolations(out: str, stem: str, sets, *, steps: int) -> list[str]:
+  """For each ``name -> images`` (rows of ``steps``): ``<stem>_<name>.png`` (a grid) and
+  ``<stem>_<name>.gif`` (the rows side by side, one frame per step, ping-pong)."""
+  os.makedirs(out, exist_ok=True)
+  paths = []
+  for name, imgs in sets.items():
+    grid = os.path.join(out, f"{stem}_{name}.png")
+    Image.fromarray(sample_grid(imgs, cols=steps)).save(grid)
+    frames = to_uint8(imgs).reshape(-1, steps, *imgs.shape[1:])
+    frames = np.concatenate(list(frames), axis=2)
+    gif = os.path.join(out, f"{stem}_{name}.gif")
+    write_gif(np.concatenate([frames, frames[-2:0:-1]]), gif, ms=120)
+    paths += [grid, gif]
+  return paths
