@@ -180,7 +180,7 @@ def test_init_variables():
   assert dv["params"]["text_proj"]["kernel"].shape == (5, 6)
 
 
-@pytest.mark.parametrize("res", [32, 64])
+@pytest.mark.parametrize("res", [32, pytest.param(64, marks=pytest.mark.slow)])
 def test_shapes_range_and_features(res):
   res, g, d, g_vars, d_vars = _nets(res)
   z, emb, x = _inputs(res)

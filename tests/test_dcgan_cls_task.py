@@ -129,7 +129,7 @@ def test_train_writes_samples_and_judges_by_captions(trained):
   "variant,keys,absent",
   [
     pytest.param("gan", set(), {"D_wrong_score", "G_int"}, marks=pytest.mark.slow),
-    ("gan_cls", {"D_wrong_score"}, {"G_int"}),
+    pytest.param("gan_cls", {"D_wrong_score"}, {"G_int"}, marks=pytest.mark.slow),
     pytest.param("gan_int", {"G_int"}, {"D_wrong_score"}, marks=pytest.mark.slow),
   ],
 )

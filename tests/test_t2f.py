@@ -164,6 +164,7 @@ def test_encoder_and_ca_are_trained_jointly_with_g(trained):
     assert np.abs(v - _flat(last["ca"])[k]).max() > 1e-4, k
 
 
+@pytest.mark.slow  # ProGAN's growth tests cover the surgery in the default set
 def test_growth_keeps_old_leaves_bit_identical():
   task = _task()
   state = jax.device_get(task.init_state(jax.random.key(1), 0))
