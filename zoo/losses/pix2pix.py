@@ -12,7 +12,6 @@ Every function returns ``[B]`` values; callers average over the batch.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from zoo.losses import gan as gan_lib
 

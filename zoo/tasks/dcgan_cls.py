@@ -22,7 +22,6 @@ test face's caption that does not describe them (``eval/mismatch_rejection``).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Iterator
 
@@ -300,9 +299,7 @@ def train_and_evaluate(
     resume_keys=RESUME_KEYS,
     allow_config_change=allow_config_change,
   )
-  if task.last_eval and jax.process_index() == 0 and not result.stopped_by_signal:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-      json.dump({"step": int(result.step), **task.last_eval}, f, indent=2)
+  loop.write_final_eval(workdir, result, task.last_eval)
   return result
 
 
@@ -327,8 +324,7 @@ def restore_task(workdir: str, *, step: int | None = None, classifier: bool = Fa
 def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
   task, state, step = restore_task(workdir, step=step, classifier=True)
   results = {"step": step, **judge(task, state)}
-  with open(os.path.join(workdir, f"eval_{step:08d}.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  workdir_lib.write_json(os.path.join(workdir, f"eval_{step:08d}.json"), results)
   if log:
     log(f"[dcgan_cls] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
   return results

@@ -20,7 +20,6 @@ there is none (what code that needs the judge calls).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Callable, Iterator, Mapping
@@ -390,13 +389,6 @@ def build_task(c, mesh=None) -> FaceClassifierTask:
   return FaceClassifierTask(config=c, mesh=mesh)
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, default=str)
-  os.replace(tmp, path)
-
-
 def train_and_evaluate(
   config,
   workdir: str,
@@ -444,7 +436,7 @@ def _train_and_export(config, cfg, workdir, mesh, log_fn, allow_config_change):
       "config": config.to_dict(),
     }
     fc.save_export(workdir, task.model_config, result.state["params"], extra=info)
-    _write_json(
+    workdir_lib.write_json(
       os.path.join(workdir, "eval.json"),
       {k: info[k] for k in ("step", "train_seconds_last_run", "eval")},
     )

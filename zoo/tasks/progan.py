@@ -370,8 +370,7 @@ def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
     raise ConfigError("evaluation needs the embedded faces (data.source='') and a classifier")
   results = {"step": step, **results}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, f"eval_{step:08d}.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    workdir_lib.write_json(os.path.join(workdir, f"eval_{step:08d}.json"), results)
   if log:
     log(f"[progan] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
   return results

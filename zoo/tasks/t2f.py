@@ -42,7 +42,6 @@ columns of fixed latents, ``samples/stage<k>_<HxW>_<step>.png`` and
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -521,9 +520,7 @@ def train_and_evaluate(
     resume_keys=RESUME_KEYS,
     allow_config_change=allow_config_change,
   )
-  if task.last_eval and jax.process_index() == 0 and not result.stopped_by_signal:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-      json.dump({"step": int(result.step), **task.last_eval}, f, indent=2)
+  loop.write_final_eval(workdir, result, task.last_eval)
   return result
 
 
@@ -548,8 +545,7 @@ def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
   if not task.config.eval.num_samples:
     raise ConfigError("eval.num_samples is 0 in this run's config; nothing to judge")
   results = {"step": step, **task.judge(state, step)}
-  with open(os.path.join(workdir, f"eval_{step:08d}.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  workdir_lib.write_json(os.path.join(workdir, f"eval_{step:08d}.json"), results)
   if log:
     log(f"[t2f] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
   return results

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any, Callable, Iterator
 
@@ -431,8 +430,7 @@ def train_and_evaluate(
         "normalize": bool(config.loss.normalize),
       }
       save_export(workdir, task.encoder, params, task.vocab, config.data.max_len, info)
-      with open(os.path.join(workdir, "eval.json"), "w") as f:
-        json.dump(info, f, indent=2)
+      workdir_lib.write_json(os.path.join(workdir, "eval.json"), info)
       say(
         f"[text_encoder] exported to {export_dir(workdir)}; caption->image retrieval top-1 "
         f"{task.last_eval['eval/retrieval_top1']:.3f} (chance "

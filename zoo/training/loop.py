@@ -42,7 +42,6 @@ import time
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -396,3 +395,12 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
   return TrainResult(
     state=state, step=step, history=history, eval_history=eval_history, stopped_by_signal=stopped
   )
+
+
+def write_final_eval(workdir: str, result: "TrainResult", metrics) -> None:
+  """``<workdir>/eval.json``: the step and the last evaluation of a run that finished
+  (nothing for a run stopped by a signal, or on processes other than 0)."""
+  if metrics and jax.process_index() == 0 and not result.stopped_by_signal:
+    workdir_lib.write_json(
+      os.path.join(workdir, "eval.json"), {"step": int(result.step), **metrics}
+    )

@@ -331,3 +331,11 @@ def set_aside(workdir: str, ckdir: str, step: int) -> str:
     dest, n = os.path.join(dest_dir, f"{step}.{n}"), n + 1
   os.replace(os.path.join(ckdir, str(step)), dest)
   return dest
+
+
+def write_json(path: str, obj) -> None:
+  """Writes ``obj`` as indented JSON, atomically (a reader never sees half a file)."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, default=str)
+  os.replace(tmp, path)
