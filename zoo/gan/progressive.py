@@ -154,6 +154,19 @@ class Schedule:
     return n
 
 
+#: Resume rules for a staged run's config (see ``zoo.training.workdir.ResumeKeys``): the
+#: keys that place the stages are fixed, while the last stage's length only moves the end,
+#: like ``num_steps``, so a finished run can be trained further at its final resolution.
+SCHEDULE_SHAPE_KEYS = (
+  "schedule.resolution",
+  "schedule.fade_images",
+  "schedule.stable_images",
+  "schedule.batch_sizes",
+  "schedule.reset_optimizer",
+)
+SCHEDULE_FREE_KEYS = ("schedule.final_stable_images",)
+
+
 def make_schedule(c) -> Schedule:
   """The :class:`Schedule` of config ``c`` (ConfigError, one line, when inconsistent)."""
   sc = c.schedule

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.errors import ConfigError
-from zoo.models.layers import make_norm
+from zoo.models.layers import Conv2xDown, ConvTranspose2x, make_norm
 
 Array = jax.Array
 
@@ -92,7 +92,22 @@ def unet_dropout_levels(num_downs: int) -> list[int]:
   return list(range(4, num_downs - 1))
 
 
-def _conv(features, kernel, stride, pad, bias, name):
+def _conv(features, kernel, stride, pad, bias, name, x=None):
+  if (
+    (kernel, stride, pad) == (4, 2, 1)
+    and x is not None
+    and x.shape[1] % 2 == 0
+    and x.shape[2] % 2 == 0
+  ):
+    # The same parameters and function as the nn.Conv below, as one matmul: XLA:CPU's
+    # strided-convolution gradients are far slower (see layers.conv_4x4_s2).
+    return Conv2xDown(
+      features,
+      use_bias=bias,
+      kernel_init=normal_init(0.02),
+      bias_init=nn.initializers.zeros,
+      name=name,
+    )
   return nn.Conv(
     features,
     (kernel, kernel),
@@ -106,15 +121,11 @@ def _conv(features, kernel, stride, pad, bias, name):
 
 
 def _deconv(features, bias, name):
-  # PyTorch ConvTranspose2d(k=4, s=2, p=1) doubles the size; with lax.conv_transpose
-  # semantics that is explicit padding k - 1 - p = 2 on the dilated input.
-  return nn.ConvTranspose(
+  # PyTorch ConvTranspose2d(k=4, s=2, p=1) doubles the size; ConvTranspose2x is that
+  # layer (nn.ConvTranspose with padding k - 1 - p = 2, transpose_kernel=True) as matmuls.
+  return ConvTranspose2x(
     features,
-    (4, 4),
-    strides=(2, 2),
-    padding=((2, 2), (2, 2)),
     use_bias=bias,
-    transpose_kernel=True,
     kernel_init=normal_init(0.02),
     bias_init=nn.initializers.zeros,
     name=name,
@@ -170,7 +181,7 @@ class UNetGenerator(nn.Module):
     for i in range(n):
       if i > 0:
         h = nn.leaky_relu(h, 0.2)
-      h = _conv(chans[i], 4, 2, 1, bias, f"down{i}")(h)
+      h = _conv(chans[i], 4, 2, 1, bias, f"down{i}", h)(h)
       if 0 < i < n - 1:
         h = _norm(self.norm, train, f"down{i}_norm")(h)
       skips.append(h)
@@ -207,11 +218,11 @@ class NLayerDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, train: bool = True) -> Array:
     bias = self.norm != "batch"
-    h = _conv(self.ndf, 4, 2, 1, True, "conv0")(x)
+    h = _conv(self.ndf, 4, 2, 1, True, "conv0", x)(x)
     h = nn.leaky_relu(h, 0.2)
     for n in range(1, self.n_layers + 1):
       stride = 2 if n < self.n_layers else 1
-      h = _conv(self.ndf * min(2**n, 8), 4, stride, 1, bias, f"conv{n}")(h)
+      h = _conv(self.ndf * min(2**n, 8), 4, stride, 1, bias, f"conv{n}", h)(h)
       h = _norm(self.norm, train, f"norm{n}")(h)
       h = nn.leaky_relu(h, 0.2)
     return _conv(1, 4, 1, 1, True, f"conv{self.n_layers + 1}")(h)

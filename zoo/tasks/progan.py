@@ -93,11 +93,13 @@ def shape_sections(c) -> dict:
 
 
 #: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
-#: and the schedule (which fixes the stages) are fixed; evaluation, sample grids and the
+#: and the stage layout are fixed; the final stage's length, evaluation, sample grids and the
 #: loop's cadence are free; the data and the optimisation need ``--allow_config_change``.
 RESUME_KEYS = workdir_lib.ResumeKeys(
-  shape=_SHAPE_SECTIONS,
-  free=workdir_lib.LOOP_FREE + ("eval", "num_samples", "data.data_dir"),
+  shape=("model",) + progressive.SCHEDULE_SHAPE_KEYS,
+  free=workdir_lib.LOOP_FREE
+  + progressive.SCHEDULE_FREE_KEYS
+  + ("eval", "num_samples", "data.data_dir"),
 )
 
 

@@ -81,12 +81,14 @@ _T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad")
 _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
 #: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
-#: and the schedule are fixed; evaluation, the sample grids and the loop's cadence are
+#: and the stage layout are fixed; the final stage's length, evaluation, the sample grids and the loop's cadence are
 #: free; the data, text and optimisation settings need ``--allow_config_change`` (the
 #: vocabulary is the run's ``vocab.json`` whatever the data says).
 RESUME_KEYS = workdir_lib.ResumeKeys(
-  shape=("model", "schedule"),
-  free=workdir_lib.LOOP_FREE + ("eval", "num_captions", "num_latents"),
+  shape=("model",) + progressive.SCHEDULE_SHAPE_KEYS,
+  free=workdir_lib.LOOP_FREE
+  + progressive.SCHEDULE_FREE_KEYS
+  + ("eval", "num_captions", "num_latents"),
 )
 
 
