@@ -4,6 +4,8 @@ Modes:
   train        train (or resume); the caption encoder and the face classifier are trained
                first when missing. Samples (rows = fixed held-out captions, listed in
                ``samples/captions.txt``), ``samples/timelapse.gif``, TensorBoard, ``eval.json``.
+               ``--config.data.source=FOLDER``: a caption dataset you bring (Reed's CUB /
+               flowers format or Face2Text's), with an encoder trained on it.
   eval         caption accuracy, FD and mismatch rejection of the latest checkpoint.
   generate     a grid of ``--num`` samples for ``--caption``.
   interpolate  ``--caption`` -> ``--caption2`` with fixed latents, and between latents with

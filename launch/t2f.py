@@ -2,6 +2,8 @@
 
 Modes:
   train        train (or resume); the face classifier is trained first when missing.
+               ``--config.data.source=FOLDER``: a caption dataset you bring (Reed's CUB /
+               flowers format or Face2Text's) instead of the embedded faces.
                Checkpoints with the growth stage, ``vocab.json``, TensorBoard, per-stage
                sample grids (rows = fixed held-out captions, listed in
                ``samples/captions.txt``) and ``samples/timelapse.gif``, ``eval.json``.

@@ -3,6 +3,8 @@
 Trains (or resumes) Reed's char-CNN-RNN with the DS-SJE loss against the face classifier's
 features (trained first when missing), reports caption->image retrieval on held-out test
 captions and exports the encoder to ``DIR/encoder/`` for the text-to-image GANs.
+``--config.data.source=FOLDER`` trains it on a caption dataset you bring instead of the
+embedded faces (the export records which).
 """
 
 from absl import flags

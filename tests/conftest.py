@@ -10,9 +10,12 @@ _FLAG = "--xla_force_host_platform_device_count=4"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 
+import csv  # noqa: E402
 import pathlib  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHEEP = REPO.parent / "shared" / "data" / "aaron_sheep.npz"
@@ -26,3 +29,84 @@ def sheep_path():
       "place it there to run this test"
     )
   return SHEEP
+
+
+# ---------------------------------------------------------------------------
+# Caption dataset folders and a tiny face classifier (text-to-image tests).
+# ---------------------------------------------------------------------------
+
+#: Class dir -> colour of the tiny Reed-format fixture; the last class is the test split.
+REED_CLASSES = {"001.Red_bird": "red", "002.Blue_bird": "blue", "003.Green_bird": "green"}
+_ADJECTIVES = ("short", "long", "spotted", "striped")
+
+
+def _random_image(path, width, height, seed):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+
+
+def _write_lines(path, lines):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def reed_captions(cls: str, i: int) -> list[str]:
+  """The captions of image ``i`` of class ``cls`` in :func:`write_reed_folder` (3 or 4)."""
+  colour = REED_CLASSES[cls]
+  return [f"a {colour} bird number {i} with {a} wings" for a in _ADJECTIVES[: 3 + i % 2]]
+
+
+def write_reed_folder(root, *, test_split: bool = True):
+  """A tiny caption dataset in Reed's CUB layout at ``root``: :data:`REED_CLASSES` x 3
+  images of mixed sizes (``.jpg`` and ``.png``), 3 or 4 captions each
+  (:func:`reed_captions`); the first two classes are ``'train'``, the last ``'test'``
+  (``testclasses.txt`` is left out with ``test_split=False``). Returns ``root``."""
+  classes = list(REED_CLASSES)
+  for c, cls in enumerate(classes):
+    for i in range(3):
+      name = f"{cls.split('.')[1]}_{i:04d}"
+      ext = ".png" if i == 1 else ".jpg"
+      _random_image(
+        root / "images" / cls / f"{name}{ext}", 20 + 9 * i + 3 * c, 14 + 6 * c, 10 * c + i
+      )
+      _write_lines(root / "text_c10" / cls / f"{name}.txt", reed_captions(cls, i))
+  _write_lines(root / "trainvalclasses.txt", classes[:2])
+  if test_split:
+    _write_lines(root / "testclasses.txt", classes[2:])
+  return root
+
+
+#: (image, split, hair) of the tiny Face2Text fixture: 6 'train' images, 2 'test'.
+FACE2TEXT_IMAGES = [
+  (f"faces/{i:02d}.png", "test" if i in (2, 5) else "train", hair)
+  for i, hair in enumerate(("black", "blond", "red", "brown", "grey", "white", "dark", "fair"))
+]
+
+
+def write_face2text_folder(root):
+  """A tiny Face2Text-style caption dataset at ``root``: the images of
+  :data:`FACE2TEXT_IMAGES` (mixed sizes) and one ``captions.csv`` (``image``, ``caption``,
+  ``split``) with two captions per image. Returns ``root``."""
+  root.mkdir(parents=True, exist_ok=True)
+  with (root / "captions.csv").open("w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(["image", "caption", "split"])
+    for i, (image, split, hair) in enumerate(FACE2TEXT_IMAGES):
+      _random_image(root / image, 16 + 5 * i, 30 - 2 * i, 100 + i)
+      w.writerow([image, f"a person with {hair} hair", split])
+      w.writerow([image, f"a smiling person with {hair} hair, looking left", split])
+  return root
+
+
+@pytest.fixture(scope="session")
+def tiny_face_classifier(tmp_path_factory):
+  """The workdir of a tiny face classifier trained once per session; point
+  ``ZOO_FACE_CLASSIFIER`` at it (``monkeypatch.setenv``) where a task needs the judge."""
+  from zoo.tasks import face_classifier as fc_task  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path_factory.mktemp("tiny_face_classifier") / "clf")
+  fc_task.get_or_train_classifier(
+    workdir, config=fc_task.default_config("tiny"), log_fn=lambda m: None
+  )
+  return workdir

@@ -9,6 +9,8 @@ Usage::
   python -m launch.dcgan_cls --workdir runs/dcgan_cls --mode interpolate \
       --caption "a person with black hair" --caption2 "a person with blond hair"
   python -m launch.dcgan_cls --config launch/configs/dcgan_cls.py:gan_cls --workdir runs/gan_cls
+  python -m launch.dcgan_cls --config launch/configs/dcgan_cls.py --config.data.source=/data/cub \
+      --workdir runs/dcgan_cub
 
 Variants (after the colon): the objective, on the embedded captioned faces at the CPU
 sizes below; add ``,paper`` (e.g. ``gan_int_cls,paper``) for the paper's 64x64 networks
@@ -24,6 +26,21 @@ trained first when missing, like the classifier). The embeddings of every traini
 caption are computed once, as the reference does with its pre-computed ``.t7`` files.
 
 Sections: model (``make_dcgan_cls(**model)``), objective, loss, optim, data, text, eval.
+
+Data (``zoo.data.caption_pairs``):
+  data.source    '' (default): the embedded captioned faces (``data.num_faces``,
+                 ``data.captions_per_face``, ``data.seed``). A folder path: a caption
+                 dataset you bring in Reed's format (CUB-200-2011, Oxford-102 flowers) or
+                 Face2Text's, detected; its 'train' pairs train, held-out captions of its
+                 'test' split judge (FD and mismatch rejection only: real captions name no
+                 attributes); ``data.seed`` orders the held-out test images.
+  data.data_dir  where TFDS prepares the folder (builder ``zoo_captions``, config
+                 ``<format>_<resolution>``); '' = TFDS's default.
+  text.encoder_workdir  '' = ``runs/text_encoder`` (``$ZOO_TEXT_ENCODER``) for the
+                 embedded faces, and that path + ``_<folder name>`` for a folder (e.g.
+                 ``runs/text_encoder_cub``): an encoder is trained there on that data when
+                 missing. An encoder trained on other data than ``data.source`` is
+                 refused (one line).
 """
 
 import ml_collections
@@ -62,8 +79,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict(dict(**OBJECTIVES[objective], feature_matching=0.0))
   c.loss = ml_collections.ConfigDict(dict(d_loss="logistic", g_loss="nonsaturating", n_critic=1))
   c.optim = ml_collections.ConfigDict(dict(lr=2e-4, b1=0.5, b2=0.999))
-  c.data = ml_collections.ConfigDict(dict(num_faces=10_000, captions_per_face=5, seed=0))
-  c.text = ml_collections.ConfigDict(dict(encoder_workdir=""))  # '' = runs/text_encoder
+  # source: '' = the embedded captioned faces, else a caption dataset folder (see above).
+  c.data = ml_collections.ConfigDict(
+    dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="")
+  )
+  # '' = runs/text_encoder, or runs/text_encoder_<folder name> for a folder source.
+  c.text = ml_collections.ConfigDict(dict(encoder_workdir=""))
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000, fd=True))
   c.batch_size = 64
   c.num_steps = 6000

@@ -10,6 +10,8 @@ Usage::
   python -m launch.t2f --workdir runs/t2f --mode interpolate \
       --caption "a person with black hair" --caption2 "a person with blond hair"
   python -m launch.t2f --workdir runs/t2f --mode export
+  python -m launch.t2f --config launch/configs/t2f.py --config.data.source=/data/cub \
+      --workdir runs/t2f_cub
 
 Variants (after the colon):
   (none)  the embedded captioned faces, 4x4 -> 32x32, small encoder and channel counts,
@@ -32,6 +34,21 @@ Sections: model (``zoo.models.t2f.make_t2f``), schedule (stages in images, as Pr
 loss (``zoo.gan.objectives.LossConfig`` keys + ``kl_weight``, ``matching_aware``,
 ``cond_grad``), optim, ema, data, text (the vocabulary and the padded caption length),
 eval. Every key can be overridden with ``--config.SECTION.KEY=VALUE``.
+
+Data (``zoo.data.caption_pairs``):
+  data.source    '' (default): the embedded captioned faces, ``data.num_faces`` faces with
+                 ``data.captions_per_face`` captions each, drawn from ``data.seed``. A
+                 folder path: a caption dataset you bring, Reed's format (CUB-200-2011,
+                 Oxford-102 flowers: ``images/`` or ``jpg/``, ``text_c10/``,
+                 ``trainvalclasses.txt``, ``testclasses.txt``) or Face2Text's (images
+                 and one ``captions.json``/``.csv``/``.tsv``), detected; every (image,
+                 caption) pair of its 'train' split trains, held-out captions of its
+                 'test' split judge (FD and mismatch rejection: real captions name no
+                 attributes). ``num_faces``/``captions_per_face`` do not apply;
+                 ``data.seed`` orders the held-out test images.
+  data.data_dir  where TFDS prepares the folder (builder ``zoo_captions``, config
+                 ``<format>_<H>`` at the final resolution); '' = TFDS's default
+                 (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
 """
 
 import ml_collections
@@ -86,7 +103,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     dict(lr=1e-3, b1=0.0, b2=0.99, eps=1e-8, lazy_adam_correction=False)
   )
   c.ema = ml_collections.ConfigDict(dict(half_life_images=10_000))  # 0: no EMA of G
-  c.data = ml_collections.ConfigDict(dict(num_faces=10_000, captions_per_face=5, seed=0))
+  # source: '' = the embedded captioned faces, else a caption dataset folder (see above).
+  c.data = ml_collections.ConfigDict(
+    dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="")
+  )
   # Captions are at most 48 words; the reference pads to 100.
   c.text = ml_collections.ConfigDict(dict(max_len=64, min_count=1))
   # Judged on eval.num_samples held-out captions by the face classifier (trained first

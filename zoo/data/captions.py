@@ -11,7 +11,8 @@ caption of the image, in file order; ``label`` is the class id, or ``-1`` when t
 has no classes; ``index`` is ``i``. The source plugs into
 :class:`zoo.data.stream.ShardedStream`: :func:`pick_caption` as its ``transform`` draws
 one caption per row from the row's generator, :func:`collate_captions` stacks a batch
-(:func:`caption_batches` wires both).
+(:func:`caption_batches` wires both). The text-to-image families read a prepared folder
+as (image, caption) pairs through :mod:`zoo.data.caption_pairs` (``data.source``).
 
 Format ``'reed'``: Reed et al.'s CUB-200-2011 and Oxford-102 flowers captions
 ---------------------------------------------------------------------------------
@@ -94,7 +95,10 @@ TensorFlow. Its ``manual_dir`` is the dataset root above; configs ``reed_<S>`` a
 (Sequence of Text), ``label`` (int32), ``filename`` (Text: the image path relative to
 the image folder) and ``index`` (int32, position in the split). Splits: those of the
 format that hold images. A prepared config is cached under its name: delete
-``<data_dir>/zoo_captions/<config>`` after changing the files. :func:`prepare_captions`
+``<data_dir>/zoo_captions/<config>`` after changing the files. The folder it was
+prepared from is recorded beside it (``zoo_source.json``), and preparing another folder
+of the same format and size into the same ``data_dir`` is refused (one line): give each
+dataset its own ``data_dir``. :func:`prepare_captions`
 prepares and returns :class:`PreparedCaptions` sources with the items of
 :class:`CaptionedImages`.
 """
@@ -145,6 +149,8 @@ __all__ = [
 FORMATS = ("reed", "face2text")
 SPLITS = ("train", "validation", "test")
 CAPTION_FILES = ("captions.json", "captions.csv", "captions.tsv")
+#: Written beside a prepared config: the dataset folder it was prepared from.
+SOURCE_FILE = "zoo_source.json"
 REED_TEXT_DIR = "text_c10"
 REED_IMAGE_DIRS = ("images", "jpg")
 REED_SPLIT_FILES = {
@@ -849,6 +855,26 @@ def prepare_captions(
   if data_dir is not None:
     kwargs["data_dir"] = os.fspath(data_dir)
   builder = CaptionedImagesBuilder(**kwargs)
+  here = os.path.realpath(Path(root).expanduser())
+  # Two datasets of one format and size share the config name: refuse to read another
+  # folder's prepared examples as this one's.
+  marker = Path(os.fspath(builder.data_dir)) / SOURCE_FILE
+  prepared_from = _prepared_from(marker)
+  if prepared_from is not None and prepared_from != here:
+    raise CaptionDataError(
+      f"{builder.data_dir} holds {config.name} prepared from {prepared_from}, not {here}: "
+      "use another data_dir (data.data_dir in the launchers) or delete that folder"
+    )
   download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser()))
   builder.download_and_prepare(file_format="array_record", download_config=download_config)
+  if prepared_from is None:
+    marker.write_text(json.dumps({"root": here}), encoding="utf-8")
   return {s: PreparedCaptions(ds, s) for s, ds in builder.as_data_source().items()}
+
+
+def _prepared_from(marker: Path) -> str | None:
+  """The dataset folder a prepared config was made from (None: unknown or not prepared)."""
+  try:
+    return str(json.loads(marker.read_text(encoding="utf-8"))["root"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None

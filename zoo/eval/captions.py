@@ -12,6 +12,12 @@ The family draws samples for held-out captions of test faces
 * ``eval/mismatch_rejection`` (when D's scores are given): the fraction of real test faces
   D scores higher with their own caption than with the previous face's caption, over the
   pairs where that caption does not describe the face (:func:`mismatch_rejection`).
+
+Real caption datasets (:mod:`zoo.data.caption_pairs`) have no attributes: :func:`judge`
+with ``attributes=None`` reports ``eval/FD`` and ``eval/mismatch_rejection`` only, and the
+other caption an image is scored with is chosen by :func:`other_captions`: the nearest
+earlier held-out example (cyclically) of another class when the data has classes (Reed),
+else the previous example, which is another image (one held-out caption per image).
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ import numpy as np
 
 from zoo.data import faces
 
-__all__ = ["caption_accuracy", "describes_previous", "judge", "mismatch_rejection"]
+__all__ = [
+  "caption_accuracy",
+  "describes_previous",
+  "judge",
+  "mismatch_rejection",
+  "other_captions",
+]
 
 
 def caption_accuracy(pred, attributes, mentions) -> dict[str, float]:
@@ -44,17 +56,58 @@ def describes_previous(attributes, mentions) -> np.ndarray:
   return np.all((attributes == wrong_attrs) | ~wrong_mentions, axis=1)
 
 
-def mismatch_rejection(right_scores, wrong_scores, attributes, mentions) -> float:
+def other_captions(n: int, labels=None) -> np.ndarray:
+  """int [n]: the example whose caption example ``i`` is scored with by D as the wrong
+  one. ``i - 1`` (cyclically; the embedded faces); with ``labels`` (int [n], ``-1`` =
+  no class) that are all >= 0 and not all equal, the nearest earlier example (cyclically)
+  of another label."""
+  prev = (np.arange(n) - 1) % max(n, 1)
+  if labels is None:
+    return prev
+  labels = np.asarray(labels)
+  if n < 2 or (labels < 0).any() or (labels == labels[0]).all():
+    return prev
+  out = prev.copy()
+  for i in range(n):
+    for d in range(1, n):
+      j = (i - d) % n
+      if labels[j] != labels[i]:
+        out[i] = j
+        break
+  return out
+
+
+def mismatch_rejection(
+  right_scores, wrong_scores, attributes=None, mentions=None, *, others=None
+) -> float:
   """Fraction of faces i with ``right_scores[i] > wrong_scores[i]`` (D's scores of face i
-  with its own caption and with caption ``i - 1``), over the faces that caption ``i - 1``
-  does not describe; NaN when it describes them all."""
-  keep = ~describes_previous(attributes, mentions)
+  with its own caption and with another one), over the faces that other caption does not
+  describe; NaN when it describes them all.
+
+  With ``attributes`` and ``mentions`` the other caption is caption ``i - 1``, and it
+  describes face i when the face has every attribute it names. Without them (real data)
+  every face counts, except one scored with its own caption (``others[i] == i``, from
+  :func:`other_captions`, when given)."""
   right, wrong = np.asarray(right_scores), np.asarray(wrong_scores)
+  if attributes is not None:
+    keep = ~describes_previous(attributes, mentions)
+  elif others is not None:
+    keep = np.asarray(others) != np.arange(len(right))
+  else:
+    keep = np.ones(len(right), bool)
   return float(np.mean(right[keep] > wrong[keep])) if keep.any() else float("nan")
 
 
 def judge(
-  classifier, fake, real, attributes, mentions, *, fd: bool = True, scores=None
+  classifier,
+  fake,
+  real,
+  attributes=None,
+  mentions=None,
+  *,
+  fd: bool = True,
+  scores=None,
+  others=None,
 ) -> dict[str, float]:
   """The caption metrics of the module docstring.
 
@@ -62,17 +115,24 @@ def judge(
     classifier: a :class:`zoo.eval.face_classifier.FaceClassifier`.
     fake: samples [n, H, W, 3] in [-1, 1], sample i drawn for held-out caption i.
     real: the held-out test faces [n, H, W, 3] in [-1, 1] (for the FD).
-    attributes, mentions: of the held-out captions, [n, A].
+    attributes, mentions: of the held-out captions, [n, A]; None (real captions): no
+      accuracy keys.
     fd: compute ``eval/FD``.
     scores: optional ``(right, wrong)`` D scores for ``eval/mismatch_rejection``.
+    others: without attributes, which example's caption gave the wrong scores
+      (:func:`other_captions`).
   """
   from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
 
-  out = caption_accuracy(classifier.predict(fake), attributes, mentions)
+  out = {}
+  if attributes is not None:
+    out.update(caption_accuracy(classifier.predict(fake), attributes, mentions))
   if fd:
     out["eval/FD"] = float(
       em.frechet_distance(classifier.features(fake), classifier.features(real))
     )
   if scores is not None:
-    out["eval/mismatch_rejection"] = mismatch_rejection(*scores, attributes, mentions)
+    out["eval/mismatch_rejection"] = mismatch_rejection(
+      *scores, attributes, mentions, others=others
+    )
   return out

@@ -8,8 +8,13 @@
 * objective: :class:`zoo.gan.objectives.TextConditionalObjective` (GAN / GAN-CLS /
   GAN-INT / GAN-INT-CLS, optional feature matching), Adam 2e-4, β1 0.5;
 * text: the char-CNN-RNN of :mod:`zoo.tasks.text_encoder`, frozen; the embeddings of all
-  training captions are computed once (the reference's pre-computed embeddings);
-* data: :mod:`zoo.data.faces.captioned` through the shared stream.
+  training captions are computed once (the reference's pre-computed embeddings). It must
+  have been trained on the same ``data.source``: a folder source gets its own encoder
+  (:func:`zoo.tasks.text_encoder.encoder_workdir_for`), and an encoder trained on other
+  data is refused (one line);
+* data (:func:`zoo.data.caption_pairs.open_pair_source`, ``data.source``): the embedded
+  captioned faces, or every (image, caption) pair of a caption dataset folder (Reed's
+  CUB / flowers format or Face2Text's), through the shared stream.
 
 Judged by the captions (:meth:`DCGANCLSTask.evaluate`, every ``eval_every`` steps and at
 the end): ``eval.num_samples`` samples for held-out captions of test faces (strings no
@@ -17,7 +22,11 @@ training pair uses); the face classifier's accuracy on each attribute a caption 
 (``eval/acc/<attribute>``, ``eval/acc_mentioned`` over all mentioned attributes), classifier
 Fréchet distance against the test faces (``eval/FD``), and D's mismatch rejection:
 the fraction of real test faces D scores higher with their own caption than with another
-test face's caption that does not describe them (``eval/mismatch_rejection``).
+test face's caption that does not describe them (``eval/mismatch_rejection``). A caption
+dataset folder has no attributes: FD and mismatch rejection only (the other caption is
+another test image's, of another class when there are classes), on held-out captions of
+its ``'test'`` split; a folder without one is refused while ``eval.num_samples`` > 0, and
+with evaluation off the sample grids show training captions.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import numpy as np
 import optax
 from PIL import Image
 
-from zoo.data.faces import captioned
+from zoo.data import caption_pairs
 from zoo.data.stream import ShardedStream
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
@@ -70,7 +79,12 @@ def validate_config(c) -> None:
   need(0 <= c.objective.int_beta <= 1, f"objective.int_beta={c.objective.int_beta!r}")
   need(c.objective.feature_matching >= 0, "objective.feature_matching must be >= 0")
   need(c.optim.lr > 0, f"optim.lr={c.optim.lr!r} must be > 0")
-  need(c.data.num_faces * c.data.captions_per_face >= c.batch_size, "fewer pairs than a batch")
+  need(
+    isinstance(c.data.get("source", ""), str),
+    "data.source must be a caption dataset folder or '' (the embedded faces)",
+  )
+  if not caption_pairs.is_folder(c.data):  # a folder's pairs are counted when it is opened
+    need(c.data.num_faces * c.data.captions_per_face >= c.batch_size, "fewer pairs than a batch")
   need(c.eval.num_samples >= 0, "eval.num_samples must be >= 0")
   objectives.LossConfig.from_config(c.loss)
 
@@ -80,7 +94,7 @@ class DCGANCLSTask:
 
   name = "dcgan_cls"
 
-  def __init__(self, config, mesh, *, encoder, classifier=None, log=print):
+  def __init__(self, config, mesh, *, encoder, classifier=None, log=print, source=None):
     validate_config(config)
     self.config = c = config
     self.mesh, self.log = mesh, log
@@ -100,13 +114,7 @@ class DCGANCLSTask:
       int_beta=float(c.objective.int_beta) or None,
       feature_matching=float(c.objective.feature_matching),
     )
-    self.source = captioned.CaptionedFaces(
-      "train",
-      self.res,
-      num_faces=c.data.num_faces,
-      captions_per_face=c.data.captions_per_face,
-      seed=c.data.seed,
-    )
+    self._source = source  # None: opened on first use (modes that only draw never do)
     self._train_captions: list[str] | None = None
     self.table = None  # embeddings of every training caption, computed once for training
     self._held = None
@@ -137,6 +145,12 @@ class DCGANCLSTask:
     )
 
   # ---- data -----------------------------------------------------------------
+  @property
+  def source(self):
+    if self._source is None:
+      self._source = caption_pairs.open_pair_source(self.config.data, "train", self.res)
+    return self._source
+
   @property
   def train_captions(self) -> list[str]:
     if self._train_captions is None:
@@ -188,11 +202,19 @@ class DCGANCLSTask:
   # ---- judging --------------------------------------------------------------
   def heldout(self) -> dict:
     if self._held is None:
-      n = max(int(self.config.eval.num_samples), int(self.config.num_captions))
-      self._held = captioned.heldout_pairs(
-        n, exclude=set(self.train_captions), seed=self.config.data.seed, size=self.res
+      c = self.config
+      n = max(int(c.eval.num_samples), int(c.num_captions))
+      # A real test caption may have no character the encoder knows: skip it.
+      accept = (
+        caption_pairs.encodable(self.encoder.encode) if caption_pairs.is_folder(c.data) else None
       )
-      self._held["emb"] = self.encoder.embed(self._held["caption"])
+      self._held = caption_pairs.heldout(
+        c.data, n, exclude=set(self.train_captions), size=self.res, accept=accept
+      )
+      caps = self._held["caption"]
+      self._held["emb"] = (
+        self.encoder.embed(caps) if caps else np.zeros((0, self.encoder.embed_dim), np.float32)
+      )
     return self._held
 
   def evaluate(self, state, step):
@@ -204,8 +226,13 @@ class DCGANCLSTask:
   def write_samples(self, state, step, workdir, writer: MetricWriter):
     held = self.heldout()
     nc, nl = self.config.num_captions, self.config.num_latents
-    emb = np.repeat(held["emb"][:nc], nl, axis=0)
-    z = np.tile(self.latents(nl, self.config.seed + 1), (nc, 1))
+    if held["caption"]:
+      captions, emb = held["caption"][:nc], held["emb"][:nc]
+    else:  # a folder without held-out captions, evaluation off: training captions
+      captions = self.source.first_captions(nc)
+      emb = self.encoder.embed(captions)
+    emb = np.repeat(emb, nl, axis=0)
+    z = np.tile(self.latents(nl, self.config.seed + 1), (len(captions), 1))
     grid = sample_grid(self.generate(state, z, emb), cols=nl)
     if jax.process_index() != 0:
       return
@@ -215,7 +242,7 @@ class DCGANCLSTask:
     Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
     Image.fromarray(grid).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
     with open(os.path.join(outdir, "captions.txt"), "w") as f:
-      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(held["caption"][:nc])))
+      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(captions)))
     write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
     writer.image(step, "samples/fixed_captions", grid)
     writer.flush()
@@ -224,8 +251,15 @@ class DCGANCLSTask:
 def judge(task: DCGANCLSTask, state) -> dict[str, float]:
   """Caption accuracy, classifier FD and mismatch rejection (see the module docstring)."""
   held = task.heldout()
-  n = int(task.config.eval.num_samples)
-  emb, attrs, mentions = held["emb"][:n], held["attributes"][:n], held["mentions"][:n]
+  n = min(int(task.config.eval.num_samples), len(held["caption"]))
+  if not n:
+    raise ConfigError(f"nothing to evaluate: {held.get('reason') or 'eval.num_samples is 0'}")
+  emb = held["emb"][:n]
+  attrs, mentions = held.get("attributes"), held.get("mentions")
+  attrs = None if attrs is None else attrs[:n]
+  mentions = None if mentions is None else mentions[:n]
+  # D's wrong caption: the previous example's (another class's, when the data has classes).
+  others = caption_eval.other_captions(n, held["label"][:n] if "label" in held else None)
   fake = task.generate(state, task.latents(n, task.config.seed + 2), emb)
   real = held["image"][:n].astype(np.float32) * (2 / 255) - 1
   return caption_eval.judge(
@@ -235,13 +269,15 @@ def judge(task: DCGANCLSTask, state) -> dict[str, float]:
     attrs,
     mentions,
     fd=bool(task.config.eval.fd),
-    scores=_d_scores(task, state, real, emb),
+    scores=_d_scores(task, state, real, emb, others),
+    others=others,
   )
 
 
-def _d_scores(task, state, real, emb) -> tuple[np.ndarray, np.ndarray]:
-  """D's scores of ``real`` with their own embeddings and with the previous example's."""
-  wrong = np.roll(emb, 1, axis=0)
+def _d_scores(task, state, real, emb, others=None) -> tuple[np.ndarray, np.ndarray]:
+  """D's scores of ``real`` with their own embeddings and with example ``others[i]``'s
+  (default: the previous example's)."""
+  wrong = np.roll(emb, 1, axis=0) if others is None else emb[others]
   d_vars = core.net_variables(state["d"])
   f = task._fn("score")  # pylint: disable=protected-access
   right_s, wrong_s = [], []
@@ -252,11 +288,12 @@ def _d_scores(task, state, real, emb) -> tuple[np.ndarray, np.ndarray]:
   return np.concatenate(right_s), np.concatenate(wrong_s)
 
 
-def mismatch_rejection(task, state, real, emb, attrs, mentions) -> float:
+def mismatch_rejection(task, state, real, emb, attrs=None, mentions=None, others=None) -> float:
   """Fraction of (image, own caption, other caption) triples with D(own) > D(other),
-  over other captions (the next example's) that do not describe the image."""
-  right_s, wrong_s = _d_scores(task, state, real, emb)
-  return caption_eval.mismatch_rejection(right_s, wrong_s, attrs, mentions)
+  over other captions (the previous example's, or ``others``) that do not describe the
+  image (see :func:`zoo.eval.captions.mismatch_rejection`)."""
+  right_s, wrong_s = _d_scores(task, state, real, emb, others)
+  return caption_eval.mismatch_rejection(right_s, wrong_s, attrs, mentions, others=others)
 
 
 # ---------------------------------------------------------------------------
@@ -265,7 +302,12 @@ def mismatch_rejection(task, state, real, emb, attrs, mentions) -> float:
 
 
 def _encoder(c, log):
-  return text_task.get_or_train_text_encoder(c.text.encoder_workdir or None, log_fn=log)
+  """The run's caption encoder: ``text.encoder_workdir`` ('' = the default for
+  ``data.source``), trained first on that data when missing; refused (one line) when it
+  was trained on other data."""
+  return text_task.get_or_train_text_encoder(
+    c.text.encoder_workdir or None, log_fn=log, data=c.data
+  )
 
 
 def _classifier(log):
@@ -282,14 +324,34 @@ def train_and_evaluate(
   config, workdir: str, *, mesh=None, log=print, allow_config_change: bool = False
 ) -> loop.TrainResult:
   """Trains (or resumes) in ``workdir``; the encoder and classifier are trained first
-  when missing. Writes ``eval.json`` with the final caption accuracy."""
+  when missing. Writes ``eval.json`` with the final caption accuracy. A bad ``data.source``
+  or an encoder trained on other data stops it (one line) before anything is written to
+  the workdir."""
   validate_config(config)
   cfg = loop_config(config)
   workdir_lib.check_usable(workdir)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   say = log or (lambda m: None)
+  res = (config.model.resolution, config.model.resolution)
+  source = caption_pairs.open_pair_source(config.data, "train", res)
+  caption_pairs.check_pairs(
+    config.data,
+    source,
+    batch_size=config.batch_size,
+    evaluate=bool(config.eval.num_samples),
+    size=res,
+    what="dcgan_cls",
+  )
+  encoder = _encoder(config, say)  # refuses an encoder of other data before training any
   clf = _classifier(say) if config.eval.num_samples else None
-  task = DCGANCLSTask(config, mesh, encoder=_encoder(config, say), classifier=clf, log=say)
+  task = DCGANCLSTask(config, mesh, encoder=encoder, classifier=clf, log=say, source=source)
+  if log and caption_pairs.is_folder(config.data) and jax.process_index() == 0:
+    held = task.heldout()
+    log(
+      f"[dcgan_cls] {caption_pairs.describe(config.data)}: {len(source)} training pairs of "
+      f"{source.num_images} images, {len(held['caption'])} held-out test captions"
+      + (f" ({held['reason']})" if held["reason"] else "")
+    )
   result = loop.train(
     task,
     cfg,
@@ -306,7 +368,7 @@ def train_and_evaluate(
 def restore_task(workdir: str, *, step: int | None = None, classifier: bool = False):
   """``(task, state, step)`` of a trained run through the one restore."""
   c = ml_collections.ConfigDict(restore_lib.read_config(workdir))
-  enc = text_task.load_text_encoder(c.text.encoder_workdir or None)
+  enc = text_task.load_text_encoder(c.text.encoder_workdir or None, data=c.data)
   clf = _classifier(print) if classifier else None
   task = DCGANCLSTask(
     c,
@@ -406,7 +468,7 @@ def export(workdir: str, *, output: str = "", log=print) -> str:
     enc.params,
     enc.vocab,
     enc.max_len,
-    {"normalize": enc.normalize},
+    {"normalize": enc.normalize, "data_source": enc.data_source},
   )
   if log:
     log(f"[dcgan_cls] exported the step-{step} generator and its text encoder to {out}")

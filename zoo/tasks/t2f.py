@@ -21,10 +21,12 @@ Pieces:
 * schedule, growth, level-of-detail blending of the reals and the Adam resets: ProGAN's
   (:mod:`zoo.tasks.progan`, :mod:`zoo.gan.progressive`), the stages' networks built by
   :func:`zoo.models.t2f.make_t2f`;
-* data: :class:`zoo.data.faces.captioned.CaptionedFaces` at the final resolution,
-  box-filtered per stage; captions become word ids of a vocabulary built from the training
-  captions and saved as ``<workdir>/vocab.json`` when training starts (reloaded on resume
-  and by every mode that reads the workdir).
+* data (:func:`zoo.data.caption_pairs.open_pair_source`, ``data.source``): the embedded
+  :class:`zoo.data.faces.captioned.CaptionedFaces`, or every (image, caption) pair of a
+  caption dataset folder (Reed's CUB / flowers format or Face2Text's), at the final
+  resolution, box-filtered per stage; captions become word ids of a vocabulary built
+  from the training captions and saved as ``<workdir>/vocab.json`` when training starts
+  (reloaded on resume and by every mode that reads the workdir).
 
 A *latent* here is ``latent_dim + ca_dim`` numbers: the noise ``z`` followed by the CA
 noise ``eps``; with the caption it fixes a sample (sample grids, interpolations and the
@@ -34,7 +36,11 @@ Judged by the captions (:mod:`zoo.eval.captions`, every ``eval_every`` steps, at
 end and at the end): samples for held-out captions of test faces, the face classifier's
 accuracy on the attributes each caption mentions (``eval/acc_mentioned``,
 ``eval/acc/<attribute>``), classifier FD against the test faces (``eval/FD``) and D's
-mismatch rejection. Samples: rows of fixed held-out captions (``samples/captions.txt``) x
+mismatch rejection. A caption dataset folder has no attributes: FD (on the classifier's
+features) and mismatch rejection only, on held-out captions of its ``'test'`` split; a
+folder without one (or whose test captions all occur in training) is refused while
+``eval.num_samples`` > 0, and with evaluation off the sample grids show training
+captions. Samples: rows of fixed held-out captions (``samples/captions.txt``) x
 columns of fixed latents, ``samples/stage<k>_<HxW>_<step>.png`` and
 ``samples/timelapse.gif`` across the run.
 """
@@ -52,7 +58,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from zoo.data.faces import captioned
+from zoo.data import caption_pairs
 from zoo.data.images import unconditional as image_data
 from zoo.data.stream import ShardedStream
 from zoo.errors import ConfigError
@@ -129,13 +135,18 @@ def validate_config(c) -> None:
   need(o.lr > 0, f"optim.lr={o.lr!r} must be > 0")
   need(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optim.b1 and optim.b2 must be in [0, 1)")
   need(c.ema.half_life_images >= 0, "ema.half_life_images must be >= 0")
-  for key in ("num_faces", "captions_per_face"):
-    need(isinstance(c.data[key], int) and c.data[key] >= 1, f"data.{key} must be an integer >= 1")
   need(
-    c.data.num_faces * c.data.captions_per_face >= max(sched.batch_sizes),
-    f"data.num_faces x data.captions_per_face = {c.data.num_faces * c.data.captions_per_face} "
-    "pairs is fewer than the largest batch size",
+    isinstance(c.data.get("source", ""), str),
+    "data.source must be a caption dataset folder or '' (the embedded faces)",
   )
+  if not caption_pairs.is_folder(c.data):  # a folder's pairs are counted when it is opened
+    for key in ("num_faces", "captions_per_face"):
+      need(isinstance(c.data[key], int) and c.data[key] >= 1, f"data.{key} must be an integer >= 1")
+    need(
+      c.data.num_faces * c.data.captions_per_face >= max(sched.batch_sizes),
+      f"data.num_faces x data.captions_per_face = {c.data.num_faces * c.data.captions_per_face} "
+      "pairs is fewer than the largest batch size",
+    )
   need(isinstance(c.text.max_len, int) and c.text.max_len >= 1, "text.max_len must be >= 1")
   need(isinstance(c.text.min_count, int) and c.text.min_count >= 1, "text.min_count must be >= 1")
   for key in _LOOP_KEYS:
@@ -148,31 +159,26 @@ def validate_config(c) -> None:
   )
 
 
-def training_source(c) -> captioned.CaptionedFaces:
-  """The training pairs at the schedule's final resolution."""
+def training_source(c):
+  """The training pairs at the schedule's final resolution (``data.source``: the embedded
+  faces or a caption dataset folder; CaptionDataError, one line, for a bad folder)."""
   sched = progressive.make_schedule(c)
-  return captioned.CaptionedFaces(
-    "train",
-    sched.resolution(sched.num_stages - 1),
-    num_faces=c.data.num_faces,
-    captions_per_face=c.data.captions_per_face,
-    seed=c.data.seed,
-  )
+  return caption_pairs.open_pair_source(c.data, "train", sched.resolution(sched.num_stages - 1))
 
 
-def build_vocabulary(c) -> Vocabulary:
+def build_vocabulary(c, source=None) -> Vocabulary:
   """The word vocabulary of the training captions (``text.min_count``)."""
-  src = training_source(c)
+  src = training_source(c) if source is None else source
   captions = [src.caption(i)[0] for i in range(len(src))]
   return Vocabulary.build(captions, "word", min_count=c.text.min_count)
 
 
-def workdir_vocabulary(workdir: str, c) -> tuple[Vocabulary, bool]:
+def workdir_vocabulary(workdir: str, c, source=None) -> tuple[Vocabulary, bool]:
   """``(vocabulary, is_new)``: the run's ``vocab.json`` when the workdir has checkpoints
   (CheckpointError when it is missing), else a new one built from the config."""
   if ckpt_lib.list_steps(ckpt_lib.checkpoint_dir(workdir)):
     return Vocabulary.load(os.path.join(workdir, VOCAB_FILE)), False
-  return build_vocabulary(c), True
+  return build_vocabulary(c, source), True
 
 
 # ---------------------------------------------------------------------------
@@ -189,12 +195,22 @@ class T2FTask(progressive.StagedGANTask):
     vocab: the word :class:`Vocabulary` (its size fixes the encoder's shapes).
     vocab_path: where to write ``vocab`` when training starts (None: it is already there).
     classifier: the face classifier judging the samples (None: no evaluation).
+    source: the training pairs when already open (None: :func:`training_source`, opened
+      on first use).
   """
 
   name = "t2f"
 
   def __init__(
-    self, config, mesh, *, vocab: Vocabulary, vocab_path=None, classifier=None, log=print
+    self,
+    config,
+    mesh,
+    *,
+    vocab: Vocabulary,
+    vocab_path=None,
+    classifier=None,
+    log=print,
+    source=None,
   ):
     validate_config(config)
     self.config = c = config
@@ -211,7 +227,7 @@ class T2FTask(progressive.StagedGANTask):
     self.tx_d = progressive.optimizer(c.optim, self.losses.reg_interval)
     self.tx_g = progressive.optimizer(c.optim, 1)
     self.final = self.schedule.resolution(self.schedule.num_stages - 1)
-    self.source = training_source(c)
+    self._source = source
     self.noise_dim = int(c.model.latent_dim) + int(c.model.ca_dim)
     self._train_captions: list[str] | None = None
     self._train_tokens: tuple[np.ndarray, np.ndarray] | None = None
@@ -269,6 +285,12 @@ class T2FTask(progressive.StagedGANTask):
     return state, {**metrics, "alpha": alpha, "stage": jnp.float32(stage)}
 
   # ---- data -----------------------------------------------------------------
+  @property
+  def source(self):
+    if self._source is None:  # modes that only draw never open the data
+      self._source = training_source(self.config)
+    return self._source
+
   @property
   def train_captions(self) -> list[str]:
     if self._train_captions is None:
@@ -407,31 +429,40 @@ class T2FTask(progressive.StagedGANTask):
 
   # ---- judging --------------------------------------------------------------
   def heldout(self) -> dict:
-    """Held-out captions of test faces (strings no training pair uses), encoded."""
+    """Held-out captions of test images (strings no training pair uses), encoded."""
     if self._held is None:
-      n = max(int(self.config.eval.num_samples), int(self.config.num_captions))
-      self._held = captioned.heldout_pairs(
-        n, exclude=set(self.train_captions), seed=self.config.data.seed, size=self.final
+      c = self.config
+      n = max(int(c.eval.num_samples), int(c.num_captions))
+      # A real test caption may use no word of the training vocabulary: skip it.
+      accept = caption_pairs.encodable(self.encode) if caption_pairs.is_folder(c.data) else None
+      self._held = caption_pairs.heldout(
+        c.data, n, exclude=set(self.train_captions), size=self.final, accept=accept
       )
       self._held["tokens"], self._held["lengths"] = self.encode(self._held["caption"])
     return self._held
 
   def judge(self, state, step: int) -> dict[str, float]:
     held = self.heldout()
-    n = int(self.config.eval.num_samples)
+    n = min(int(self.config.eval.num_samples), len(held["caption"]))
+    if not n:
+      raise ConfigError(f"nothing to evaluate: {held.get('reason') or 'eval.num_samples is 0'}")
     ids, lengths = held["tokens"][:n], held["lengths"][:n]
     fake = self.generate_tokens(state, ids, lengths, self.latents(n, self.config.seed + 2), step)
     real = image_data.to_float(held["image"][:n])
+    # D's wrong caption: the previous example's (another class's, when the data has classes).
+    others = caption_eval.other_captions(n, held["label"][:n] if "label" in held else None)
     right = self.d_scores(state, real, ids, lengths, step)
-    wrong = self.d_scores(state, real, np.roll(ids, 1, axis=0), np.roll(lengths, 1), step)
+    wrong = self.d_scores(state, real, ids[others], lengths[others], step)
+    attrs, mentions = held.get("attributes"), held.get("mentions")
     out = caption_eval.judge(
       self.classifier,
       fake,
       real,
-      held["attributes"][:n],
-      held["mentions"][:n],
+      None if attrs is None else attrs[:n],
+      None if mentions is None else mentions[:n],
       fd=bool(self.config.eval.fd),
       scores=(right, wrong),
+      others=others,
     )
     out["eval/stage"] = float(self._state_stage(step))
     return out
@@ -445,9 +476,14 @@ class T2FTask(progressive.StagedGANTask):
   def write_samples(self, state, step, workdir, writer: MetricWriter):
     held = self.heldout()
     nc, nl = self.config.num_captions, self.config.num_latents
-    ids = np.repeat(held["tokens"][:nc], nl, axis=0)
-    lengths = np.repeat(held["lengths"][:nc], nl, axis=0)
-    z = np.tile(self.latents(nl, self.config.seed + 1), (nc, 1))
+    if held["caption"]:
+      captions, ids, lengths = held["caption"][:nc], held["tokens"][:nc], held["lengths"][:nc]
+    else:  # a folder without held-out captions, evaluation off: training captions
+      captions = self.source.first_captions(nc)
+      ids, lengths = self.encode(captions)
+    ids = np.repeat(ids, nl, axis=0)
+    lengths = np.repeat(lengths, nl, axis=0)
+    z = np.tile(self.latents(nl, self.config.seed + 1), (len(captions), 1))
     grid = sample_grid(self.generate_tokens(state, ids, lengths, z, step), cols=nl)
     if jax.process_index() != 0:
       return
@@ -459,7 +495,7 @@ class T2FTask(progressive.StagedGANTask):
     Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
     Image.fromarray(grid).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
     with open(os.path.join(outdir, "captions.txt"), "w") as f:
-      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(held["caption"][:nc])))
+      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(captions)))
     write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
     writer.image(step, "samples/fixed_captions", grid)
     writer.flush()
@@ -490,22 +526,40 @@ def train_and_evaluate(
   """Trains (or resumes) T2F in ``workdir`` through the shared staged loop (which checks a
   resume against the run's ``config.json`` before writing anything); the face classifier
   is trained first when missing and ``eval.num_samples`` > 0. Writes ``eval.json`` with
-  the final judgement."""
+  the final judgement. A bad ``data.source`` stops it (one line) before anything is
+  written to the workdir."""
   validate_config(config)
   cfg = loop_config(config)
   workdir = workdir_lib.check_usable(workdir)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   say = log or (lambda m: None)
-  vocab, is_new = workdir_vocabulary(workdir, config)
-  clf = _classifier(say) if config.eval.num_samples else None
+  source = training_source(config)
+  vocab, is_new = workdir_vocabulary(workdir, config, source)
   task = T2FTask(
     config,
     mesh,
     vocab=vocab,
     vocab_path=os.path.join(workdir, VOCAB_FILE) if is_new else None,
-    classifier=clf,
     log=say,
+    source=source,
   )
+  caption_pairs.check_pairs(
+    config.data,
+    source,
+    batch_size=max(task.schedule.batch_sizes),
+    evaluate=bool(config.eval.num_samples),
+    size=task.final,
+    what="t2f",
+    accept=caption_pairs.encodable(task.encode),
+  )
+  task.classifier = _classifier(say) if config.eval.num_samples else None
+  if log and caption_pairs.is_folder(config.data) and jax.process_index() == 0:
+    held = task.heldout()
+    log(
+      f"[t2f] {caption_pairs.describe(config.data)}: {len(source)} training pairs of "
+      f"{source.num_images} images, {len(held['caption'])} held-out test captions"
+      + (f" ({held['reason']})" if held["reason"] else "")
+    )
   sched = task.schedule
   if log and jax.process_index() == 0:
     stages = ", ".join(

@@ -6,13 +6,25 @@ symmetric structured joint embedding loss (:func:`zoo.losses.embedding.ds_sje_lo
 "Generative Adversarial Text to Image Synthesis" then conditions G and D on φ(t).
 Here the fixed image features are the penultimate features of the faces attribute
 classifier (:mod:`zoo.eval.face_classifier`, trained on demand), mapped by a learned
-linear layer into the joint space, and the text is the embedded captioned faces
-(:mod:`zoo.data.faces.captioned`: ``captions_per_face`` partial captions per face).
+linear layer into the joint space, and the text is ``data.source``
+(:mod:`zoo.data.caption_pairs`): the embedded captioned faces
+(:mod:`zoo.data.faces.captioned`: ``captions_per_face`` partial captions per face) or a
+caption dataset folder (Reed's CUB / flowers format or Face2Text's).
 
 A caption *matches* an image when the image has every attribute the caption mentions;
 the structured loss gives no margin to matching pairs in the batch (the paper's classes).
-Evaluation: caption->image retrieval top-1 accuracy on held-out test captions, each
-query against a pool of ``eval.pool`` test faces (correct = the best image matches).
+On a caption dataset folder the classes are the dataset's (Reed: a caption matches every
+image of its class) or, without classes (Face2Text), the image itself; the image side is
+still the face classifier's features, a stand-in for the GoogLeNet features of Reed et
+al. (nothing is downloaded). Evaluation: caption->image retrieval top-1 accuracy on
+held-out test captions, each query against a pool of ``eval.pool`` test images (correct =
+the best image matches); a folder without held-out test captions reports NaN.
+
+The export records the data it was trained on (``data_source`` in its info: ``''`` for
+the embedded faces, else the folder's real path); :func:`load_text_encoder` and
+:func:`get_or_train_text_encoder` given a config's ``data`` refuse (one line) an encoder
+trained on other data, and the default workdir of a folder is its own
+(:func:`encoder_workdir_for`).
 
 ``python -m launch.text_encoder`` runs :func:`train_and_evaluate`; the trained encoder is
 exported to ``<workdir>/encoder/`` (the zoo's export format + ``vocab.json``) and loaded
@@ -24,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from typing import Any, Callable, Iterator
 
 import flax.linen as nn
@@ -33,7 +46,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from zoo.data.faces import captioned
+from zoo.data import caption_pairs
 from zoo.data.stream import ShardedStream
 from zoo.errors import CheckpointError, ConfigError
 from zoo.losses import embedding as emb_losses
@@ -70,8 +83,19 @@ def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   )
   c.data = ml_collections.ConfigDict(
-    # image_size: the faces the classifier sees when computing the image features.
-    dict(num_faces=10_000, captions_per_face=5, max_len=256, image_size=32, seed=0)
+    # image_size: the images the classifier sees when computing the image features.
+    # source: '' = the embedded captioned faces (num_faces, captions_per_face, seed), or a
+    # caption dataset folder (Reed or Face2Text format), prepared by TFDS under data_dir
+    # ('' = TFDS's default); see zoo.data.caption_pairs.
+    dict(
+      num_faces=10_000,
+      captions_per_face=5,
+      max_len=256,
+      image_size=32,
+      seed=0,
+      source="",
+      data_dir="",
+    )
   )
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, warmup_steps=100))
   c.batch_size = 64
@@ -117,12 +141,16 @@ def validate_config(c) -> None:
     v = c.data[key]
     need(isinstance(v, int) and v > 0, f"data.{key}={v!r} must be a positive integer")
   need(16 <= c.data.image_size <= 256, f"data.image_size={c.data.image_size} must be in 16..256")
+  need(
+    isinstance(c.data.get("source", ""), str),
+    "data.source must be a caption dataset folder or '' (the embedded faces)",
+  )
   need(c.optim.lr > 0, f"optim.lr={c.optim.lr!r} must be > 0")
   need(c.loss.margin > 0, f"loss.margin={c.loss.margin!r} must be > 0")
   need(c.loss.aggregate in ("max", "sum"), f"loss.aggregate={c.loss.aggregate!r}: max or sum")
   need(c.eval.pool >= 2, f"eval.pool={c.eval.pool!r} must be >= 2")
   need(
-    c.data.num_faces * c.data.captions_per_face >= c.batch_size,
+    caption_pairs.is_folder(c.data) or c.data.num_faces * c.data.captions_per_face >= c.batch_size,
     "fewer caption pairs than one batch",
   )
 
@@ -168,6 +196,7 @@ class TextEncoderTask:
   classifier: Any
   log: Callable[[str], None] = print
   name: str = "text_encoder"
+  source: Any = None  # the training pairs (None: opened from config.data)
 
   def __post_init__(self):
     c = self.config
@@ -175,14 +204,8 @@ class TextEncoderTask:
     self.vocab = text_lib.Vocabulary.default_chars()
     self.encoder = make_encoder(c, self.vocab)
     self.joint = _Joint(self.encoder)
-    size = (c.data.image_size, c.data.image_size)
-    self.source = captioned.CaptionedFaces(
-      "train",
-      size,
-      num_faces=c.data.num_faces,
-      captions_per_face=c.data.captions_per_face,
-      seed=c.data.seed,
-    )
+    if self.source is None:
+      self.source = training_source(c)
     self.features = self._face_features()
     sched = optax.warmup_cosine_decay_schedule(
       0.0, c.optim.lr, min(c.optim.warmup_steps, c.num_steps - 1), max(c.num_steps, 1)
@@ -191,10 +214,10 @@ class TextEncoderTask:
     self.last_eval: dict[str, float] = {}
 
   def _face_features(self) -> np.ndarray:
-    """Classifier features of every training face, computed once: float32 [N, F]."""
+    """Classifier features of every training image, computed once: float32 [N, F]."""
     feats = []
-    for lo in range(0, self.source.num_faces, 500):
-      hi = min(lo + 500, self.source.num_faces)
+    for lo in range(0, self.source.num_images, 500):
+      hi = min(lo + 500, self.source.num_images)
       feats.append(
         self.classifier.features(np.stack([self.source.image(f) for f in range(lo, hi)]))
       )
@@ -203,13 +226,18 @@ class TextEncoderTask:
   def collate(self, items, indices) -> dict:
     del indices
     tokens, lengths = self.vocab.encode([it["caption"] for it in items], self.config.data.max_len)
-    attrs = np.stack([it["attributes"] for it in items])
-    mentions = np.stack([it["mentions"] for it in items])
+    if "attributes" in items[0]:  # the embedded faces: by the attributes a caption names
+      attrs = np.stack([it["attributes"] for it in items])
+      mentions = np.stack([it["mentions"] for it in items])
+      match = match_matrix(attrs, mentions)
+    else:  # a caption dataset: by class (Reed), else by image (DS-SJE's labels)
+      ids = np.asarray([it["class_id"] for it in items])
+      match = ids[:, None] == ids[None, :]
     return {
       "tokens": tokens,
       "lengths": lengths,
       "features": self.features[[it["face"] for it in items]],
-      "match": match_matrix(attrs, mentions),
+      "match": match,
     }
 
   def init_state(self, rng):
@@ -287,6 +315,12 @@ class TextEncoderTask:
     del state, step, workdir, writer  # an encoder has nothing to draw
 
 
+def training_source(c):
+  """The encoder's training pairs (``data.source``) with images at ``data.image_size``."""
+  size = (c.data.image_size, c.data.image_size)
+  return caption_pairs.open_pair_source(c.data, "train", size)
+
+
 def _embed(encoder, params, vocab, max_len, captions, normalize=False) -> np.ndarray:
   out = []
   for lo in range(0, len(captions), 256):
@@ -302,20 +336,34 @@ def _apply_encoder(encoder, params, tokens, lengths):
 
 
 def evaluate_retrieval(embed_text, embed_image, classifier, c, *, exclude) -> dict[str, float]:
-  """Caption->image top-1 retrieval on held-out test captions (pools of ``eval.pool``)."""
+  """Caption->image top-1 retrieval on held-out test captions (pools of ``eval.pool``;
+  smaller when a caption dataset has fewer held-out captions; NaN with fewer than 2)."""
   n, pool = int(c.eval.num_queries), int(c.eval.pool)
   n -= n % pool
   size = (c.data.image_size, c.data.image_size)
-  held = captioned.heldout_pairs(n, exclude=exclude, seed=c.data.seed, size=size)
-  t = embed_text(held["caption"])
-  v = embed_image(classifier.features(held["image"]))
+  held = caption_pairs.heldout(c.data, n, exclude=exclude, size=size)
+  if len(held["caption"]) < n:  # a caption dataset with few held-out captions
+    pool = min(pool, len(held["caption"]))
+    n = len(held["caption"]) - len(held["caption"]) % pool if pool >= 2 else 0
+    if not n:
+      return {"eval/retrieval_top1": float("nan"), "eval/retrieval_chance": float("nan")}
+  t = embed_text(held["caption"][:n])
+  v = embed_image(classifier.features(held["image"][:n]))
+
+  def matches(sl):
+    if "attributes" in held:
+      return match_matrix(held["attributes"][sl], held["mentions"][sl])
+    labels = held["label"][sl]
+    if (labels >= 0).all():  # classes: a caption describes every image of its class
+      return labels[:, None] == labels[None, :]
+    return np.eye(len(labels), dtype=bool)  # one held-out caption per image
+
   hits = []
   for lo in range(0, n, pool):
     sl = slice(lo, lo + pool)
-    m = match_matrix(held["attributes"][sl], held["mentions"][sl])
-    hits.append(float(emb_losses.retrieval_accuracy(t[sl], v[sl], match=m)))
+    hits.append(float(emb_losses.retrieval_accuracy(t[sl], v[sl], match=matches(sl))))
   # Chance: the mean fraction of the pool an average caption matches.
-  chance = float(np.mean(match_matrix(held["attributes"][:pool], held["mentions"][:pool]).mean(1)))
+  chance = float(np.mean(matches(slice(0, pool)).mean(1)))
   return {"eval/retrieval_top1": float(np.mean(hits)), "eval/retrieval_chance": chance}
 
 
@@ -333,6 +381,7 @@ class TextEncoder:
   vocab: text_lib.Vocabulary
   max_len: int
   normalize: bool = False  # unit-length embeddings (what the encoder was trained with)
+  data_source: str = ""  # what it was trained on: '' = the embedded faces, else a folder
 
   @property
   def embed_dim(self) -> int:
@@ -368,9 +417,47 @@ def default_workdir() -> str:
   return os.path.abspath(os.environ.get(ENV_WORKDIR) or DEFAULT_WORKDIR)
 
 
-def load_text_encoder(workdir: str | None = None) -> TextEncoder:
-  """The encoder exported in ``workdir`` (CheckpointError, one line, when there is none)."""
-  workdir = default_workdir() if workdir is None else workdir
+def encoder_workdir_for(data=None) -> str:
+  """The default encoder workdir for a config's ``data``: :func:`default_workdir` for the
+  embedded faces; for a caption dataset folder, that path + ``_<folder name>`` (e.g.
+  ``runs/text_encoder_cub`` for ``/data/cub``), so it never reuses the faces encoder."""
+  base = default_workdir()
+  if data is None or not caption_pairs.is_folder(data):
+    return base
+  key = caption_pairs.source_key(caption_pairs.source_of(data))
+  name = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(key)).strip("._") or "data"
+  return f"{base}_{name}"
+
+
+def _recorded_source(info) -> str:
+  return str((info or {}).get("data_source", "") or "")  # exports before the key: the faces
+
+
+def _check_source(workdir: str, recorded: str, data) -> None:
+  want = caption_pairs.source_key(caption_pairs.source_of(data))
+  if recorded != want:
+    have = recorded or "the embedded captioned faces"
+    raise ConfigError(
+      f"the text encoder in {workdir} was trained on {have}, not on "
+      f"{want or 'the embedded captioned faces'}: set text.encoder_workdir to an empty "
+      "folder (it is trained there) or to an encoder of this data"
+    )
+
+
+def check_encoder_data(workdir: str | None, data) -> None:
+  """One-line ConfigError when ``workdir`` (None: :func:`encoder_workdir_for`) holds an
+  encoder trained on other data than ``data.source``; nothing when it holds none."""
+  workdir = encoder_workdir_for(data) if workdir is None else workdir
+  if is_trained(workdir):
+    desc = export_lib.read_description(export_lib.paths(export_dir(workdir), EXPORT_NAME)[1])
+    _check_source(workdir, _recorded_source(desc.get("info")), data)
+
+
+def load_text_encoder(workdir: str | None = None, *, data=None) -> TextEncoder:
+  """The encoder exported in ``workdir`` (CheckpointError, one line, when there is none).
+  With a config's ``data``: ``workdir`` None is :func:`encoder_workdir_for` ``data``, and an
+  encoder trained on other data is refused (ConfigError, one line)."""
+  workdir = encoder_workdir_for(data) if workdir is None else workdir
   d = export_dir(workdir)
   if not is_trained(workdir):
     raise CheckpointError(
@@ -380,6 +467,8 @@ def load_text_encoder(workdir: str | None = None) -> TextEncoder:
   ex = export_lib.load(d, name=EXPORT_NAME)
   if not isinstance(ex.module, text_lib.CharCNNRNN):
     raise CheckpointError(f"{d} holds a {type(ex.module).__name__}, not a CharCNNRNN")
+  if data is not None:
+    _check_source(workdir, _recorded_source(ex.info), data)
   vocab = text_lib.Vocabulary.load(os.path.join(d, VOCAB_FILE))
   return TextEncoder(
     ex.module,
@@ -387,6 +476,7 @@ def load_text_encoder(workdir: str | None = None) -> TextEncoder:
     vocab,
     int(ex.info["max_len"]),
     bool(ex.info.get("normalize", False)),
+    _recorded_source(ex.info),
   )
 
 
@@ -405,9 +495,20 @@ def train_and_evaluate(
   say = log_fn or (lambda msg: print(msg, flush=True))
   cfg = loop.LoopConfig.from_config(config)
   workdir_lib.check_usable(workdir)
+  source = training_source(config)  # a bad data.source stops here, before any write
+  caption_pairs.check_pairs(
+    config.data,
+    source,
+    batch_size=config.batch_size,
+    evaluate=False,  # evaluation reports NaN without held-out captions
+    size=(config.data.image_size, config.data.image_size),
+    what="text_encoder",
+  )
   clf = fc_task.get_or_train_classifier(log_fn=log_fn)
   with workdir_lib.lock(workdir, say=say):
-    task = TextEncoderTask(config, mesh if mesh is not None else mesh_lib.make_mesh(), clf, say)
+    task = TextEncoderTask(
+      config, mesh if mesh is not None else mesh_lib.make_mesh(), clf, say, source=source
+    )
     result = loop.train(
       task,
       cfg,
@@ -428,6 +529,7 @@ def train_and_evaluate(
         "step": int(result.step),
         "eval": task.last_eval,
         "normalize": bool(config.loss.normalize),
+        "data_source": caption_pairs.source_key(caption_pairs.source_of(config.data)),
       }
       save_export(workdir, task.encoder, params, task.vocab, config.data.max_len, info)
       workdir_lib.write_json(os.path.join(workdir, "eval.json"), info)
@@ -440,17 +542,30 @@ def train_and_evaluate(
 
 
 def get_or_train_text_encoder(
-  workdir: str | None = None, config=None, *, log_fn=None
+  workdir: str | None = None, config=None, *, log_fn=None, data=None
 ) -> TextEncoder:
-  """Loads the exported encoder; trains it first (default config) when there is none."""
-  workdir = default_workdir() if workdir is None else os.path.abspath(workdir)
+  """Loads the exported encoder; trains it first (default config) when there is none.
+
+  ``data``: a GAN config's data section. Then ``workdir`` None is
+  :func:`encoder_workdir_for` ``data``, a new encoder is trained on ``data.source`` (and
+  ``data.data_dir``), and one trained on other data is refused (ConfigError, one line).
+  """
+  if workdir is None:
+    workdir = encoder_workdir_for(data)
+  workdir = os.path.abspath(workdir)
+  if data is not None:
+    check_encoder_data(workdir, data)
   if not is_trained(workdir):
     with workdir_lib.lock(workdir, wait=True):
       if not is_trained(workdir):
         config = default_config() if config is None else config
+        if data is not None:
+          config = config.copy_and_resolve_references()
+          config.data.source = caption_pairs.source_of(data)
+          config.data.data_dir = str(data.get("data_dir", "") or "")
         (log_fn or print)(
-          f"[text_encoder] no trained text encoder in {workdir}; training it "
-          f"({config.num_steps} steps)"
+          f"[text_encoder] no trained text encoder in {workdir}; training it on "
+          f"{caption_pairs.describe(config.data)} ({config.num_steps} steps)"
         )
         train_and_evaluate(config, workdir, log_fn=log_fn)
-  return load_text_encoder(workdir)
+  return load_text_encoder(workdir, data=data)

@@ -20,7 +20,7 @@ order of :data:`zoo.data.faces.ATTRIBUTE_NAMES`), ``mentions`` bool [A], ``face`
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,11 @@ class CaptionedFaces:
   def __len__(self) -> int:
     return self.num_faces * self.captions_per_face
 
+  @property
+  def num_images(self) -> int:
+    """The faces, by the name every pair source uses (:mod:`zoo.data.caption_pairs`)."""
+    return self.num_faces
+
   def image(self, face: int) -> np.ndarray:
     img = self._images.get(face)
     if img is None:
@@ -123,12 +128,14 @@ def heldout_pairs(
   split: str = "test",
   size: Sequence[int] = (32, 32),
   with_images: bool = True,
+  accept: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
   """``num`` captions of ``split`` faces whose strings are not in ``exclude``.
 
   Returns ``caption`` list[str], ``attributes`` int32 [n, A], ``mentions`` bool [n, A],
   ``face`` int64 [n] and (``with_images``) ``image`` uint8 [n, H, W, 3]. One caption per
-  face (variant 0, else the next variant not excluded), faces in order.
+  face (variant 0, else the next variant not excluded), faces in order. ``accept``: an
+  optional test a caption must also pass (e.g. that a vocabulary can encode it).
   """
   src = CaptionedFaces(split, size, num_faces=10**9, captions_per_face=16, seed=seed)
   out: dict[str, list] = {"caption": [], "attributes": [], "mentions": [], "face": []}
@@ -136,7 +143,7 @@ def heldout_pairs(
   while len(out["caption"]) < num:
     for variant in range(src.captions_per_face):
       text, mentions, attrs = src.caption(face * src.captions_per_face + variant)
-      if text not in exclude:
+      if text not in exclude and (accept is None or accept(text)):
         out["caption"].append(text)
         out["attributes"].append(_codes(attrs))
         out["mentions"].append(mentions)
