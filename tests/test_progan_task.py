@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -231,6 +232,18 @@ def test_resume_with_other_channels_or_schedule_refused(trained, tmp_path):
       task_lib.train_and_evaluate(tiny_config(**overrides), workdir, log=None)
     assert key in _one_line(e)
   assert open(os.path.join(workdir, "config.json")).read() == before
+
+
+def test_lengthening_the_final_stage_on_resume_equals_a_longer_run(trained, tmp_path):
+  # Only the end moves, so a finished run trained on equals one planned that long.
+  workdir, _ = trained
+  cont = str(tmp_path / "continued")
+  shutil.copytree(workdir, cont)
+  longer = {"schedule.final_stable_images": 64}
+  resumed = task_lib.train_and_evaluate(tiny_config(**longer), cont, log=None)
+  straight = task_lib.train_and_evaluate(tiny_config(**longer), str(tmp_path / "long"), log=None)
+  assert resumed.step == straight.step == 24
+  chex.assert_trees_all_close(_state(resumed), _state(straight), rtol=1e-5, atol=1e-5)
 
 
 def test_cli_bad_schedule_exits_2_with_one_line(tmp_path):

@@ -66,8 +66,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(
     dict(
       resolution=32,
-      ngf=32,
-      ndf=32,
+      # A quarter of the paper's widths: the convolutions dominate a CPU step and their
+      # cost goes with the square of the width (see BENCHMARKS.md).
+      ngf=16,
+      ndf=16,
       latent_dim=100,
       proj_dim=128,
       minibatch_kernels=0,  # > 0: minibatch discrimination in D (Salimans et al.)

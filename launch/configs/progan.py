@@ -93,7 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.schedule.resolution = (32, 32)
     c.schedule.fade_images = 20_000
     c.schedule.stable_images = 40_000
-    c.schedule.final_stable_images = 160_000
+    c.schedule.final_stable_images = 80_000
     c.schedule.batch_sizes = (16,)
     c.data.num_train = 10_000
     if variant == "portrait":
