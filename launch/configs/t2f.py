@@ -137,7 +137,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.schedule.stable_images = 40_000
     c.schedule.final_stable_images = 80_000
     c.data.num_faces = 2_000
-    c.eval.num_samples = 500
   elif variant != "paper":
     raise ValueError(f"unknown t2f config variant {variant!r}; expected default or paper")
   return c

@@ -57,6 +57,7 @@ __all__ = [
   "prepare",
   "source_key",
   "source_of",
+  "summary",
 ]
 
 _HELDOUT_MAGIC = 0x4E1D
@@ -84,6 +85,15 @@ def describe(data) -> str:
   """A few words naming the data, for logs and errors."""
   src = source_of(data)
   return f"caption dataset {src}" if src else "the embedded captioned faces"
+
+
+def summary(data, source, held) -> str:
+  """One log line: the data, its training pairs and images, the held-out captions."""
+  reason = f" ({held['reason']})" if held.get("reason") else ""
+  return (
+    f"{describe(data)}: {len(source)} training pairs of {source.num_images} images, "
+    f"{len(held['caption'])} held-out test captions{reason}"
+  )
 
 
 def prepare(data, size: int | Sequence[int]) -> dict[str, caption_data.PreparedCaptions]:

@@ -346,12 +346,7 @@ def train_and_evaluate(
   clf = _classifier(say) if config.eval.num_samples else None
   task = DCGANCLSTask(config, mesh, encoder=encoder, classifier=clf, log=say, source=source)
   if log and caption_pairs.is_folder(config.data) and jax.process_index() == 0:
-    held = task.heldout()
-    log(
-      f"[dcgan_cls] {caption_pairs.describe(config.data)}: {len(source)} training pairs of "
-      f"{source.num_images} images, {len(held['caption'])} held-out test captions"
-      + (f" ({held['reason']})" if held["reason"] else "")
-    )
+    log(f"[dcgan_cls] {caption_pairs.summary(config.data, source, task.heldout())}")
   result = loop.train(
     task,
     cfg,

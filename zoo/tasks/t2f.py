@@ -554,12 +554,7 @@ def train_and_evaluate(
   )
   task.classifier = _classifier(say) if config.eval.num_samples else None
   if log and caption_pairs.is_folder(config.data) and jax.process_index() == 0:
-    held = task.heldout()
-    log(
-      f"[t2f] {caption_pairs.describe(config.data)}: {len(source)} training pairs of "
-      f"{source.num_images} images, {len(held['caption'])} held-out test captions"
-      + (f" ({held['reason']})" if held["reason"] else "")
-    )
+    log(f"[t2f] {caption_pairs.summary(config.data, source, task.heldout())}")
   sched = task.schedule
   if log and jax.process_index() == 0:
     stages = ", ".join(
