@@ -193,16 +193,22 @@ def _eval_keys_without_attributes(ev):
   assert not [k for k in ev if k.startswith("eval/acc")]
 
 
-def test_t2f_trains_and_judges_on_a_reed_folder(folders, tmp_path):
-  # One 4x4 stage of 2 steps; the fixture's images (14 to 51 pixels) are resized.
-  c = t2f_tiny_config(
+def _t2f_on(folders, name, **overrides):
+  """A one-stage 4x4 T2F config on fixture folder ``name``."""
+  return t2f_tiny_config(
     **{
       "schedule.resolution": (4, 4),
       "schedule.final_stable_images": 16,
-      "data.source": str(folders["reed"]),
+      "data.source": str(folders[name]),
       "data.data_dir": str(folders["tfds"]),
+      **overrides,
     }
   )
+
+
+def test_t2f_trains_and_judges_on_a_reed_folder(folders, tmp_path):
+  # One 4x4 stage of 2 steps; the fixture's images (14 to 51 pixels) are resized.
+  c = _t2f_on(folders, "reed")
   workdir = str(tmp_path / "t2f")
   res = t2f.train_and_evaluate(c, workdir, mesh=_one_device(), log=None)
   assert res.step == 2
@@ -217,15 +223,7 @@ def test_t2f_trains_and_judges_on_a_reed_folder(folders, tmp_path):
 
 @pytest.mark.slow  # another T2F compile; the launcher table covers the refusal with eval on
 def test_t2f_without_a_test_split_trains_with_evaluation_off(folders, tmp_path):
-  c = t2f_tiny_config(
-    **{
-      "schedule.resolution": (4, 4),
-      "schedule.final_stable_images": 16,
-      "data.source": str(folders["reed_no_test"]),
-      "data.data_dir": str(folders["tfds"]),
-      "eval.num_samples": 0,
-    }
-  )
+  c = _t2f_on(folders, "reed_no_test", **{"eval.num_samples": 0})
   workdir = str(tmp_path / "t2f")
   assert t2f.train_and_evaluate(c, workdir, log=None).step == 2
   rows = _read(workdir, "samples", "captions.txt").splitlines()

@@ -92,6 +92,10 @@ def unet_dropout_levels(num_downs: int) -> list[int]:
   return list(range(4, num_downs - 1))
 
 
+# The reference's init_type='normal': weights N(0, 0.02), biases 0.
+_INIT = dict(kernel_init=normal_init(0.02), bias_init=nn.initializers.zeros)
+
+
 def _conv(features, kernel, stride, pad, bias, name, x=None):
   if (
     (kernel, stride, pad) == (4, 2, 1)
@@ -101,35 +105,22 @@ def _conv(features, kernel, stride, pad, bias, name, x=None):
   ):
     # The same parameters and function as the nn.Conv below, as one matmul: XLA:CPU's
     # strided-convolution gradients are far slower (see layers.conv_4x4_s2).
-    return Conv2xDown(
-      features,
-      use_bias=bias,
-      kernel_init=normal_init(0.02),
-      bias_init=nn.initializers.zeros,
-      name=name,
-    )
+    return Conv2xDown(features, use_bias=bias, name=name, **_INIT)
   return nn.Conv(
     features,
     (kernel, kernel),
     strides=(stride, stride),
     padding=((pad, pad), (pad, pad)),
     use_bias=bias,
-    kernel_init=normal_init(0.02),
-    bias_init=nn.initializers.zeros,
     name=name,
+    **_INIT,
   )
 
 
 def _deconv(features, bias, name):
   # PyTorch ConvTranspose2d(k=4, s=2, p=1) doubles the size; ConvTranspose2x is that
   # layer (nn.ConvTranspose with padding k - 1 - p = 2, transpose_kernel=True) as matmuls.
-  return ConvTranspose2x(
-    features,
-    use_bias=bias,
-    kernel_init=normal_init(0.02),
-    bias_init=nn.initializers.zeros,
-    name=name,
-  )
+  return ConvTranspose2x(features, use_bias=bias, name=name, **_INIT)
 
 
 def _norm(kind: str, train: bool, name: str):
