@@ -307,7 +307,11 @@ _SMALL = {  # in case a check let a run through: it would stay tiny
     "--config.eval.num_samples=8",
   ],
   "dcgan_cls": ["--config.num_steps=2", "--config.batch_size=8", "--config.eval.num_samples=8"],
-  "text_encoder": ["--config=launch/configs/text_encoder.py:tiny", "--config.num_steps=2"],
+  "text_encoder": [
+    "--config=launch/configs/text_encoder.py:tiny",
+    "--config.num_steps=2",
+    "--config.batch_size=4",
+  ],
 }
 
 
@@ -317,17 +321,27 @@ def _missing_image(folders, tmp):
   return root
 
 
+def _unknown_characters(folders, tmp):
+  root = write_face2text_folder(tmp / "f2t_unknown")
+  with (root / "captions.csv").open("a", encoding="utf-8") as f:
+    f.write(f"{FACE2TEXT_IMAGES[0][0]},\u9ed2\u3044\u9aea,train\n")  # no Reed character
+  return root
+
+
 BAD = [
   ("t2f", lambda f, tmp: tmp / "nowhere", "does not exist"),
   ("dcgan_cls", lambda f, tmp: tmp, "is not a caption dataset"),
   ("text_encoder", _missing_image, "Red_bird_0009.txt has no image"),
   ("t2f", lambda f, tmp: f["reed_no_test"], "has no 'test' split"),
   ("dcgan_cls", lambda f, tmp: f["reed"], "was trained on"),
+  ("text_encoder", _unknown_characters, "no character or word the caption encoder knows"),
 ]
 
 
 @pytest.mark.parametrize(
-  "launcher,source,needle", BAD, ids=["missing", "neither_format", "no_image", "no_test", "encoder"]
+  "launcher,source,needle",
+  BAD,
+  ids=["missing", "neither_format", "no_image", "no_test", "encoder", "unknown_chars"],
 )
 def test_bad_input_through_the_launchers(
   launcher, source, needle, folders, face2text_encoder, env, tmp_path

@@ -133,7 +133,7 @@ def test_train_grows_judges_and_writes_samples(trained):
   samples = set(os.listdir(os.path.join(workdir, "samples")))
   for name in ("stage0_4x4_00000004.png", "stage1_8x8_00000012.png", "timelapse.gif"):
     assert name in samples
-  assert {"latest.png", "captions.txt"} <= samples
+  assert {"latest.png", "captions.txt", "captioned.png"} <= samples
   assert Image.open(os.path.join(workdir, "samples", "timelapse.gif")).n_frames == 3
   vocab = Vocabulary.load(os.path.join(workdir, "vocab.json"))
   assert (
@@ -352,6 +352,7 @@ def test_generate_without_checkpoint(tmp_path):
     ({"schedule.resolution": (24, 24)}, "not model.start"),
     ({"text.max_len": 0}, "max_len"),
     ({"data.num_faces": 2}, "fewer than the largest batch"),
+    ({"schedule.resolution": (8, 8)}, "16 to 256 pixels"),  # smaller than the faces come
   ],
 )
 def test_bad_config_is_one_line(tmp_path, overrides, words):

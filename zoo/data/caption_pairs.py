@@ -47,6 +47,7 @@ from zoo.errors import CaptionError, ConfigError
 
 __all__ = [
   "CaptionPairs",
+  "check_captions",
   "check_pairs",
   "describe",
   "encodable",
@@ -307,6 +308,21 @@ def heldout(
   )
 
 
+def check_captions(data, source, accept: Callable[[str], bool], *, what: str) -> None:
+  """A one-line ConfigError naming the first training caption of a caption dataset
+  folder that ``accept`` refuses (see :func:`check_pairs`); the embedded faces pass."""
+  if not is_folder(data):
+    return
+  for e, caps in enumerate(source.captions):
+    for k, text in enumerate(caps):
+      if not accept(text):
+        raise ConfigError(
+          f"bad {what} data: caption {k + 1} of training image {e} in {describe(data)} "
+          f"({text[:40]!r}) is empty or has no character or word the caption encoder "
+          "knows; fix or remove it"
+        )
+
+
 def check_pairs(
   data,
   source,
@@ -320,8 +336,10 @@ def check_pairs(
   """For a caption dataset folder, before a run writes anything: a one-line ConfigError
   when ``source`` (its training pairs) holds fewer pairs than ``batch_size``, or when
   ``evaluate`` and no test image has a held-out caption (no ``'test'`` split, or every
-  test caption occurs in training). The embedded faces pass (their config is checked
-  by the task)."""
+  test caption occurs in training), or when ``accept`` (the run's caption encoding, see
+  :func:`encodable`) refuses a training caption (e.g. one of only unknown characters),
+  which would otherwise stop the run at the batch that draws it. The embedded faces
+  pass (their config is checked by the task)."""
   if not is_folder(data):
     return
   if len(source) < batch_size:
@@ -329,6 +347,8 @@ def check_pairs(
       f"bad {what} config: {describe(data)} has {len(source)} training pairs, fewer than "
       f"the batch size {batch_size}"
     )
+  if accept is not None:
+    check_captions(data, source, accept, what=what)
   if evaluate:
     held = heldout(
       data, 1, exclude=source.all_captions(), size=size, with_images=False, accept=accept

@@ -57,8 +57,8 @@ from zoo.training.pictures import (
   sample_grid,
   slug,
   text_interpolations,
+  write_caption_samples,
   write_interpolations,
-  write_timelapse,
 )
 
 RESUME_KEYS = workdir_lib.ResumeKeys(
@@ -236,14 +236,7 @@ class DCGANCLSTask:
     grid = sample_grid(self.generate(state, z, emb), cols=nl)
     if jax.process_index() != 0:
       return
-    outdir = os.path.join(workdir, "samples")
-    os.makedirs(os.path.join(outdir, "frames"), exist_ok=True)
-    Image.fromarray(grid).save(os.path.join(outdir, f"{step:08d}.png"))
-    Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
-    Image.fromarray(grid).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
-    with open(os.path.join(outdir, "captions.txt"), "w") as f:
-      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(captions)))
-    write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
+    write_caption_samples(os.path.join(workdir, "samples"), f"{step:08d}", grid, captions, step)
     writer.image(step, "samples/fixed_captions", grid)
     writer.flush()
 
@@ -343,6 +336,10 @@ def train_and_evaluate(
     what="dcgan_cls",
   )
   encoder = _encoder(config, say)  # refuses an encoder of other data before training any
+  # Its vocabulary judges the training captions (the encoder trainer checks them too).
+  caption_pairs.check_captions(
+    config.data, source, caption_pairs.encodable(encoder.encode), what="dcgan_cls"
+  )
   clf = _classifier(say) if config.eval.num_samples else None
   task = DCGANCLSTask(config, mesh, encoder=encoder, classifier=clf, log=say, source=source)
   if log and caption_pairs.is_folder(config.data) and jax.process_index() == 0:

@@ -77,8 +77,8 @@ from zoo.training.pictures import (
   sample_grid,
   slug,
   text_interpolations,
+  write_caption_samples,
   write_interpolations,
-  write_timelapse,
 )
 
 VOCAB_FILE = "vocab.json"
@@ -489,14 +489,8 @@ class T2FTask(progressive.StagedGANTask):
       return
     stage = self._state_stage(step)
     h, w = self.schedule.resolution(stage)
-    outdir = os.path.join(workdir, "samples")
-    os.makedirs(os.path.join(outdir, "frames"), exist_ok=True)
-    Image.fromarray(grid).save(os.path.join(outdir, f"stage{stage}_{h}x{w}_{step:08d}.png"))
-    Image.fromarray(grid).save(os.path.join(outdir, "latest.png"))
-    Image.fromarray(grid).save(os.path.join(outdir, "frames", f"{step:08d}.png"))
-    with open(os.path.join(outdir, "captions.txt"), "w") as f:
-      f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(captions)))
-    write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))
+    name = f"stage{stage}_{h}x{w}_{step:08d}"
+    write_caption_samples(os.path.join(workdir, "samples"), name, grid, captions, step)
     writer.image(step, "samples/fixed_captions", grid)
     writer.flush()
 

@@ -503,6 +503,9 @@ def train_and_evaluate(
     evaluate=False,  # evaluation reports NaN without held-out captions
     size=(config.data.image_size, config.data.image_size),
     what="text_encoder",
+    accept=caption_pairs.encodable(
+      lambda caps: text_lib.Vocabulary.default_chars().encode(caps, config.data.max_len)
+    ),
   )
   clf = fc_task.get_or_train_classifier(log_fn=log_fn)
   with workdir_lib.lock(workdir, say=say):

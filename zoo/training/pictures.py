@@ -92,3 +92,51 @@ def write_interpolations(out: str, stem: str, sets, *, steps: int) -> list[str]:
     write_gif(np.concatenate([frames, frames[-2:0:-1]]), gif, ms=120)
     paths += [grid, gif]
   return paths
+
+
+def captioned_grid(
+  grid: np.ndarray, captions, *, width: int = 360, font_size: int = 13
+) -> np.ndarray:
+  """``grid`` (rows of equal height, as :func:`sample_grid` draws them) with each row's
+  caption written, word-wrapped, in a white panel ``width`` pixels wide on its left."""
+  from PIL import ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+
+  grid = np.asarray(grid)
+  n = len(captions)
+  if n < 1 or grid.shape[0] < n:
+    raise ValueError(f"{n} captions for a grid {grid.shape[0]} pixels high")
+  row_h = grid.shape[0] / n
+  panel = Image.new("RGB", (width, grid.shape[0]), "white")
+  draw = ImageDraw.Draw(panel)
+  font = ImageFont.load_default(size=font_size)
+  line_h = font_size + 3
+  max_lines = max(1, int(row_h - 4) // line_h)
+  for r, text in enumerate(captions):
+    lines, line = [], ""
+    for word in str(text).split():
+      trial = f"{line} {word}".strip()
+      if line and draw.textlength(trial, font=font) > width - 12:
+        lines.append(line)
+        line = word
+      else:
+        line = trial
+    lines.append(line)
+    if len(lines) > max_lines:
+      lines = lines[: max_lines - 1] + [lines[max_lines - 1] + " ..."]
+    top = int(r * row_h + (row_h - len(lines) * line_h) / 2)
+    for i, text_line in enumerate(lines):
+      draw.text((6, top + i * line_h), text_line, fill=(0, 0, 0), font=font)
+  return np.concatenate([np.asarray(panel), grid], axis=1)
+
+
+def write_caption_samples(outdir: str, name: str, grid: np.ndarray, captions, step: int) -> None:
+  """What a text-to-image run shows of its fixed captions at ``step``: the grid as
+  ``name.png``, ``latest.png`` and a time-lapse frame, the captions (``captions.txt``), the
+  grid with its captions beside the rows (``captioned.png``) and ``timelapse.gif``."""
+  os.makedirs(os.path.join(outdir, "frames"), exist_ok=True)
+  for path in (name + ".png", "latest.png", os.path.join("frames", f"{step:08d}.png")):
+    Image.fromarray(grid).save(os.path.join(outdir, path))
+  with open(os.path.join(outdir, "captions.txt"), "w") as f:
+    f.write("".join(f"row {i + 1}: {t}\n" for i, t in enumerate(captions)))
+  Image.fromarray(captioned_grid(grid, captions)).save(os.path.join(outdir, "captioned.png"))
+  write_timelapse(os.path.join(outdir, "frames"), os.path.join(outdir, "timelapse.gif"))

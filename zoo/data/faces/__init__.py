@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from zoo.errors import ConfigError
+
 # ---------------------------------------------------------------------------
 # Schema.
 # ---------------------------------------------------------------------------
@@ -216,7 +218,10 @@ def sample_jitter(rng: np.random.Generator | int | None) -> Jitter:
 def _check_size(height: int, width: int) -> None:
   for v in (height, width):
     if not (MIN_SIZE <= int(v) <= MAX_SIZE):
-      raise ValueError(f"height/width must be in [{MIN_SIZE}, {MAX_SIZE}], got {height}x{width}")
+      raise ConfigError(
+        f"the synthetic faces come {MIN_SIZE} to {MAX_SIZE} pixels high and wide, not "
+        f"{height}x{width}"
+      )
 
 
 def _attr_codes(attrs: Mapping[str, Any]) -> dict[str, int]:
