@@ -58,14 +58,15 @@ _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "
 # ---------------------------------------------------------------------------
 
 
-def validate_config(c) -> None:
-  """One-line ConfigError for a bad value; checks every section."""
+def validate_config(c, *, family: str = "progan", networks=models.make_progan) -> None:
+  """One-line ConfigError for a bad value; checks every section. ``networks(model, stage)``
+  builds the family's pair (StyleGAN checks its own model section through it)."""
 
   def need(ok, msg):
     if not ok:
-      raise ConfigError(f"bad progan config: {msg}")
+      raise ConfigError(f"bad {family} config: {msg}")
 
-  models.make_progan(c.model, 0)  # unknown model keys, bad start
+  networks(c.model, 0)  # unknown model keys, bad start
   sched = make_schedule(c)
   objectives.LossConfig.from_config(c.loss)
   o = c.optim
@@ -117,8 +118,12 @@ class ProGANTask(progressive.StagedGANTask):
 
   name = "progan"
 
-  def __init__(self, config, mesh, *, log=print):
+  @staticmethod
+  def validate_config(config) -> None:
     validate_config(config)
+
+  def __init__(self, config, mesh, *, log=print):
+    self.validate_config(config)
     self.config = c = config
     self.mesh = mesh
     self.log = log
@@ -217,6 +222,10 @@ class ProGANTask(progressive.StagedGANTask):
   def _state_stage(self, step: int) -> int:
     return self.stage_at(max(step - 1, 0))  # the loop evaluates after the step
 
+  def apply_generator(self, g, g_vars, z, alpha):
+    """G's images for latents ``z`` (traced); a family with more inputs overrides it."""
+    return g.apply(g_vars, z, alpha)
+
   def generator_fn(self, stage: int):
     """Jitted ``(g_vars, z, alpha) -> images`` at the final resolution (pixel-repeated)."""
     key = ("gen", stage)
@@ -224,7 +233,7 @@ class ProGANTask(progressive.StagedGANTask):
       g, _ = self.networks(stage)
       factor = self.final[0] // self.schedule.resolution(stage)[0]
       self._jit_cache[key] = jax.jit(
-        lambda v, z, a: jnp.clip(upsample_nearest(g.apply(v, z, a), factor), -1, 1)
+        lambda v, z, a: jnp.clip(upsample_nearest(self.apply_generator(g, v, z, a), factor), -1, 1)
       )
     return self._jit_cache[key]
 
@@ -253,7 +262,7 @@ class ProGANTask(progressive.StagedGANTask):
           clf = fc.load_classifier(fc.default_classifier_workdir())
       except ZooError as e:
         self.log(
-          f"[progan] no classifier FD ({e}); train one with python -m launch.face_classifier"
+          f"[{self.name}] no classifier FD ({e}); train one with python -m launch.face_classifier"
         )
         self._fd = False
         return None
@@ -315,22 +324,30 @@ def loop_config(c) -> loop.LoopConfig:
 
 
 def train_and_evaluate(
-  config, workdir: str, *, mesh=None, log=print, allow_config_change: bool = False
+  config,
+  workdir: str,
+  *,
+  mesh=None,
+  log=print,
+  allow_config_change: bool = False,
+  task_cls=None,
 ) -> loop.TrainResult:
-  """Trains (or resumes) ProGAN in ``workdir`` through the shared staged loop, which checks
-  a resume against the run's ``config.json`` (``RESUME_KEYS``) before writing anything."""
-  validate_config(config)
+  """Trains (or resumes) ProGAN (or another ``task_cls`` built like it, e.g. StyleGAN) in
+  ``workdir`` through the shared staged loop, which checks a resume against the run's
+  ``config.json`` (``RESUME_KEYS``) before writing anything."""
+  task_cls = task_cls or ProGANTask
+  task_cls.validate_config(config)
   cfg = loop_config(config)
   workdir_lib.check_usable(workdir)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
-  task = ProGANTask(config, mesh, log=log)
+  task = task_cls(config, mesh, log=log)
   sched = task.schedule
   if log and jax.process_index() == 0:
     stages = ", ".join(
       f"{'x'.join(map(str, sched.resolution(s)))}@{sched.batch_sizes[s]}"
       for s in range(sched.num_stages)
     )
-    log(f"[progan] {sched.num_stages} stages ({stages}), {sched.total} steps")
+    log(f"[{task.name}] {sched.num_stages} stages ({stages}), {sched.total} steps")
   return loop.train(
     task,
     cfg,
@@ -346,11 +363,11 @@ def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(restore_lib.read_config(workdir))
 
 
-def restore_state(workdir: str, *, step: int | None = None, fd: str = "off"):
+def restore_state(workdir: str, *, step: int | None = None, fd: str = "off", task_cls=None):
   """``(task, state, step)`` of a trained run through the one restore."""
   c = config_from_workdir(workdir)
   c.eval.fd = fd
-  task = ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
+  task = (task_cls or ProGANTask)(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
 
   def abstract(config, meta):
     stage = int(meta.get("stage", 0))
@@ -360,13 +377,13 @@ def restore_state(workdir: str, *, step: int | None = None, fd: str = "off"):
   return task, r.state, r.step
 
 
-def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
+def evaluate(workdir: str, *, step: int | None = None, log=print, task_cls=None) -> dict:
   """Classifier FD and per-attribute TV distances of ``eval.num_samples`` EMA samples.
 
   Needs a trained face classifier (trains it first when missing) and the embedded faces;
   writes ``eval_<step>.json`` in the workdir.
   """
-  task, state, step = restore_state(workdir, step=step, fd="train")
+  task, state, step = restore_state(workdir, step=step, fd="train", task_cls=task_cls)
   results = task.evaluate(state, step)
   if not results:
     raise ConfigError("evaluation needs the embedded faces (data.source='') and a classifier")
@@ -374,21 +391,23 @@ def evaluate(workdir: str, *, step: int | None = None, log=print) -> dict:
   if jax.process_index() == 0:
     workdir_lib.write_json(os.path.join(workdir, f"eval_{step:08d}.json"), results)
   if log:
-    log(f"[progan] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+    log(f"[{task.name}] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
   return results
 
 
-def sample(workdir: str, *, num: int = 64, seed: int = 0, output: str = "", log=print) -> str:
+def sample(
+  workdir: str, *, num: int = 64, seed: int = 0, output: str = "", log=print, task_cls=None
+) -> str:
   """A PNG grid of ``num`` samples of the EMA generator at the latest checkpoint."""
   if num < 1:
     raise ConfigError(f"num={num} must be >= 1")
-  task, state, step = restore_state(workdir)
+  task, state, step = restore_state(workdir, task_cls=task_cls)
   z = np.asarray(jax.random.normal(jax.random.key(seed), (num, task.config.model.latent_dim)))
   imgs = task.generate(state, z, step)
   path = output or os.path.join(workdir, f"samples_{step:08d}_seed{seed}.png")
   Image.fromarray(sample_grid(imgs)).save(path)
   if log:
-    log(f"[progan] wrote {num} samples of step {step} to {path}")
+    log(f"[{task.name}] wrote {num} samples of step {step} to {path}")
   return path
 
 

@@ -376,15 +376,16 @@ def restore(
 
 
 def generator_variables(state: Mapping[str, Any], *, ema: bool = True) -> dict:
-  """The generator's ``{'params'[, 'batch_stats']}`` from a GAN train state.
+  """The generator's flax variables (``{'params'[, 'batch_stats', 'stats', ...]}``) from a
+  GAN train state.
 
-  ``state``: ``{'g': {'params', 'opt_state'[, 'batch_stats']}, 'd': {...}[, 'g_ema': params]}``.
-  With ``ema`` (default) the moving-average params ``g_ema`` when the state has them,
-  else (or with ``ema=False``) the raw ``g`` params.
+  ``state``: ``{'g': {'params', 'opt_state'[, other collections]}, 'd': {...}[, 'g_ema':
+  params]}``. With ``ema`` (default) the moving-average params ``g_ema`` when the state has
+  them, else (or with ``ema=False``) the raw ``g`` params; G's other collections (batch
+  statistics, StyleGAN's ``w_avg``) as they are.
   """
   g = state["g"]
   g_ema = state.get("g_ema") if ema else None
   out = {"params": g["params"] if g_ema is None else g_ema}
-  if "batch_stats" in g:
-    out["batch_stats"] = g["batch_stats"]
+  out.update({k: v for k, v in g.items() if k not in ("params", "opt_state")})
   return out

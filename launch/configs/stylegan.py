@@ -1,0 +1,79 @@
+"""StyleGAN config (Karras et al. 2019, "A Style-Based Generator Architecture for GANs").
+
+Usage::
+
+  python -m launch.stylegan --config launch/configs/stylegan.py --workdir runs/stylegan
+  python -m launch.stylegan --config launch/configs/stylegan.py:portrait --workdir runs/stylegan_portrait
+  python -m launch.stylegan --config launch/configs/stylegan.py:paper \
+      --config.data.source=/path/to/images --workdir runs/stylegan_256
+  python -m launch.stylegan --workdir runs/stylegan --mode sample --num 64
+  python -m launch.stylegan --workdir runs/stylegan --mode eval
+
+Variants (after the colon):
+  (none)    the embedded synthetic faces, 4x4 -> 32x32, small widths (mapping 8 x 128,
+            channels 128 halving to 16 at 32x32) and ProGAN's CPU schedule.
+  portrait  the same on rectangular faces: 4x2 -> 32x16 (height = 2 x width).
+  paper     the paper's networks (mapping 8 x 512, fmaps 8192/512) and schedule (600k
+            fade + 600k stable images per stage, minibatch by resolution) up to 256x256.
+
+Data (``data.source``) as ProGAN's: '' = embedded faces, a folder of jpg/png, or
+'tfds:NAME' prepared in ``data.data_dir``.
+
+Sections: model (``zoo.models.stylegan.make_stylegan``), schedule (stages in images, as
+ProGAN's), loss (``zoo.gan.objectives.LossConfig``), optim, ema, mixing, data, eval.
+"""
+
+import ml_collections
+
+from launch.configs import progan as progan_config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = arg or "default"
+  if variant not in ("default", "portrait", "paper"):
+    raise ValueError(
+      f"unknown stylegan config variant {variant!r}; expected default, portrait, paper"
+    )
+  # The schedule, data, evaluation and loop keys are ProGAN's for the same variant.
+  c = progan_config.get_config(variant)
+  c.model = ml_collections.ConfigDict(
+    dict(
+      start=c.model.start,
+      latent_dim=512,
+      w_dim=512,
+      mapping_layers=8,
+      mapping_hidden=512,
+      mapping_lr_multiplier=0.01,
+      fmap_base=8192,
+      fmap_max=512,
+      num_channels=3,
+      mbstd_group_size=4,
+      w_avg_beta=0.995,
+      condition="none",
+    )
+  )
+  # Non-saturating logistic loss with R1 (gamma 10) on reals; reg_interval 16 with
+  # optim.lazy_adam_correction=True is StyleGAN2's lazy variant.
+  c.loss = ml_collections.ConfigDict(
+    dict(
+      d_loss="logistic",
+      g_loss="nonsaturating",
+      reg="r1",
+      reg_weight=10.0,
+      reg_interval=1,
+      drift=0.0,
+      n_critic=1,
+    )
+  )
+  c.optim = ml_collections.ConfigDict(
+    dict(lr=1e-3, b1=0.0, b2=0.99, eps=1e-8, lazy_adam_correction=False)
+  )
+  c.ema = ml_collections.ConfigDict(dict(half_life_images=10_000))
+  c.mixing = ml_collections.ConfigDict(dict(prob=0.9))
+  if variant in ("default", "portrait"):
+    c.model.latent_dim = 128
+    c.model.w_dim = 128
+    c.model.mapping_hidden = 128
+    c.model.fmap_base = 256
+    c.model.fmap_max = 128
+  return c
