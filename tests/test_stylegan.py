@@ -325,14 +325,24 @@ def test_sigkill_mid_fade_then_resume_matches_uninterrupted(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_one_device_matches_four(trained, tmp_path):
-  _, four = trained
-  one = task_lib.train_and_evaluate(
-    tiny_config(), str(tmp_path / "one"), mesh=mesh_lib.make_mesh(jax.devices()[:1]), log=None
-  )
-  chex.assert_trees_all_close(
-    jax.device_get(one.state), jax.device_get(four.state), rtol=1e-4, atol=1e-4
-  )
+def test_one_device_matches_four(tmp_path):
+  # 4-device reductions sum in another order. The losses agree to 1e-5 and stay close, but
+  # Adam (eps 1e-8, moments reset at the fade) turns a gradient element that cancels to
+  # ~1e-7 into a +-lr step whose sign is rounding noise, and a dozen steps of the tiny GAN
+  # grow the rest to percents. So: through the growth into the fade, every step's losses
+  # to 1e-3 (a sharding bug, such as a statistic over one device's shard, moves them from
+  # the first step) and the params to a few learning-rate steps.
+  c = {"schedule.fade_images": 16, "schedule.final_stable_images": 8}
+  runs = [
+    task_lib.train_and_evaluate(tiny_config(**c), str(tmp_path / name), mesh=mesh, log=None)
+    for name, mesh in (("four", None), ("one", mesh_lib.make_mesh(jax.devices()[:1])))
+  ]
+  assert runs[0].step == 7 and jax.device_count() == 4
+  for a, b in zip(*(r.history for r in runs), strict=True):
+    for key in ("D", "G", "D_r1"):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-3, err_msg=f"{key} at {a['step']}")
+  params = [jax.device_get({n: r.state[n]["params"] for n in ("g", "d")}) for r in runs]
+  chex.assert_trees_all_close(*params, rtol=0, atol=5e-3)
 
 
 @pytest.mark.parametrize(
