@@ -74,6 +74,7 @@ __all__ = [
   "lerp",
   "make_progan",
   "max_stage",
+  "minibatch_stddev",
   "resolution_at",
   "resolution_name",
   "resolutions",
@@ -332,6 +333,18 @@ class _DDownBlock(nn.Module):
     return downsample_2x(x, kernel=None)
 
 
+def minibatch_stddev(x: Array, group_size: int) -> Array:
+  """The minibatch-stddev feature appended to ``x`` (``group_size <= 1``: ``x`` unchanged);
+  the group is ``min(group_size, B)``, or the whole batch when that does not divide it."""
+  if group_size <= 1:
+    return x
+  b = x.shape[0]
+  g = min(group_size, b)
+  if b % g:
+    g = b
+  return MinibatchStdDev(group_size=g, num_new_features=1)(x)
+
+
 class _DFinalBlock(nn.Module):
   """Minibatch stddev -> 3x3 conv -> dense -> dense(1): ``[B, h0, w0, *] -> [B]``."""
 
@@ -341,12 +354,7 @@ class _DFinalBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    if self.mbstd_group_size > 1:
-      b = x.shape[0]
-      g = min(self.mbstd_group_size, b)
-      if b % g:
-        g = b  # the group does not divide the batch: one group over the whole batch
-      x = MinibatchStdDev(group_size=g, num_new_features=1)(x)
+    x = minibatch_stddev(x, self.mbstd_group_size)
     x = _lrelu(EqualizedConv(self.features, 3, name="conv")(x))
     x = x.reshape(x.shape[0], -1)
     x = _lrelu(EqualizedDense(self.hidden, name="dense0")(x))
@@ -390,9 +398,10 @@ class Discriminator(nn.Module):
     name = f"block_{resolution_name(resolution_at(self.start, level))}"
     return _DDownBlock(self._nf(level), self._nf(level - 1), name=name)(x)
 
-  @nn.compact
-  def __call__(self, x: Array, alpha: Any = 1.0) -> Array:
-    start = _check_stage(self.start, self.stage)
+  def _trunk(self, x: Array, alpha: Any) -> Array:
+    """fromRGB, the faded-in newest block and the older ones: features at the start
+    resolution (called from a compact ``__call__``; a subclass may change ``_block``)."""
+    _check_stage(self.start, self.stage)
     want = (*self.resolution, self.num_channels)
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
       raise ValueError(f"x must be [B, {want[0]}, {want[1]}, {want[2]}], got shape {x.shape}")
@@ -404,9 +413,13 @@ class Discriminator(nn.Module):
       h = lerp(old, h, _alpha(alpha, h))
       for k in range(s - 1, 0, -1):
         h = self._block(k, h)
-    return _DFinalBlock(
-      self._nf(0), self._nf(-1), self.mbstd_group_size, name=f"block_{resolution_name(start)}"
-    )(h)
+    return h
+
+  @nn.compact
+  def __call__(self, x: Array, alpha: Any = 1.0) -> Array:
+    h = self._trunk(x, alpha)
+    name = f"block_{resolution_name(self.start)}"
+    return _DFinalBlock(self._nf(0), self._nf(-1), self.mbstd_group_size, name=name)(h)
 
 
 # --------------------------------------------------------------------------

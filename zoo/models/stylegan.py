@@ -45,13 +45,13 @@ from zoo.models.layers import (
   AdaIN,
   EqualizedConv,
   EqualizedDense,
-  MinibatchStdDev,
   NoiseInjection,
   blur,
   downsample_2x,
   pixel_norm,
   upsample_2x,
 )
+from zoo.models import progan as progan_models
 from zoo.models.progan import (
   _check_stage,
   channels_at,
@@ -368,11 +368,11 @@ class _DBlock(nn.Module):
     return _lrelu(downsample_2x(x, kernel=None))
 
 
-class Discriminator(nn.Module):
-  """StyleGAN discriminator of one training stage.
+class Discriminator(progan_models.Discriminator):
+  """StyleGAN discriminator of one training stage: ProGAN's (fields, names, fade-in) with
+  the blur before each downsampling and optional conditional heads.
 
-  Attributes:
-    start, stage, fmap_base, fmap_max, num_channels, mbstd_group_size: as ProGAN's.
+  Attributes (beyond ProGAN's):
     condition: ``'none'``, ``'projection'`` (score += <embed(label), features>) or
       ``'acgan'`` (also class logits ``[B, label_dim]``).
     label_dim: size of the label vector (conditional variants).
@@ -380,25 +380,8 @@ class Discriminator(nn.Module):
   ``__call__(x, alpha=1.0, label=None)`` -> ``(scores [B], logits [B, label_dim] or None)``.
   """
 
-  start: tuple[int, int] = (4, 4)
-  stage: int = 0
-  fmap_base: int = 8192
-  fmap_max: int = 512
-  num_channels: int = 3
-  mbstd_group_size: int = 4
   condition: str = "none"
   label_dim: int = 0
-
-  @property
-  def resolution(self) -> tuple[int, int]:
-    return resolution_at(self.start, self.stage)
-
-  def _nf(self, level: int) -> int:
-    return channels_at(level, fmap_base=self.fmap_base, fmap_max=self.fmap_max)
-
-  def _from_rgb(self, level: int, x: Array) -> Array:
-    name = f"from_rgb_{resolution_name(resolution_at(self.start, level))}"
-    return _lrelu(EqualizedConv(self._nf(level), 1, name=name)(x))
 
   def _block(self, level: int, x: Array) -> Array:
     name = f"block_{resolution_name(resolution_at(self.start, level))}"
@@ -408,27 +391,16 @@ class Discriminator(nn.Module):
   def __call__(
     self, x: Array, alpha: Any = 1.0, label: Array | None = None
   ) -> tuple[Array, Array | None]:
-    start = _check_stage(self.start, self.stage)
-    want = (*self.resolution, self.num_channels)
-    if x.ndim != 4 or tuple(x.shape[1:]) != want:
-      raise ValueError(f"x must be [B, {want[0]}, {want[1]}, {want[2]}], got shape {x.shape}")
     if self.condition == "projection" and (label is None or label.shape[-1] != self.label_dim):
       raise ValueError(f"the projection discriminator needs a label [B, {self.label_dim}]")
-    s = self.stage
-    h = self._from_rgb(s, x)
-    if s >= 1:
-      h = self._block(s, h)
-      old = self._from_rgb(s - 1, downsample_2x(x, kernel=None))
-      h = lerp(old, h, jnp.asarray(alpha, h.dtype))
-      for k in range(s - 1, 0, -1):
-        h = self._block(k, h)
+    h = self._trunk(x, alpha)
     return _DOutput(
       self._nf(0),
       self._nf(-1),
       self.mbstd_group_size,
       self.condition,
       self.label_dim,
-      name=f"block_{resolution_name(start)}",
+      name=f"block_{resolution_name(self.start)}",
     )(h, label)
 
 
@@ -443,10 +415,7 @@ class _DOutput(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, label: Array | None) -> tuple[Array, Array | None]:
-    if self.mbstd_group_size > 1:
-      b = x.shape[0]
-      g = min(self.mbstd_group_size, b)
-      x = MinibatchStdDev(group_size=g if b % g == 0 else b, num_new_features=1)(x)
+    x = progan_models.minibatch_stddev(x, self.mbstd_group_size)
     x = _lrelu(EqualizedConv(self.features, 3, name="conv")(x))
     feats = _lrelu(EqualizedDense(self.hidden, name="dense0")(x.reshape(x.shape[0], -1)))
     score = EqualizedDense(1, gain=1.0, name="dense1")(feats)[:, 0]
