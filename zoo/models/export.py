@@ -255,3 +255,39 @@ def load(path: str, *, name: str = "generator") -> Exported:
       )
   info = desc.get("info") or {}
   return Exported(module=module, variables=jax.tree.map(jnp.asarray, variables), info=dict(info))
+
+
+def save_program(
+  directory: str,
+  fn,
+  variables: Any,
+  *example_args,
+  name: str = "generator",
+  batch_axis_args: tuple[int, ...] = (0,),
+) -> str:
+  """Writes ``<directory>/<name>.jaxexport``: ``fn(variables, *args)`` serialized with
+  ``jax.export`` (StableHLO), the batch of each argument in ``batch_axis_args`` (indices
+  into ``example_args``) symbolic. Its weights are the ``<name>.msgpack`` that :func:`save`
+  writes, so an application runs it with jax and flax alone::
+
+    prog = jax.export.deserialize(open(".../generator.jaxexport", "rb").read())
+    variables = flax.serialization.msgpack_restore(open(".../generator.msgpack", "rb").read())
+    out = prog.call(variables, *args)
+
+  Returns the path.
+  """
+  from jax import export as jax_export  # pylint: disable=g-import-not-at-top
+
+  host = jax.tree.map(np.asarray, jax.device_get(variables))
+  (batch,) = jax_export.symbolic_shape("b")
+  specs = []
+  for i, a in enumerate(example_args):
+    a = np.asarray(a)
+    shape = (batch, *a.shape[1:]) if i in batch_axis_args else a.shape
+    specs.append(jax.ShapeDtypeStruct(shape, a.dtype))
+  var_specs = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), host)
+  exported = jax_export.export(jax.jit(fn))(var_specs, *specs)
+  path = os.path.join(directory, f"{name}.jaxexport")
+  os.makedirs(directory, exist_ok=True)
+  _write_atomic(path, bytes(exported.serialize()), "wb")
+  return path

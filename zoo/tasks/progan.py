@@ -117,6 +117,7 @@ class ProGANTask(progressive.StagedGANTask):
   """See the module docstring and :class:`zoo.training.loop.Task` (a staged task)."""
 
   name = "progan"
+  export_call = "module.apply(variables, z [B, latent_dim], alpha)"
 
   @staticmethod
   def validate_config(config) -> None:
@@ -221,6 +222,9 @@ class ProGANTask(progressive.StagedGANTask):
   # ---- looking at G ---------------------------------------------------------
   def _state_stage(self, step: int) -> int:
     return self.stage_at(max(step - 1, 0))  # the loop evaluates after the step
+
+  def export_program(self, directory: str, g, g_vars, alpha: float) -> None:
+    """Extra export files of a family (StyleGAN: a ``jax.export`` program); none here."""
 
   def apply_generator(self, g, g_vars, z, alpha):
     """G's images for latents ``z`` (traced); a family with more inputs overrides it."""
@@ -411,27 +415,30 @@ def sample(
   return path
 
 
-def export(workdir: str, *, output: str = "", log=print) -> str:
+def export(workdir: str, *, output: str = "", log=print, task_cls=None) -> str:
   """Exports the (EMA) generator at its trained stage with alpha 1 (zoo generator format)."""
-  task, state, step = restore_state(workdir)
+  task, state, step = restore_state(workdir, task_cls=task_cls)
   stage = task._state_stage(step)  # pylint: disable=protected-access
   g, _ = task.networks(stage)
   out = output or os.path.join(workdir, "export")
+  g_vars = jax.device_get(core.generator_variables(state))
+  alpha = float(task.schedule.alpha(step - 1, stage))
   export_lib.save(
     out,
     g,
-    jax.device_get(core.generator_variables(state)),
+    g_vars,
     info={
-      "family": "progan",
+      "family": task.name,
       "step": step,
       "stage": stage,
       "resolution": list(task.schedule.resolution(stage)),
-      "alpha": float(task.schedule.alpha(step - 1, stage)),
+      "alpha": alpha,
       "latent_dim": int(task.config.model.latent_dim),
       "value_range": [-1.0, 1.0],
-      "call": "module.apply(variables, z [B, latent_dim], alpha)",
+      "call": task.export_call,
     },
   )
+  task.export_program(out, g, g_vars, alpha)
   if log:
-    log(f"[progan] exported the step-{step} generator (stage {stage}) to {out}")
+    log(f"[{task.name}] exported the step-{step} generator (stage {stage}) to {out}")
   return out

@@ -21,9 +21,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from zoo.errors import ConfigError
 from zoo.gan import objectives
+from zoo.models import export as export_lib
 from zoo.models import stylegan as models
 from zoo.tasks import progan
 
@@ -32,6 +34,7 @@ __all__ = [
   "StyleMixingObjective",
   "evaluate",
   "restore_state",
+  "export",
   "sample",
   "train_and_evaluate",
   "validate_config",
@@ -106,6 +109,23 @@ class StyleGANTask(progan.ProGANTask):
       mixing_prob=float(self.config.mixing.prob),
     )
 
+  export_call = (
+    "module.apply(variables, z [B, latent_dim], alpha, psi=psi, rngs={'noise': key}); "
+    "or generator.jaxexport: call(variables, z [B, latent_dim] f32, psi f32, seed u32)"
+  )
+
+  def export_program(self, directory: str, g, g_vars, alpha: float) -> None:
+    """``generator.jaxexport``: ``(variables, z [B, latent_dim] float32, psi float32 scalar,
+    seed uint32 scalar) -> images [B, H, W, 3]`` float32 in [-1, 1]; the noise maps are
+    drawn from ``seed``. Runs with jax and flax alone (see ``zoo.models.export``)."""
+
+    def program(variables, z, psi, seed):
+      key = jax.random.key(seed)
+      return jnp.clip(g.apply(variables, z, alpha, psi=psi, rngs={"noise": key}), -1, 1)
+
+    z = np.zeros((2, self.config.model.latent_dim), np.float32)
+    export_lib.save_program(directory, program, g_vars, z, np.float32(1), np.uint32(0))
+
   def apply_generator(self, g, g_vars, z, alpha):
     noise = jax.random.key(self.config.seed + 3)
     return g.apply(g_vars, z, alpha, rngs={"noise": noise})
@@ -126,3 +146,8 @@ def evaluate(workdir: str, **kw) -> dict:
 
 def sample(workdir: str, **kw) -> str:
   return progan.sample(workdir, task_cls=StyleGANTask, **kw)
+
+
+def export(workdir: str, **kw) -> str:
+  """The EMA generator in the zoo's export format plus ``generator.jaxexport``."""
+  return progan.export(workdir, task_cls=StyleGANTask, **kw)
