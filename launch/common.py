@@ -7,6 +7,7 @@ and exit status 2, without a traceback.
 """
 
 import errno
+import importlib
 import os
 import re
 import sys
@@ -146,3 +147,30 @@ def check_mode(argv, mode: str, modes) -> str:
   if mode not in modes:
     raise ConfigError(f"--mode={mode!r}, expected one of {', '.join(modes)}")
   return mode
+
+
+def staged_gan_main(family: str, *, config: str, workdir: str):
+  """Flags and ``main`` of a staged GAN launcher (ProGAN, StyleGAN): modes train, eval,
+  sample and export over the entry points of ``zoo.tasks.<family>``."""
+  modes = ("train", "eval", "sample", "export")
+  config_flag = define_config(config, "Config file (path[:variant]).")
+  workdir_flag = flags.DEFINE_string("workdir", workdir, "Checkpoints, logs and samples.")
+  mode_flag = flags.DEFINE_string("mode", "train", f"One of {modes}.")
+  num = flags.DEFINE_integer("num", 64, "sample: number of images.")
+  seed = flags.DEFINE_integer("seed", 0, "sample: latent seed.")
+  output = flags.DEFINE_string("output", "", "sample/export: output path (default: in workdir).")
+
+  def main(argv):
+    mode = check_mode(argv, mode_flag.value, modes)
+    task = importlib.import_module(f"zoo.tasks.{family}")
+    wd = workdir_flag.value
+    if mode == "train":
+      task.train_and_evaluate(config_flag.value, wd, allow_config_change=allow_config_change())
+    elif mode == "eval":
+      task.evaluate(wd)
+    elif mode == "sample":
+      task.sample(wd, num=num.value, seed=seed.value, output=output.value)
+    else:
+      task.export(wd, output=output.value)
+
+  return main

@@ -9,35 +9,9 @@ Modes:
           loaded by ``zoo.models.export.load``).
 """
 
-from absl import flags
-
 from launch import common
 
-MODES = ("train", "eval", "sample", "export")
-
-_CONFIG = common.define_config("launch/configs/progan.py", "Config file (path[:variant]).")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/progan", "Checkpoints, logs and samples.")
-_MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
-_NUM = flags.DEFINE_integer("num", 64, "sample: number of images.")
-_SEED = flags.DEFINE_integer("seed", 0, "sample: latent seed.")
-_OUTPUT = flags.DEFINE_string("output", "", "sample/export: output path (default: in workdir).")
-
-
-def main(argv):
-  mode = common.check_mode(argv, _MODE.value, MODES)
-  from zoo.tasks import progan  # pylint: disable=g-import-not-at-top
-
-  if mode == "train":
-    progan.train_and_evaluate(
-      _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
-    )
-  elif mode == "eval":
-    progan.evaluate(_WORKDIR.value)
-  elif mode == "sample":
-    progan.sample(_WORKDIR.value, num=_NUM.value, seed=_SEED.value, output=_OUTPUT.value)
-  else:
-    progan.export(_WORKDIR.value, output=_OUTPUT.value)
-
+main = common.staged_gan_main("progan", config="launch/configs/progan.py", workdir="runs/progan")
 
 if __name__ == "__main__":
   common.run(main)
