@@ -151,19 +151,52 @@ def check_mode(argv, mode: str, modes) -> str:
 
 def staged_gan_main(family: str, *, config: str, workdir: str):
   """Flags and ``main`` of a staged GAN launcher (ProGAN, StyleGAN): modes train, eval,
-  sample and export over the entry points of ``zoo.tasks.<family>``."""
-  modes = ("train", "eval", "sample", "export")
+  sample and export over the entry points of ``zoo.tasks.<family>``, and the latent
+  toolkit's modes (:func:`zoo.gan_tools.run_tool`)."""
+  from zoo.gan_tools import TOOL_MODES  # pylint: disable=g-import-not-at-top
+
+  modes = ("train", "eval", "sample", "export", *TOOL_MODES)
   config_flag = define_config(config, "Config file (path[:variant]).")
   workdir_flag = flags.DEFINE_string("workdir", workdir, "Checkpoints, logs and samples.")
   mode_flag = flags.DEFINE_string("mode", "train", f"One of {modes}.")
-  num = flags.DEFINE_integer("num", 64, "sample: number of images.")
-  seed = flags.DEFINE_integer("seed", 0, "sample: latent seed.")
-  output = flags.DEFINE_string("output", "", "sample/export: output path (default: in workdir).")
+  num = flags.DEFINE_integer("num", 64, "sample: images; toolkit modes: latents (default 8).")
+  seed = flags.DEFINE_integer("seed", 0, "sample and toolkit modes: latent seed.")
+  output = flags.DEFINE_string(
+    "output", "", "sample/export: output path; toolkit modes: folder (default WORKDIR/toolkit)."
+  )
+  tool = dict(
+    psi=flags.DEFINE_float("psi", 1.0, "toolkit: truncation psi in [0, 1] (StyleGAN)."),
+    psis=flags.DEFINE_string("psis", "1,0.85,0.7,0.5,0.3,0", "truncation: the psi columns."),
+    edit_spec=flags.DEFINE_string(
+      "edit", "", "edit: NAME=VALUE[:STRENGTH],... (e.g. mouth=smiling:1); animate: mouth."
+    ),
+    vectors=flags.DEFINE_string(
+      "vectors", "", "attribute-vector CSV (default WORKDIR/attributes.csv)."
+    ),
+    attribute_images=flags.DEFINE_integer(
+      "attribute_images", 10_000, "attributes: images to label."
+    ),
+    min_count=flags.DEFINE_integer(
+      "min_count", 1000, "attributes: images a value needs for a vector."
+    ),
+    steps=flags.DEFINE_integer("steps", 8, "interpolate: images per row."),
+    space=flags.DEFINE_string("space", "", "interpolate: 'w' (lerp, StyleGAN) or 'z' (slerp)."),
+    layer=flags.DEFINE_integer("layer", -1, "features/animate: synthesis layer (-1: all / auto)."),
+    frames=flags.DEFINE_integer("frames", 24, "animate: GIF frames."),
+    strength=flags.DEFINE_float("strength", 1.0, "animate: edit strength at the widest mouth."),
+  )
 
   def main(argv):
     mode = check_mode(argv, mode_flag.value, modes)
-    task = importlib.import_module(f"zoo.tasks.{family}")
     wd = workdir_flag.value
+    if mode in TOOL_MODES:
+      from zoo import gan_tools  # pylint: disable=g-import-not-at-top
+
+      n = num.value if flags.FLAGS["num"].present else 8
+      opts = {k: f.value for k, f in tool.items()}
+      gan_tools.run_tool(mode, wd, num=n, seed=seed.value, output=output.value, **opts)
+      return
+    task = importlib.import_module(f"zoo.tasks.{family}")
     if mode == "train":
       task.train_and_evaluate(config_flag.value, wd, allow_config_change=allow_config_change())
     elif mode == "eval":

@@ -110,3 +110,14 @@ def tiny_face_classifier(tmp_path_factory):
     workdir, config=fc_task.default_config("tiny"), log_fn=lambda m: None
   )
   return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_stylegan_run(tmp_path_factory):
+  """``(workdir, result)`` of the 12-step tiny StyleGAN run of ``tests/test_stylegan.py``
+  (8x8 -> 16x16), trained once per session; tests must not write into it."""
+  from tests.test_stylegan import tiny_config  # pylint: disable=g-import-not-at-top
+  from zoo.tasks import stylegan  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path_factory.mktemp("stylegan") / "run")
+  return workdir, stylegan.train_and_evaluate(tiny_config(), workdir, log=None)

@@ -30,7 +30,7 @@ ALLOWED = {
   "tasks": BOTTOM | {"training", "gan", "eval"},
   "app": BOTTOM | {"training", "gan", "eval", "tasks"},
 }
-APPS = {"sketch"}  # zoo/<name>.py modules that are apps
+APPS = {"sketch", "gan_tools"}  # zoo/<name>.py modules that are apps
 
 
 def layer_of(module: str) -> str | None:

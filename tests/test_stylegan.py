@@ -269,10 +269,9 @@ def tiny_config(**overrides):
   return c
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("stylegan") / "run")
-  return workdir, task_lib.train_and_evaluate(tiny_config(), workdir, log=None)
+@pytest.fixture
+def trained(tiny_stylegan_run):
+  return tiny_stylegan_run  # conftest: one tiny run per session (the toolkit tests use it too)
 
 
 def test_train_grows_tracks_w_avg_and_samples(trained, tmp_path):

@@ -1,0 +1,272 @@
+"""The latent toolkit (zoo.gan_tools) on the session's tiny StyleGAN run and a fresh ProGAN."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from zoo import gan_tools as gt
+from zoo.errors import ConfigError
+from zoo.models import progan as progan_models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def model(tiny_stylegan_run):
+  return gt.LatentModel.load(tiny_stylegan_run[0])
+
+
+@pytest.fixture
+def progan_model():
+  cfg = dict(start=(4, 4), latent_dim=8, fmap_base=16, fmap_max=8)
+  g, _ = progan_models.make_progan(cfg, 1)
+  z = np.zeros((1, 8), np.float32)
+  g_vars = g.init(jax.random.key(0), z, 1.0)
+  return gt.LatentModel("progan", "", 1, 1, g, g_vars, 1.0, 8)
+
+
+class _Clf:
+  """A stand-in face classifier: mouth 'open' for even images, 'closed' for odd ones."""
+
+  def predict(self, images):
+    n = len(images)
+    return {"mouth": np.where(np.arange(n) % 2 == 0, 2, 0).astype(np.int32)}
+
+
+def test_load_describes_the_run(model, tiny_stylegan_run):
+  assert (model.family, model.space, model.step, model.stage) == ("stylegan", "w", 12, 1)
+  assert model.resolution == (16, 16) and model.num_layers == 4
+  assert model.latent_size == tiny_stylegan_run[1].state["g"]["stats"]["w_avg"].shape[0]
+  assert [model.layer_shape(i)[:2] for i in range(4)] == [(8, 8), (8, 8), (16, 16), (16, 16)]
+
+
+def test_images_do_not_depend_on_the_batch_and_psi_zero_is_one_image(model):
+  w = model.sample(5, seed=0)
+  imgs = model.images(w)
+  assert imgs.shape == (5, 16, 16, 3) and imgs.dtype == np.float32
+  np.testing.assert_allclose(model.images(w[2:4]), imgs[2:4], atol=1e-5)
+  np.testing.assert_array_equal(model.sample(3, seed=0), w[:3])  # latent i: seed and i only
+  assert np.abs(imgs - imgs[0]).max() > 1e-3
+  flat = model.images(w, psi=0.0)
+  assert np.abs(flat - flat[0]).max() < 1e-5
+  # psi with a cutoff past the last layer truncates everything; cutoff 0 nothing.
+  np.testing.assert_allclose(model.images(w, psi=0.0, cutoff=4), flat, atol=1e-5)
+  np.testing.assert_allclose(model.images(w, psi=0.0, cutoff=0), imgs, atol=1e-5)
+  np.testing.assert_allclose(model.images(model.styles(w)), imgs, atol=1e-5)  # per-layer input
+
+
+def test_features_and_local_edit_stay_in_the_region(model):
+  w = model.sample(3, seed=1)
+  base = model.features(w)
+  assert {k: v.shape[1:] for k, v in base.items()} == {i: model.layer_shape(i) for i in range(4)}
+  region = (0.5, 0.25, 1.0, 0.75)  # rows 4-7, cols 2-5 of the 8x8 layer 1
+  d = gt.local_edit_delta(model, 1, [0, 3], region, 2.0)
+  assert d.shape == (8, 8, 8) and d.sum() == pytest.approx(2.0 * 2 * 4 * 4)
+  assert set(np.flatnonzero(d.any(axis=(0, 1)))) == {0, 3}
+  edited = model.features(w, [1, 2], edits={1: d})
+  delta1 = edited[1] - base[1]
+  np.testing.assert_allclose(delta1, np.broadcast_to(d, delta1.shape), atol=1e-5)  # exactly d
+  assert np.abs(edited[2] - base[2]).max() > 1e-4  # later layers see it
+  img = gt.local_edit(model, w, 1, [0, 3], region, 2.0)
+  assert np.abs(img - model.images(w)).max() > 1e-4
+  np.testing.assert_allclose(gt.local_edit(model, w, 1, [0], region, 0.0), model.images(w), atol=1e-5)
+
+
+def test_feature_diff_finds_the_channels_that_differ(model):
+  w = model.sample(4, seed=2)
+  same = gt.feature_diff(model, 2, w, w)
+  assert np.abs(same.diff).max() == 0
+  f = model.features(w, [2])[2]
+  diff = gt.feature_diff(model, 2, w[:1], w[1:2])
+  np.testing.assert_allclose(diff.diff, f[0] - f[1], atol=1e-5)
+  energy = np.sum(diff.diff**2, axis=(0, 1))
+  assert diff.channels(1) == [int(np.argmax(energy))]
+  p = diff.pattern([1], (0.0, 0.0, 0.5, 0.5))
+  assert np.count_nonzero(p[..., [0, *range(2, p.shape[-1])]]) == 0
+  assert np.count_nonzero(p[8:, :, 1]) == 0 and np.count_nonzero(p[8:, 8:, 1]) == 0
+  y, x = diff.peak(diff.channels(1)[0])
+  assert 0 < y < 1 and 0 < x < 1
+
+
+def test_attribute_vectors_are_mean_differences_and_round_trip(model, tmp_path):
+  n = 24
+  labels = {"mouth": np.arange(n) % 3, "glasses": np.zeros(n, int)}
+  vecs = gt.attribute_vectors(model, n, labels=labels, min_count=8, seed=4)
+  w = model.sample(n, seed=4)
+  assert set(vecs.names) == {"mouth=0", "mouth=1", "mouth=2", "glasses=0"}
+  np.testing.assert_allclose(vecs["mouth=1"], w[1::3].mean(0) - w.mean(0), atol=1e-5)
+  np.testing.assert_allclose(vecs["glasses=0"], 0, atol=1e-5)
+  assert vecs.counts["mouth=2"] == 8
+  assert gt.attribute_vectors(model, n, labels=labels, min_count=9, seed=4).names == ["glasses=0"]
+  path = vecs.save_csv(str(tmp_path / "v.csv"))
+  back = gt.AttributeVectors.load_csv(path, model)
+  for k in vecs.names:
+    np.testing.assert_allclose(back[k], vecs[k], rtol=1e-6, atol=1e-7)
+  assert (back.family, back.space, back.size, back.step) == ("stylegan", "w", model.latent_size, 12)
+  edited = gt.edit(w, back, {"mouth=1": 2.0, "mouth=2": -1.0})
+  np.testing.assert_allclose(edited, w + 2 * vecs["mouth=1"] - vecs["mouth=2"], atol=1e-5)
+
+
+def test_attribute_vectors_from_a_classifier(model):
+  vecs = gt.attribute_vectors(model, 10, classifier=_Clf(), min_count=5, seed=0)
+  assert vecs.names == ["mouth=closed", "mouth=open"]  # the classifier's codes, named
+
+
+def test_decorrelate_removes_the_projection():
+  a, b = np.array([3.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
+  np.testing.assert_allclose(gt.decorrelate(a, b), [0.0, 1.0, 0.0])
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=16), rng.normal(size=16)
+  assert abs(gt.decorrelate(a, b) @ b) < 1e-4
+  np.testing.assert_allclose(gt.decorrelate(a, np.zeros(16)), a)
+
+
+def test_slerp_and_interpolation_end_at_the_endpoints(model):
+  z = model.sample_z(2, seed=5)
+  s = gt.slerp(z[0], z[1], np.linspace(0, 1, 5))
+  np.testing.assert_allclose(s[0], z[0], atol=1e-5)
+  np.testing.assert_allclose(s[-1], z[1], atol=1e-5)
+  # Orthogonal unit vectors: the midpoint is on the unit circle, not inside it.
+  e = gt.slerp(np.array([1.0, 0.0]), np.array([0.0, 1.0]), [0.5])
+  np.testing.assert_allclose(e[0], [np.sqrt(0.5)] * 2, atol=1e-6)
+  for space in ("w", "z"):
+    path = gt.interpolate(model, z[0], z[1], 4, space=space)
+    np.testing.assert_allclose(path[[0, -1]], model.to_latent(z), atol=1e-5)
+  w = gt.interpolate(model, z[0], z[1], 3, space="w")
+  np.testing.assert_allclose(w[1], w[[0, 2]].mean(0), atol=1e-5)
+
+
+def test_grids_and_style_ranges(model):
+  assert gt.style_ranges(model) == {"coarse": (0, 2), "middle": (2, 4), "fine": (4, 4)}
+  grid, ranges = gt.mixing_grid(model, rows=2, cols=3)
+  # one header row + 2 rows per non-empty range, 64-pixel tiles, 1-pixel gaps
+  assert grid.shape == (1 + 5 * 65, 1 + 4 * 65, 3)
+  assert gt.truncation_grid(model, [1.0, 0.5, 0.0], n=2).shape == (1 + 2 * 65, 1 + 3 * 65, 3)
+  view = gt.feature_map_view(np.linspace(-1, 1, 8 * 8 * 4).reshape(8, 8, 4), scale=1.0)
+  assert view.shape[2] == 3
+  # negative -> blue, positive -> red
+  assert view[2, 2, 2] > view[2, 2, 0] and view[-3, -3, 0] > view[-3, -3, 2]
+
+
+def test_mixing_at_every_layer_from_b_is_b(model):
+  wa, wb = model.sample(1, 0), model.sample(1, 1)
+  ws = np.repeat(wa[:, None], 4, 1)
+  ws[:, 0:4] = wb[:, None]
+  np.testing.assert_allclose(model.images(ws), model.images(wb), atol=1e-5)
+
+
+def test_mouth_animation_opens_and_closes(model):
+  mouth = gt.find_mouth_edit(model, classifier=_Clf(), n=8, layer=2)
+  assert mouth.layer == 2 and mouth.examples == 4
+  mask = gt.region_mask((16, 16), gt.MOUTH_REGION)
+  assert np.count_nonzero(mouth.pattern[~mask]) == 0 and np.abs(mouth.pattern).max() > 0
+  w = model.sample(1, seed=7)
+  frames = gt.mouth_animation(model, w[0], mouth, frames=6)
+  assert frames.shape == (6, 16, 16, 3)
+  np.testing.assert_allclose(frames[0], model.images(w)[0], atol=1e-5)  # strength 0
+  change = np.abs(frames - frames[0]).mean(axis=(1, 2, 3))
+  assert change[3] == change.max() > 0  # widest at the middle frame
+  np.testing.assert_allclose(change[1], change[5], atol=1e-5)  # symmetric
+
+
+def test_progan_latents_are_z(progan_model):
+  m = progan_model
+  assert (m.space, m.latent_size, m.resolution) == ("z", 8, (8, 8))
+  z = m.sample(3, seed=0)
+  np.testing.assert_array_equal(z, m.sample_z(3, seed=0))
+  assert m.images(z).shape == (3, 8, 8, 3)
+  path = gt.interpolate(m, z[0], z[1], 5)
+  np.testing.assert_allclose(path[[0, -1]], z[:2], atol=1e-5)
+  with pytest.raises(ConfigError, match="psi must be 1"):
+    m.images(z, psi=0.5)
+  with pytest.raises(ConfigError, match="need a StyleGAN run"):
+    m.features(z)
+  with pytest.raises(ConfigError, match="'w'"):
+    gt.interpolate(m, z[0], z[1], 5, space="w")
+
+
+@pytest.mark.parametrize(
+  "call, words",
+  [
+    (lambda m, w: m.images(w, psi=1.5), "psi=1.5 must be in"),
+    (lambda m, w: m.images(w, psi="x"), "psi="),
+    (lambda m, w: m.images(w[:, :3]), "latents must be"),
+    (lambda m, w: m.images(w * np.nan), "non-finite"),
+    (lambda m, w: m.features(w, [4]), "layer 4 does not exist"),
+    (lambda m, w: m.features(w, [1.5]), "must be an integer"),
+    (lambda m, w: gt.local_edit(m, w, 1, [8], (0, 0, 1, 1), 1.0), r"channels \[8\] do not exist"),
+    (lambda m, w: gt.local_edit(m, w, 1, [0], (0.5, 0, 1.2, 1), 1.0), "region"),
+    (lambda m, w: gt.local_edit(m, w, 1, [0], (0.6, 0, 0.5, 1), 1.0), "region"),
+    (lambda m, w: gt.local_edit(m, w, 1, [0], (0, 0, 1, 1), np.ones(3)), "delta must be"),
+    (lambda m, w: m.images(w, edits={1: np.ones((2, 2))}), "the edit of layer 1"),
+    (lambda m, w: m.images(w, cutoff=9), "cutoff=9"),
+    (lambda m, w: gt.interpolate(m, w[0, :8], w[1, :8], 1), "steps=1"),
+    (lambda m, w: gt.edit(w, None, [(np.ones(3), 1.0)]), "edit vector of size"),
+  ],
+)
+def test_bad_input_is_one_line(model, call, words):
+  w = model.sample(2, seed=0)
+  with pytest.raises(ConfigError, match=words) as e:
+    call(model, w)
+  assert "\n" not in str(e.value)
+
+
+def _write(path, text):
+  path.write_text(text)
+  return str(path)
+
+
+def test_bad_csv_is_refused(model, tmp_path):
+  v = gt.attribute_vectors(model, 4, labels={"mouth": [0, 0, 1, 1]}, min_count=2)
+  good = v.save_csv(str(tmp_path / "good.csv"))
+  other = gt.AttributeVectors(
+    {"a": np.zeros(3, np.float32)}, {"a": 1}, "w", 3, "stylegan", 1
+  ).save_csv(str(tmp_path / "other.csv"))
+  lines = open(good).read().splitlines()
+  cases = {
+    other: "model is a stylegan w-space of size",
+    _write(tmp_path / "plain.csv", "name,count,v0\na,1,0\n"): "not a zoo attribute-vector CSV",
+    _write(tmp_path / "short.csv", "\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0]])): "values, the header says",
+    _write(tmp_path / "nan.csv", "\n".join(lines[:2] + [lines[2].replace(lines[2].split(",")[2], "x", 1)])): "not a number",
+    str(tmp_path / "missing.csv"): "cannot read",
+  }
+  for path, words in cases.items():
+    with pytest.raises(ConfigError, match=words):
+      gt.AttributeVectors.load_csv(path, model)
+  with pytest.raises(ConfigError, match="no attribute vector 'hat=on'"):
+    gt.AttributeVectors.load_csv(good, model)["hat=on"]
+
+
+def _launch(*args):
+  return subprocess.run(
+    [sys.executable, "-m", "launch.stylegan", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
+
+
+def test_cli_writes_pictures_and_refuses_bad_input(tiny_stylegan_run, tmp_path):
+  workdir = tiny_stylegan_run[0]
+  out = tmp_path / "out"
+  r = _launch("--workdir", workdir, "--mode=truncation", "--psis=1,0.5,0", "--num=2", f"--output={out}")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert os.listdir(out) == ["truncation.png"]
+  bad = {
+    ("--mode=truncation", "--psi=2"): "psi=2.0 must be in [0, 1]",
+    ("--mode=truncation", "--psis=1,-1"): "--psis: psi=-1.0",
+    ("--mode=features", "--layer=9"): "layer 9 does not exist",
+    ("--mode=edit", "--edit=mouth=open:1"): "no attribute vectors at",
+    ("--mode=animate", "--edit=hat"): "animate knows the mouth only",
+    ("--mode=edit", "--edit=mouth=open:x", f"--vectors={tmp_path}/v.csv"): "no attribute vectors",
+  }
+  before = sorted(os.listdir(workdir))
+  for args, words in bad.items():
+    dest = tmp_path / "bad"
+    r = _launch("--workdir", workdir, *args, f"--output={dest}")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, (args, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and not dest.exists()
+  assert sorted(os.listdir(workdir)) == before
