@@ -51,6 +51,9 @@ from zoo.training.pictures import sample_grid, write_timelapse
 
 #: Config sections whose change makes a workdir's checkpoints unusable.
 _SHAPE_SECTIONS = ("model", "schedule")
+#: Validation faces for the real attribute distribution (runs written before eval.num_real).
+NUM_REAL = 5000
+
 _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
 # ---------------------------------------------------------------------------
@@ -84,6 +87,10 @@ def validate_config(c, *, family: str = "progan", networks=models.make_progan) -
     f"num_samples={c.num_samples!r} must be an integer >= 1 (the sample grid's images)",
   )
   need(c.eval.num_samples >= 2, "eval.num_samples must be >= 2")
+  need(
+    isinstance(c.eval.get("num_real", NUM_REAL), int) and c.eval.get("num_real", NUM_REAL) >= 1,
+    "eval.num_real must be an integer >= 1",
+  )
   need(c.eval.fd in ("auto", "train", "off"), f"eval.fd={c.eval.fd!r}, expected auto|train|off")
 
 
@@ -270,11 +277,14 @@ class ProGANTask(progressive.StagedGANTask):
         )
         self._fd = False
         return None
+      # FD compares equal numbers of images; the real attribute distribution for TV is
+      # estimated from more (eval.num_real), as a 1k-image estimate alone inflates TV.
+      n = c.eval.num_samples
       reals = image_data.open_images(
-        "", "valid", self.final, num_examples=c.eval.num_samples, seed=c.data.seed
+        "", "valid", self.final, num_examples=max(n, c.eval.get("num_real", NUM_REAL)), seed=c.data.seed
       )
       real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
-      feats = clf.features(real)
+      feats = clf.features(real[:n])
       pred = clf.predict(real)
       self._fd = (clf, feats, pred)
     return self._fd or None
