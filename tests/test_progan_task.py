@@ -197,6 +197,7 @@ def _one_line(excinfo):
     ({"loss.d_loss": "wasserstein"}, "d_loss"),
     ({"loss.reg": "r3"}, "reg"),
     ({"optim.lr": 0.0}, "lr"),
+    ({"eval.num_real": 0}, "eval.num_real"),
     ({"data.source": "/no/such/folder"}, "does not exist"),
     ({"data.source": "tfds:no_such_dataset_xyz"}, "not prepared"),
   ],
