@@ -17,12 +17,14 @@ from zoo.models import progan as progan_models
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model(tiny_stylegan_run):
-  return gt.LatentModel.load(tiny_stylegan_run[0])
+  return gt.LatentModel.load(
+    tiny_stylegan_run[0]
+  )  # one instance: its compiled functions are reused
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def progan_model():
   cfg = dict(start=(4, 4), latent_dim=8, fmap_base=16, fmap_max=8)
   g, _ = progan_models.make_progan(cfg, 1)
@@ -75,7 +77,9 @@ def test_features_and_local_edit_stay_in_the_region(model):
   assert np.abs(edited[2] - base[2]).max() > 1e-4  # later layers see it
   img = gt.local_edit(model, w, 1, [0, 3], region, 2.0)
   assert np.abs(img - model.images(w)).max() > 1e-4
-  np.testing.assert_allclose(gt.local_edit(model, w, 1, [0], region, 0.0), model.images(w), atol=1e-5)
+  np.testing.assert_allclose(
+    gt.local_edit(model, w, 1, [0], region, 0.0), model.images(w), atol=1e-5
+  )
 
 
 def test_feature_diff_finds_the_channels_that_differ(model):
@@ -232,8 +236,13 @@ def test_bad_csv_is_refused(model, tmp_path):
   cases = {
     other: "model is a stylegan w-space of size",
     _write(tmp_path / "plain.csv", "name,count,v0\na,1,0\n"): "not a zoo attribute-vector CSV",
-    _write(tmp_path / "short.csv", "\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0]])): "values, the header says",
-    _write(tmp_path / "nan.csv", "\n".join(lines[:2] + [lines[2].replace(lines[2].split(",")[2], "x", 1)])): "not a number",
+    _write(
+      tmp_path / "short.csv", "\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0]])
+    ): "values, the header says",
+    _write(
+      tmp_path / "nan.csv",
+      "\n".join(lines[:2] + [lines[2].replace(lines[2].split(",")[2], "x", 1)]),
+    ): "not a number",
     str(tmp_path / "missing.csv"): "cannot read",
   }
   for path, words in cases.items():
@@ -245,28 +254,121 @@ def test_bad_csv_is_refused(model, tmp_path):
 
 def _launch(*args):
   return subprocess.run(
-    [sys.executable, "-m", "launch.stylegan", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    [sys.executable, "-m", "launch.stylegan", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
 
 
 def test_cli_writes_pictures_and_refuses_bad_input(tiny_stylegan_run, tmp_path):
   workdir = tiny_stylegan_run[0]
   out = tmp_path / "out"
-  r = _launch("--workdir", workdir, "--mode=truncation", "--psis=1,0.5,0", "--num=2", f"--output={out}")
+  r = _launch(
+    "--workdir", workdir, "--mode=truncation", "--psis=1,0.5,0", "--num=2", f"--output={out}"
+  )
   assert r.returncode == 0, r.stderr[-2000:]
   assert os.listdir(out) == ["truncation.png"]
-  bad = {
-    ("--mode=truncation", "--psi=2"): "psi=2.0 must be in [0, 1]",
-    ("--mode=truncation", "--psis=1,-1"): "--psis: psi=-1.0",
-    ("--mode=features", "--layer=9"): "layer 9 does not exist",
-    ("--mode=edit", "--edit=mouth=open:1"): "no attribute vectors at",
-    ("--mode=animate", "--edit=hat"): "animate knows the mouth only",
-    ("--mode=edit", "--edit=mouth=open:x", f"--vectors={tmp_path}/v.csv"): "no attribute vectors",
-  }
+  r = _launch("--workdir", workdir, "--mode=features", "--layer=9", f"--output={tmp_path / 'bad'}")
+  assert (
+    r.returncode == 2
+    and r.stderr.strip() == "error: layer 9 does not exist; this generator has layers 0..3"
+  )
+  assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+  "mode, kw, words",
+  [
+    ("truncation", dict(psi=2.0), "psi=2.0 must be in [0, 1]"),
+    ("truncation", dict(psis="1,-1"), "--psis: psi=-1.0"),
+    ("truncation", dict(num=0), "--num=0 must be >= 1"),
+    ("features", dict(layer=4), "layer 4 does not exist"),
+    ("edit", dict(edit_spec="mouth=open:1"), "no attribute vectors at"),
+    ("animate", dict(edit_spec="hat"), "animate knows the mouth only"),
+    ("judge", dict(), "no attribute vectors at"),
+    ("paint", dict(), "--mode='paint'"),
+  ],
+)
+def test_bad_tool_input_writes_nothing(tiny_stylegan_run, tmp_path, mode, kw, words):
+  workdir = tiny_stylegan_run[0]
   before = sorted(os.listdir(workdir))
-  for args, words in bad.items():
-    dest = tmp_path / "bad"
-    r = _launch("--workdir", workdir, *args, f"--output={dest}")
-    assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, (args, r.stderr)
-    assert len(r.stderr.strip().splitlines()) == 1 and not dest.exists()
-  assert sorted(os.listdir(workdir)) == before
+  dest = tmp_path / "bad"
+  with pytest.raises(ConfigError) as e:
+    gt.run_tool(mode, workdir, output=str(dest), log=None, **kw)
+  assert words in str(e.value) and "\n" not in str(e.value)
+  assert not dest.exists() and sorted(os.listdir(workdir)) == before
+
+
+def test_edit_mode_with_vectors(model, tiny_stylegan_run, tmp_path):
+  vecs = gt.attribute_vectors(model, 8, labels={"mouth": np.arange(8) % 2}, min_count=2)
+  path = vecs.save_csv(str(tmp_path / "v.csv"))
+  kw = dict(vectors=path, output=str(tmp_path / "o"), log=None, num=2)
+  with pytest.raises(ConfigError, match="no attribute vector 'mouth=open'"):
+    gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=open:1", **kw)
+  with pytest.raises(ConfigError, match="is not a strength"):
+    gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=1:x", **kw)
+  [png] = gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=1:1,mouth=0:-0.5", **kw)
+  assert os.path.basename(png) == "edit_mouth_1_1_mouth_0_0_5.png" and os.path.getsize(png) > 0
+
+
+class _BrightnessClf:
+  """A stand-in classifier that looks at the images: mouth 'open' when brighter than 0."""
+
+  def predict(self, images):
+    return {
+      "mouth": np.where(images.mean(axis=(1, 2, 3)) > 0, 2, 0),
+      "eyes": np.zeros(len(images), int),
+    }
+
+  def features(self, images):
+    return images.reshape(len(images), -1)[:, :3].astype(np.float64)
+
+
+def _vectors(model):
+  rng = np.random.default_rng(0)
+  vecs = {
+    k: rng.normal(size=model.latent_size).astype(np.float32) for k in ("mouth=closed", "mouth=open")
+  }
+  return gt.AttributeVectors(
+    vecs, {k: 1 for k in vecs}, "w", model.latent_size, "stylegan", model.step
+  )
+
+
+def test_judge_edit_counts_flips_and_keeps(model):
+  vecs = _vectors(model)
+  r = gt.judge_edit(model, vecs, "mouth", "closed", "open", n=6, classifier=_Clf())
+  # _Clf calls every even image of a batch open: 3 of the 6 edited closed mouths.
+  assert r["flip"] == 0.5 and r["keep_min"] == 1.0 and r["pixel_change"] > 0
+  still = gt.judge_edit(
+    model, vecs, "mouth", "closed", "open", n=6, strength=0.0, classifier=_Clf()
+  )
+  assert still["pixel_change"] == 0.0
+  with pytest.raises(ConfigError, match="has no value 'wide'"):
+    gt.judge_edit(model, vecs, "mouth", "closed", "wide", n=6, classifier=_Clf())
+
+
+def test_judge_mouth_edit_compares_with_the_global_vector(model):
+  vecs = _vectors(model)
+  mouth = gt.find_mouth_edit(model, classifier=_Clf(), n=8, layer=2)
+  r = gt.judge_mouth_edit(model, mouth, vecs, n=4, classifier=_Clf())
+  assert r["local_flip"] == 0.5 and r["global_flip"] == 0.5
+  assert r["global_outside"] > 0 and r["outside_ratio"] == pytest.approx(
+    r["local_outside"] / r["global_outside"]
+  )
+
+
+def test_truncation_curve_loses_diversity_at_psi_zero(model):
+  rows = gt.truncation_curve(
+    model,
+    [1.0, 0.0],
+    n=16,
+    classifier=_BrightnessClf(),
+    real_images=model.images(model.sample(16, 9)),
+  )
+  assert [r["psi"] for r in rows] == [1.0, 0.0]
+  assert rows[1]["diversity_bits"] == 0.0  # one image, one prediction
+  assert rows[1]["FD"] > 0 and np.isfinite(rows[0]["FD"])
+  svg = gt.line_chart_svg([1, 0], {"FD": [r["FD"] for r in rows]}, xlabel="psi")
+  assert svg.startswith("<svg") and svg.count("<circle") == 2

@@ -222,14 +222,14 @@ class LatentModel:
 
   @staticmethod
   def _chunked(fn, *arrays):
-    """``fn`` over chunks of ``_CHUNK`` rows (the last one padded when there are several,
-    so one shape is compiled), outputs (an array or a tuple of them) concatenated."""
+    """``fn`` over chunks of ``_CHUNK`` rows, each padded to a power of two (>= 8) so few
+    shapes are compiled; outputs (an array or a tuple of them) concatenated."""
     n = arrays[0].shape[0]
     out = []
     for i in range(0, n, _CHUNK):
       parts = [a[i : i + _CHUNK] for a in arrays]
       m = parts[0].shape[0]
-      pad = _CHUNK - m if n > _CHUNK else 0
+      pad = min(_CHUNK, max(8, 1 << (m - 1).bit_length())) - m  # few compiled shapes
       if pad:
         parts = [np.concatenate([p, np.repeat(p[-1:], pad, 0)]) for p in parts]
       out.append(jax.tree.map(lambda x, m=m: np.asarray(x)[:m], fn(*parts)))
@@ -776,7 +776,22 @@ def mouth_animation(
 # What ``python -m launch.stylegan --mode=...`` (and launch.progan) runs
 # ---------------------------------------------------------------------------
 
-TOOL_MODES = ("attributes", "edit", "interpolate", "truncation", "mixing", "features", "animate")
+TOOL_MODES = (
+  "attributes",
+  "edit",
+  "interpolate",
+  "truncation",
+  "mixing",
+  "features",
+  "animate",
+  "judge",
+)
+#: (attribute, from, to) edits the judge reports.
+JUDGED_EDITS = (
+  ("mouth", "closed", "open"),
+  ("eyes", "open", "closed"),
+  ("glasses", "none", "round"),
+)
 
 
 def _parse_strengths(text: str) -> dict[str, float]:
@@ -806,7 +821,7 @@ def run_tool(
   mode: str,
   workdir: str,
   *,
-  num: int = 8,
+  num: int | None = None,
   seed: int = 0,
   psi: float = 1.0,
   psis: str = "1,0.85,0.7,0.5,0.3,0",
@@ -827,6 +842,8 @@ def run_tool(
   if mode not in TOOL_MODES:
     raise ConfigError(f"--mode={mode!r}, expected one of {', '.join(TOOL_MODES)}")
   psi = _check_psi(psi)
+  if num is None:
+    num = 500 if mode == "judge" else 8
   if num < 1:
     raise ConfigError(f"--num={num} must be >= 1")
   psi_list = []
@@ -937,6 +954,241 @@ def run_tool(
     pictures.write_gif(grid_frames, gif, ms=80)
     written.append(gif)
     say(f"[toolkit] mouth edit at layer {mouth.layer} from {mouth.examples} open/closed pairs")
+  elif mode == "judge":
+    written += _judge(model, need_vectors(), out, psi_list, layer_arg, strength, num, say)
   for p in written:
     say(f"[toolkit] wrote {p}")
   return written
+
+
+def _judge(model, vecs, out, psis, layer, strength, num, say) -> list[str]:
+  """The issue's judged numbers: attribute edits, the local mouth edit, truncation."""
+  from zoo.data.images import unconditional as image_data  # pylint: disable=g-import-not-at-top
+  from zoo.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  n = num
+  clf = _default_classifier(None)
+  results: dict[str, Any] = {"step": model.step, "n": n, "strength": strength}
+  for attr, a, b in JUDGED_EDITS:
+    if f"{attr}={a}" in vecs.vectors and f"{attr}={b}" in vecs.vectors:
+      r = judge_edit(model, vecs, attr, a, b, n=n, strength=strength, classifier=clf)
+      results[f"edit {attr} {a}->{b}"] = r
+      say(f"[judge] {attr} {a}->{b}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}")
+  mouth = find_mouth_edit(model, classifier=clf, layer=layer)
+  r = judge_mouth_edit(model, mouth, vecs, n=n, strength=strength, classifier=clf)
+  results["mouth local edit"] = {"layer": mouth.layer, **r}
+  say(
+    f"[judge] local mouth edit (layer {mouth.layer}): flip {r['local_flip']:.3f} "
+    f"(global vector {r['global_flip']:.3f}), change outside the mouth {r['outside_ratio']:.3f} "
+    "of the global edit's"
+  )
+  reals = image_data.open_images("", "valid", model.resolution, num_examples=1000, seed=0)
+  real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
+  curve = truncation_curve(model, psis, classifier=clf, real_images=real)
+  results["truncation"] = curve
+  for row in curve:
+    say(
+      f"[judge] psi {row['psi']:g}: FD {row['FD']:.1f}, diversity {row['diversity_bits']:.3f} bits"
+    )
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, "judge.json")
+  workdir_lib.write_json(path, results)
+  svg = os.path.join(out, "truncation_curve.svg")
+  chart = line_chart_svg(
+    [r["psi"] for r in curve],
+    {
+      "classifier FD (1,000 samples)": [r["FD"] for r in curve],
+      "attribute diversity (mean entropy, bits)": [r["diversity_bits"] for r in curve],
+    },
+    xlabel="truncation psi",
+  )
+  with open(svg, "w", encoding="utf-8") as f:
+    f.write(chart)
+  return [path, svg]
+
+
+# ---------------------------------------------------------------------------
+# Judges: does an edit do what it says, and what does truncation cost?
+# ---------------------------------------------------------------------------
+
+
+def _default_classifier(classifier):
+  if classifier is not None:
+    return classifier
+  from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
+
+  return fc.load_classifier(fc.default_classifier_workdir())
+
+
+def _code(attribute: str, value) -> int:
+  vocab = faces.ATTRIBUTES.get(attribute)
+  if vocab is None:
+    raise ConfigError(f"unknown attribute {attribute!r}; known: {', '.join(faces.ATTRIBUTES)}")
+  if isinstance(value, str):
+    if value not in vocab:
+      raise ConfigError(f"{attribute} has no value {value!r}; known: {', '.join(vocab)}")
+    return vocab.index(value)
+  return int(value)
+
+
+def _sources(model, classifier, attribute, code, n, seed, psi):
+  """``n`` latents whose images the classifier gives ``attribute == code`` (and their
+  predictions), drawn in batches from ``seed`` on."""
+  got, preds, s = [], [], seed
+  while sum(len(g) for g in got) < n:
+    w = model.sample(4 * n, s)
+    p = classifier.predict(model.images(w, psi=psi))
+    keep = p[attribute] == code
+    got.append(w[keep])
+    preds.append({k: v[keep] for k, v in p.items()})
+    s += 1
+    if s - seed > 20:
+      raise ConfigError(f"too few samples show {attribute}={code} to judge the edit")
+  w = np.concatenate(got)[:n]
+  return w, {k: np.concatenate([p[k] for p in preds])[:n] for k in preds[0]}
+
+
+def judge_edit(
+  model: LatentModel,
+  vectors: AttributeVectors,
+  attribute: str,
+  source,
+  target,
+  *,
+  n: int = 500,
+  strength: float = 1.0,
+  classifier=None,
+  seed: int = 100,
+  psi: float = 1.0,
+) -> dict[str, float]:
+  """Edits ``n`` samples showing ``attribute=source`` by ``strength * (v[target] -
+  v[source])`` and classifies them again. Returns ``flip`` (the fraction now showing
+  ``target``), ``keep/<other attribute>`` (the fraction whose prediction of it did not
+  change), ``keep_min`` and ``pixel_change`` (mean absolute change of the images)."""
+  clf = _default_classifier(classifier)
+  src, dst = _code(attribute, source), _code(attribute, target)
+  vocab = faces.ATTRIBUTES[attribute]
+  direction = vectors[f"{attribute}={vocab[dst]}"] - vectors[f"{attribute}={vocab[src]}"]
+  w, before = _sources(model, clf, attribute, src, n, seed, psi)
+  edited = edit(w, None, [(direction, strength)])
+  imgs0, imgs1 = model.images(w, psi=psi), model.images(edited, psi=psi)
+  after = clf.predict(imgs1)
+  out = {"flip": float(np.mean(after[attribute] == dst))}
+  keep = {f"keep/{k}": float(np.mean(after[k] == before[k])) for k in after if k != attribute}
+  out.update(keep)
+  out["keep_min"] = min(keep.values()) if keep else 1.0
+  out["pixel_change"] = float(np.abs(imgs1 - imgs0).mean())
+  return out
+
+
+def judge_mouth_edit(
+  model: LatentModel,
+  mouth: MouthEdit,
+  vectors: AttributeVectors,
+  *,
+  n: int = 500,
+  strength: float = 1.0,
+  classifier=None,
+  seed: int = 100,
+) -> dict[str, float]:
+  """The local mouth edit against the global ``mouth=open - mouth=closed`` vector edit on
+  the same ``n`` closed-mouth samples: ``local_flip`` / ``global_flip`` (fractions now
+  predicted open) and the mean absolute pixel change outside the mouth region for each
+  (``local_outside``, ``global_outside``) and their ratio ``outside_ratio``."""
+  clf = _default_classifier(classifier)
+  w, _ = _sources(model, clf, "mouth", _code("mouth", "closed"), n, seed, 1.0)
+  base = model.images(w)
+  local = model.images(w, edits=mouth.edits(strength))
+  direction = vectors["mouth=open"] - vectors["mouth=closed"]
+  glob = model.images(edit(w, None, [(direction, strength)]))
+  outside = ~region_mask(base.shape[1:3], mouth.region)
+  open_code = faces.ATTRIBUTES["mouth"].index("open")
+
+  def change(x):
+    return float(np.abs(x - base)[:, outside].mean())
+
+  out = {
+    "local_flip": float(np.mean(clf.predict(local)["mouth"] == open_code)),
+    "global_flip": float(np.mean(clf.predict(glob)["mouth"] == open_code)),
+    "local_outside": change(local),
+    "global_outside": change(glob),
+  }
+  out["outside_ratio"] = out["local_outside"] / max(out["global_outside"], 1e-12)
+  return out
+
+
+def truncation_curve(
+  model: LatentModel,
+  psis: Sequence[float],
+  *,
+  n: int = 1000,
+  classifier=None,
+  real_images=None,
+  seed: int = 2,
+) -> list[dict[str, float]]:
+  """Per ``psi``: classifier FD of ``n`` truncated samples against ``real_images`` (when
+  given) and attribute diversity, the mean over attributes of the predicted
+  distribution's entropy in bits."""
+  from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
+  clf = _default_classifier(classifier)
+  real_feats = None if real_images is None else clf.features(real_images)
+  w = model.sample(n, seed)
+  rows = []
+  for p in psis:
+    imgs = model.images(w, psi=p)
+    pred = clf.predict(imgs)
+    ent = []
+    for v in pred.values():
+      q = np.bincount(np.asarray(v)) / len(v)
+      q = q[q > 0]
+      ent.append(float(-(q * np.log2(q)).sum()))
+    row = {"psi": float(p), "diversity_bits": float(np.mean(ent))}
+    if real_feats is not None:
+      row["FD"] = float(em.frechet_distance(clf.features(imgs), real_feats))
+    rows.append(row)
+  return rows
+
+
+def line_chart_svg(
+  xs, series: Mapping[str, Sequence[float]], *, xlabel: str, width: int = 560
+) -> str:
+  """A small SVG chart: one panel per series (its own y range) over the shared ``xs``."""
+  xs = [float(x) for x in xs]
+  ph, pad, gap = 150, 48, 24
+  height = len(series) * (ph + gap) + pad
+  lo_x, hi_x = min(xs), max(xs)
+
+  def sx(x):
+    return pad + (x - lo_x) / ((hi_x - lo_x) or 1) * (width - 2 * pad)
+
+  parts = [
+    f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    'font-family="sans-serif" font-size="12">',
+    f'<rect width="{width}" height="{height}" fill="white"/>',
+  ]
+  for i, (name, ys) in enumerate(series.items()):
+    top = gap + i * (ph + gap)
+    ys = [float(y) for y in ys]
+    lo, hi = min(ys), max(ys)
+
+    def sy(y, top=top, lo=lo, hi=hi):
+      return top + ph - (y - lo) / ((hi - lo) or 1) * ph
+
+    pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
+    parts += [
+      f'<text x="{pad}" y="{top - 6}" font-weight="bold">{name}</text>',
+      f'<line x1="{pad}" y1="{top + ph}" x2="{width - pad}" y2="{top + ph}" stroke="#888"/>',
+      f'<line x1="{pad}" y1="{top}" x2="{pad}" y2="{top + ph}" stroke="#888"/>',
+      f'<text x="{pad - 4}" y="{top + 4}" text-anchor="end">{hi:.4g}</text>',
+      f'<text x="{pad - 4}" y="{top + ph}" text-anchor="end">{lo:.4g}</text>',
+      f'<polyline points="{pts}" fill="none" stroke="#c0392b" stroke-width="2"/>',
+    ]
+    parts += [
+      f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="#c0392b"/>' for x, y in zip(xs, ys)
+    ]
+    parts += [
+      f'<text x="{sx(x):.1f}" y="{top + ph + 14}" text-anchor="middle">{x:g}</text>' for x in xs
+    ]
+  parts.append(f'<text x="{width / 2}" y="{height - 6}" text-anchor="middle">{xlabel}</text></svg>')
+  return "\n".join(parts)
