@@ -159,7 +159,9 @@ def staged_gan_main(family: str, *, config: str, workdir: str):
   config_flag = define_config(config, "Config file (path[:variant]).")
   workdir_flag = flags.DEFINE_string("workdir", workdir, "Checkpoints, logs and samples.")
   mode_flag = flags.DEFINE_string("mode", "train", f"One of {modes}.")
-  num = flags.DEFINE_integer("num", 64, "sample: images; toolkit modes: latents (default 8; judge: 500).")
+  num = flags.DEFINE_integer(
+    "num", 64, "sample: images; toolkit modes: latents (default 8; judge: 500)."
+  )
   seed = flags.DEFINE_integer("seed", 0, "sample and toolkit modes: latent seed.")
   output = flags.DEFINE_string(
     "output", "", "sample/export: output path; toolkit modes: folder (default WORKDIR/toolkit)."

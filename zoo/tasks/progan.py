@@ -281,7 +281,11 @@ class ProGANTask(progressive.StagedGANTask):
       # estimated from more (eval.num_real), as a 1k-image estimate alone inflates TV.
       n = c.eval.num_samples
       reals = image_data.open_images(
-        "", "valid", self.final, num_examples=max(n, c.eval.get("num_real", NUM_REAL)), seed=c.data.seed
+        "",
+        "valid",
+        self.final,
+        num_examples=max(n, c.eval.get("num_real", NUM_REAL)),
+        seed=c.data.seed,
       )
       real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
       feats = clf.features(real[:n])
