@@ -332,3 +332,18 @@ def test_batch_mismatch_raises():
     gan.d_gan_cls_loss(jnp.zeros((2,)), jnp.zeros((2,)), jnp.zeros((3,)))
   with pytest.raises(ValueError):
     gan.g_hinge_loss(jnp.zeros(()))
+
+
+def test_acgan_class_loss_is_the_sum_of_per_attribute_cross_entropies():
+  logits = jnp.asarray([[2.0, 0.0, 1.0, -1.0, 0.5]])
+  labels = jnp.asarray([[1.0, 0.0, 0.0, 0.0, 1.0]])
+  # groups (2, 3): -log softmax([2, 0])[0] - log softmax([1, -1, 0.5])[2]
+  want = -(2.0 - np.log(np.exp(2.0) + 1.0)) - (
+    0.5 - np.log(np.exp(1.0) + np.exp(-1.0) + np.exp(0.5))
+  )
+  got = gan.acgan_class_loss(logits, labels, group_sizes=(2, 3))
+  np.testing.assert_allclose(np.asarray(got), [want], rtol=1e-6)
+  one = gan.acgan_class_loss(logits, jnp.asarray([[0.0, 0.0, 0.0, 1.0, 0.0]]))
+  np.testing.assert_allclose(np.asarray(one), -jax.nn.log_softmax(logits)[:, 3], rtol=1e-6)
+  with pytest.raises(ValueError, match="do not sum"):
+    gan.acgan_class_loss(logits, labels, group_sizes=(2, 2))

@@ -383,7 +383,8 @@ def test_one_device_matches_four(tmp_path):
   "overrides, words",
   [
     ({"mixing.prob": 1.5}, "mixing.prob"),
-    ({"model.condition": "projection"}, "not wired in yet"),
+    ({"model.condition": "projection", "data.source": "/some/folder"}, "needs labelled data"),
+    ({"model.condition": "classifier"}, "model.condition"),
     ({"model.mapping_layers": 0}, "model.mapping_layers"),
     ({"loss.reg": "l2"}, "reg="),
   ],
@@ -393,6 +394,34 @@ def test_bad_config_is_one_line(tmp_path, overrides, words):
     task_lib.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "w"), log=None)
   assert words in str(e.value) and "\n" not in str(e.value)
   assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.mark.parametrize("condition", ["projection", pytest.param("acgan", marks=pytest.mark.slow)])
+def test_conditional_training_follows_labels(tmp_path, condition):
+  # One step per phase (8x8, fade to 16x16, 16x16): labels reach G's mapping network
+  # and D's head.
+  c = tiny_config(
+    **{
+      "model.condition": condition,
+      "schedule.fade_images": 8,
+      "schedule.stable_images": 8,
+      "schedule.final_stable_images": 8,
+    }
+  )
+  res = task_lib.train_and_evaluate(c, str(tmp_path / "w"), log=None)
+  assert res.step == 3
+  for h in res.history:
+    assert all(np.isfinite(h[k]) for k in ("D", "G", "D_r1"))
+    assert ("D_class_real" in h) == (condition == "acgan")
+  assert "label_embed" in res.state["g"]["params"]["mapping"]
+  task, state, step = task_lib.restore_state(str(tmp_path / "w"))
+  z = task.generator_inputs(jax.random.key(0), 3)
+  assert z.shape == (3, 8 + 32) and set(np.unique(z[:, 8:])) == {0.0, 1.0}
+  assert (z[:, 8:].sum(1) == 8).all()  # one value per attribute
+  imgs = task.generate(state, z, step)
+  other = z.copy()
+  other[:, 8:] = other[::-1, 8:]  # same z, other labels
+  assert np.abs(task.generate(state, other, step) - imgs).max() > 1e-4
 
 
 def test_cli_bad_config_exits_2_with_one_line(tmp_path):

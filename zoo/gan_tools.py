@@ -116,7 +116,10 @@ class LatentModel:
   @classmethod
   def load(cls, workdir: str, *, step: int | None = None) -> LatentModel:
     """The EMA generator of a StyleGAN or ProGAN run (latest checkpoint, or ``step``)."""
-    family = _family(restore_lib.read_config(workdir))
+    config = restore_lib.read_config(workdir)
+    family = _family(config)
+    if config.get("model", {}).get("condition", "none") != "none":
+      raise ConfigError("the latent toolkit works on unconditional runs; this one is conditional")
     task_cls = stylegan_task.StyleGANTask if family == "stylegan" else progan_task.ProGANTask
     task, state, step = progan_task.restore_state(workdir, step=step, task_cls=task_cls)
     stage = task._state_stage(step)  # pylint: disable=protected-access

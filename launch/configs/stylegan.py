@@ -4,6 +4,7 @@ Usage::
 
   python -m launch.stylegan --config launch/configs/stylegan.py --workdir runs/stylegan
   python -m launch.stylegan --config launch/configs/stylegan.py:portrait --workdir runs/stylegan_portrait
+  python -m launch.stylegan --config launch/configs/stylegan.py:conditional --workdir runs/stylegan_cond
   python -m launch.stylegan --config launch/configs/stylegan.py:paper \
       --config.data.source=/path/to/images --workdir runs/stylegan_256
   python -m launch.stylegan --workdir runs/stylegan --mode sample --num 64
@@ -13,6 +14,9 @@ Variants (after the colon):
   (none)    the embedded synthetic faces, 4x4 -> 32x32, small widths (mapping 8 x 128,
             channels 128 halving to 16 at 32x32) and ProGAN's CPU schedule.
   portrait  the same on rectangular faces: 4x2 -> 32x16 (height = 2 x width).
+  conditional  the default conditioned on the faces' attributes: a label (one one-hot per
+            attribute) into the mapping network and a projection discriminator
+            (model.condition='projection'; 'acgan' for an ACGAN head).
   paper     the paper's networks (mapping 8 x 512, fmaps 8192/512) and schedule (600k
             fade + 600k stable images per stage, minibatch by resolution) up to 256x256.
 
@@ -30,12 +34,12 @@ from launch.configs import progan as progan_config
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "default"
-  if variant not in ("default", "portrait", "paper"):
+  if variant not in ("default", "portrait", "paper", "conditional"):
     raise ValueError(
-      f"unknown stylegan config variant {variant!r}; expected default, portrait, paper"
+      f"unknown stylegan config variant {variant!r}; expected default, portrait, paper, conditional"
     )
   # The schedule, data, evaluation and loop keys are ProGAN's for the same variant.
-  c = progan_config.get_config(variant)
+  c = progan_config.get_config("default" if variant == "conditional" else variant)
   c.model = ml_collections.ConfigDict(
     dict(
       start=c.model.start,
@@ -70,10 +74,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.ema = ml_collections.ConfigDict(dict(half_life_images=10_000))
   c.mixing = ml_collections.ConfigDict(dict(prob=0.9))
-  if variant in ("default", "portrait"):
+  if variant in ("default", "portrait", "conditional"):
     c.model.latent_dim = 128
     c.model.w_dim = 128
     c.model.mapping_hidden = 128
     c.model.fmap_base = 256
     c.model.fmap_max = 128
+  if variant == "conditional":
+    # The faces' attributes (concatenated one-hots) enter the mapping network and a
+    # projection discriminator; --config.model.condition=acgan uses ACGAN's classifier
+    # head instead.
+    c.model.condition = "projection"
   return c

@@ -155,9 +155,7 @@ class ProGANTask(progressive.StagedGANTask):
         f"data has {len(self.source)} images, fewer than the batch size "
         f"{max(self.schedule.batch_sizes)}"
       )
-    self.latents = np.asarray(
-      jax.random.normal(jax.random.key(c.seed + 1), (c.num_samples, c.model.latent_dim))
-    )
+    self.latents = self.generator_inputs(jax.random.key(c.seed + 1), c.num_samples)
     self._fd = None  # (classifier, real statistics) once loaded
     self._jit_cache: dict[Any, Any] = {}
 
@@ -195,7 +193,7 @@ class ProGANTask(progressive.StagedGANTask):
     obj = self.objective(stage, alpha)
     state, metrics = core.train_step(
       state,
-      {"image": real},
+      {**batch, "image": real},
       rng,
       step,
       objective=obj,
@@ -211,7 +209,7 @@ class ProGANTask(progressive.StagedGANTask):
 
     def collate(items, indices):
       x = image_data.to_float(np.stack(items))
-      return {"image": image_data.downsample(x, factor)}
+      return {"image": image_data.downsample(x, factor), **self.batch_extras(indices)}
 
     return stream_lib.ShardedStream(
       self.source,
@@ -223,6 +221,10 @@ class ProGANTask(progressive.StagedGANTask):
       process_count=jax.process_count(),
     )
 
+  def batch_extras(self, indices) -> dict:
+    """More training-batch entries for the examples ``indices`` (labels); none here."""
+    return {}
+
   def train_batches(self, start_step: int) -> Iterator[dict]:
     return progressive.staged_batches(self.schedule, self.stream, start_step)
 
@@ -232,6 +234,11 @@ class ProGANTask(progressive.StagedGANTask):
 
   def export_program(self, directory: str, g, g_vars, alpha: float) -> None:
     """Extra export files of a family (StyleGAN: a ``jax.export`` program); none here."""
+
+  def generator_inputs(self, key, n: int) -> np.ndarray:
+    """The ``[n, ...]`` inputs G's samples are drawn from (``z``; a conditional family
+    appends labels), a pure function of ``key``."""
+    return np.asarray(jax.random.normal(key, (n, self.config.model.latent_dim)))
 
   def apply_generator(self, g, g_vars, z, alpha):
     """G's images for latents ``z`` (traced); a family with more inputs overrides it."""
@@ -301,9 +308,7 @@ class ProGANTask(progressive.StagedGANTask):
 
     clf, real_feats, real_pred = judge
     n = self.config.eval.num_samples
-    z = np.asarray(
-      jax.random.normal(jax.random.key(self.config.seed + 2), (n, self.config.model.latent_dim))
-    )
+    z = self.generator_inputs(jax.random.key(self.config.seed + 2), n)
     fake = self.generate(state, z, step)
     out = {"eval/FD": float(em.frechet_distance(clf.features(fake), real_feats))}
     tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
@@ -420,7 +425,7 @@ def sample(
   if num < 1:
     raise ConfigError(f"num={num} must be >= 1")
   task, state, step = restore_state(workdir, task_cls=task_cls)
-  z = np.asarray(jax.random.normal(jax.random.key(seed), (num, task.config.model.latent_dim)))
+  z = task.generator_inputs(jax.random.key(seed), num)
   imgs = task.generate(state, z, step)
   path = output or os.path.join(workdir, f"samples_{step:08d}_seed{seed}.png")
   Image.fromarray(sample_grid(imgs)).save(path)

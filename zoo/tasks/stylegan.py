@@ -13,6 +13,13 @@ half-life, style mixing with probability ``mixing.prob`` (0.9): two latents per 
 second's ``w`` from a random crossover layer on. G also tracks ``w_avg`` (its ``'stats'``
 collection, updated by each step's first latents) for the truncation trick; samples and
 evaluation use ``psi = 1`` and noise from a fixed key.
+
+Conditional runs (``model.condition`` 'projection' or 'acgan', the ``:conditional``
+config) train on the embedded faces with their attributes as the label (one one-hot per
+attribute): the label enters the mapping network, and D is a projection discriminator or
+has ACGAN's class head (:class:`ConditionalStyleMixingObjective`). Samples and evaluation
+draw each image for the attributes of a validation face, so the attribute TV measures
+how well the labels are followed as well as the distribution.
 """
 
 from __future__ import annotations
@@ -23,13 +30,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo.data import faces
 from zoo.errors import ConfigError
 from zoo.gan import objectives
+from zoo.losses import gan as gan_losses
 from zoo.models import export as export_lib
 from zoo.models import stylegan as models
 from zoo.tasks import progan
 
 __all__ = [
+  "ConditionalStyleMixingObjective",
   "StyleGANTask",
   "StyleMixingObjective",
   "evaluate",
@@ -43,14 +53,25 @@ __all__ = [
 
 def validate_config(c) -> None:
   """One-line ConfigError for a bad value (ProGAN's checks, StyleGAN's model and mixing)."""
-  if c.model.get("condition", "none") != "none":
+  condition = c.model.get("condition", "none")
+  if condition != "none" and c.data.source not in ("", "faces"):
     raise ConfigError(
-      f"bad stylegan config: model.condition={c.model.condition!r}: the networks have the "
-      "projection and ACGAN heads, but training on labels is not wired in yet; use 'none'"
+      f"bad stylegan config: model.condition={condition!r} needs labelled data, the embedded "
+      f"faces (data.source=''); {c.data.source!r} has no labels"
     )
-  progan.validate_config(c, family="stylegan", networks=models.make_stylegan)
+  progan.validate_config(
+    c,
+    family="stylegan",
+    networks=lambda m, stage: models.make_stylegan(m, stage, label_dim=label_dim(c)),
+  )
   if not 0.0 <= c.mixing.prob <= 1.0:
     raise ConfigError(f"bad stylegan config: mixing.prob={c.mixing.prob!r} must be in [0, 1]")
+
+
+def label_dim(c) -> int:
+  """Size of the label vector of a conditional config (the faces' attributes as
+  concatenated one-hots), 0 when unconditional."""
+  return sum(faces.ATTRIBUTE_SIZES) if c.model.get("condition", "none") != "none" else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +97,63 @@ class StyleMixingObjective(objectives.LatentObjective):
     return self.g_apply(g_vars, z[0], z[1], cross, k_noise)
 
 
+@dataclasses.dataclass(frozen=True)
+class ConditionalStyleMixingObjective(StyleMixingObjective):
+  """:class:`StyleMixingObjective` conditioned on the batch's labels ``[B, K]``.
+
+  Fakes are drawn for the real batch's labels (so they follow the data's label
+  distribution). ``g_apply(g_vars, z1, z2, crossover, label, key)``;
+  ``d_apply(d_vars, images, label) -> (scores [B], class logits [B, K] or None)``. The
+  projection discriminator uses the label inside D; with ``acgan`` D's class logits add
+  :func:`zoo.losses.gan.acgan_class_loss` on reals and fakes to D's loss and on fakes to
+  G's (Odena et al. 2017), one softmax per attribute (``group_sizes``).
+  """
+
+  label_key: str = "label"
+  acgan: bool = False
+  group_sizes: tuple[int, ...] = ()
+
+  def generate(self, g_vars, batch, rng, step):
+    label = batch[self.label_key]
+    n = label.shape[0]
+    k_z, k_mix, k_cross, k_noise = jax.random.split(rng, 4)
+    z = jax.random.normal(k_z, (2, n, self.latent_dim), jnp.float32)
+    mixed = jax.random.uniform(k_mix, (n,)) < self.mixing_prob
+    cross = jax.random.randint(k_cross, (n,), 1, max(self.num_ws, 2))
+    cross = jnp.where(mixed, cross, self.num_ws)
+    return self.g_apply(g_vars, z[0], z[1], cross, label, k_noise)
+
+  def score(self, d_vars, x, batch, step):
+    return self.d_apply(d_vars, x, batch[self.label_key])[0]
+
+  def _class_loss(self, logits, label):
+    return jnp.mean(gan_losses.acgan_class_loss(logits, label, group_sizes=self.group_sizes))
+
+  def d_loss(self, d_vars, batch, fake, rng, step):
+    label = batch[self.label_key]
+    real_s, real_l = self.d_apply(d_vars, batch[self.image_key], label)
+    fake_s, fake_l = self.d_apply(d_vars, fake, label)
+    loss = jnp.mean(objectives.D_LOSSES[self.losses.d_loss](real_s, fake_s))
+    metrics = {"D_real_score": jnp.mean(real_s), "D_fake_score": jnp.mean(fake_s)}
+    if self.losses.drift:
+      loss = loss + jnp.mean(gan_losses.drift_penalty(real_s, epsilon_drift=self.losses.drift))
+    if self.acgan:
+      real_c, fake_c = self._class_loss(real_l, label), self._class_loss(fake_l, label)
+      loss = loss + real_c + fake_c
+      metrics.update(D_class_real=real_c, D_class_fake=fake_c)
+    return loss, (metrics, {})
+
+  def g_loss(self, d_vars, batch, fake, rng, step):
+    label = batch[self.label_key]
+    s, logits = self.d_apply(d_vars, fake, label)
+    loss = jnp.mean(objectives.G_LOSSES[self.losses.g_loss](s))
+    metrics = {}
+    if self.acgan:
+      metrics["G_class"] = self._class_loss(logits, label)
+      loss = loss + metrics["G_class"]
+    return loss, (metrics, {})
+
+
 class StyleGANTask(progan.ProGANTask):
   """ProGAN's staged task with StyleGAN's networks and style-mixing fakes."""
 
@@ -85,28 +163,70 @@ class StyleGANTask(progan.ProGANTask):
   def validate_config(config) -> None:
     validate_config(config)
 
+  def __init__(self, config, mesh, **kw):
+    self.label_dim = label_dim(config)
+    super().__init__(config, mesh, **kw)
+
   def networks(self, stage: int):
-    return models.make_stylegan(self.config.model, stage)
+    return models.make_stylegan(self.config.model, stage, label_dim=self.label_dim)
 
   init_variables = staticmethod(models.init_variables)
+
+  def _labels(self, indices, split: str) -> np.ndarray:
+    seed = self.config.data.seed
+    return np.stack(
+      [
+        faces.one_hot_attributes(faces.example_attributes(int(i), seed=seed, split=split))
+        for i in indices
+      ]
+    )
+
+  def batch_extras(self, indices) -> dict:
+    return {"label": self._labels(indices, "train")} if self.label_dim else {}
+
+  def generator_inputs(self, key, n: int) -> np.ndarray:
+    """``z``, and for a conditional run ``z`` with the labels of the first ``n``
+    validation faces appended (``[n, latent_dim + label_dim]``): the faces whose
+    predicted attributes evaluation compares with."""
+    z = super().generator_inputs(key, n)
+    if not self.label_dim:
+      return z
+    return np.concatenate([z, self._labels(range(n), "valid")], axis=1).astype(np.float32)
+
+  def _split(self, z):
+    if not self.label_dim:
+      return z, None
+    return z[:, : self.config.model.latent_dim], z[:, self.config.model.latent_dim :]
 
   def objective(self, stage: int, alpha):
     g, d = self.networks(stage)
 
-    def forward(m, z1, z2, cross):
-      ws = models.mix_styles(m.map(z1, update_w_avg=True), m.map(z2), cross, m.num_ws)
+    def forward(m, z1, z2, cross, label=None):
+      ws = models.mix_styles(m.map(z1, label, update_w_avg=True), m.map(z2, label), cross, m.num_ws)
       return m.synthesize(ws, alpha)
+
+    common = dict(
+      latent_dim=self.config.model.latent_dim,
+      losses=self.losses,
+      num_ws=g.num_ws,
+      mixing_prob=float(self.config.mixing.prob),
+    )
+    if self.label_dim:
+      return ConditionalStyleMixingObjective(
+        g_apply=lambda v, z1, z2, cross, label, key: g.apply(
+          v, z1, z2, cross, label, method=forward, rngs={"noise": key}, mutable=["stats"]
+        ),
+        d_apply=lambda v, x, label: d.apply(v, x, alpha, label),
+        acgan=d.condition == "acgan",
+        group_sizes=tuple(faces.ATTRIBUTE_SIZES),
+        **common,
+      )
 
     def g_apply(v, z1, z2, cross, key):
       return g.apply(v, z1, z2, cross, method=forward, rngs={"noise": key}, mutable=["stats"])
 
     return StyleMixingObjective(
-      g_apply=g_apply,
-      d_apply=lambda v, x, step: d.apply(v, x, alpha)[0],
-      latent_dim=self.config.model.latent_dim,
-      losses=self.losses,
-      num_ws=g.num_ws,
-      mixing_prob=float(self.config.mixing.prob),
+      g_apply=g_apply, d_apply=lambda v, x, step: d.apply(v, x, alpha)[0], **common
     )
 
   export_call = (
@@ -120,15 +240,17 @@ class StyleGANTask(progan.ProGANTask):
     drawn from ``seed``. Runs with jax and flax alone (see ``zoo.models.export``)."""
 
     def program(variables, z, psi, seed):
+      z, label = self._split(z)
       key = jax.random.key(seed)
-      return jnp.clip(g.apply(variables, z, alpha, psi=psi, rngs={"noise": key}), -1, 1)
+      return jnp.clip(g.apply(variables, z, alpha, label, psi=psi, rngs={"noise": key}), -1, 1)
 
-    z = np.zeros((2, self.config.model.latent_dim), np.float32)
+    z = np.zeros((2, self.config.model.latent_dim + self.label_dim), np.float32)
     export_lib.save_program(directory, program, g_vars, z, np.float32(1), np.uint32(0))
 
   def apply_generator(self, g, g_vars, z, alpha):
     noise = jax.random.key(self.config.seed + 3)
-    return g.apply(g_vars, z, alpha, rngs={"noise": noise})
+    z, label = self._split(z)
+    return g.apply(g_vars, z, alpha, label, rngs={"noise": noise})
 
 
 def train_and_evaluate(config, workdir: str, **kw):

@@ -742,6 +742,12 @@ def _example_rngs(seed: int, split: str | None, index: int) -> tuple[np.random.G
   return tuple(np.random.default_rng(s) for s in ss.spawn(3))
 
 
+def example_attributes(index: int, *, seed: int = 0, split: str | None = None) -> dict[str, int]:
+  """The ``attributes`` of :func:`make_example` without drawing the face."""
+  r_attr = _example_rngs(seed, split, index)[0]
+  return {k: int(v[0]) for k, v in sample_attributes(r_attr, 1).items()}
+
+
 def make_example(
   index: int,
   *,
