@@ -1,8 +1,9 @@
 """The latent toolkit: look inside and steer a trained generator of the zoo.
 
-Works on a StyleGAN or ProGAN workdir. Latents are StyleGAN's intermediate ``w``
-(``space == 'w'``) or ProGAN's ``z`` (``space == 'z'``); feature maps, local edits and
-style mixing need StyleGAN's named synthesis layers.
+Works on a StyleGAN, ProGAN, T2F or DCGAN-CLS workdir (the last two for one caption at a
+time). Latents are StyleGAN's intermediate ``w`` (``space == 'w'``) or the others' ``z``
+(``space == 'z'``; T2F's is the noise and the conditioning-augmentation noise); feature
+maps, local edits and style mixing need StyleGAN's named synthesis layers.
 
 Example::
 
@@ -82,7 +83,11 @@ MOUTH_REGION = (0.52, 0.3, 0.78, 0.7)
 _CHUNK = 64
 
 
-def _family(config: Mapping[str, Any]) -> str:
+def _family(config: Mapping[str, Any], workdir: str = "") -> str:
+  if workdir and os.path.exists(os.path.join(workdir, "vocab.json")):
+    return "t2f"
+  if "text" in config:
+    return "dcgan_cls"
   return "stylegan" if "w_dim" in config.get("model", {}) else "progan"
 
 
@@ -112,12 +117,23 @@ class LatentModel:
   g_vars: Any
   alpha: float
   latent_dim: int
+  #: Text-conditional families (T2F, DCGAN-CLS): the caption every image is drawn for,
+  #: and ``render(z) -> images`` that draws them.
+  caption: str | None = None
+  render: Any = None
 
   @classmethod
-  def load(cls, workdir: str, *, step: int | None = None) -> LatentModel:
-    """The EMA generator of a StyleGAN or ProGAN run (latest checkpoint, or ``step``)."""
+  def load(
+    cls, workdir: str, *, step: int | None = None, caption: str | None = None
+  ) -> LatentModel:
+    """The EMA generator of a StyleGAN, ProGAN, T2F or DCGAN-CLS run (latest checkpoint,
+    or ``step``); the text-conditional ones draw every image for ``caption``."""
     config = restore_lib.read_config(workdir)
-    family = _family(config)
+    family = _family(config, workdir)
+    if family in ("t2f", "dcgan_cls"):
+      return cls._load_text(family, workdir, step, caption)
+    if caption is not None:
+      raise ConfigError(f"a caption was given, but this is an unconditional {family} run")
     if config.get("model", {}).get("condition", "none") != "none":
       raise ConfigError("the latent toolkit works on unconditional runs; this one is conditional")
     task_cls = stylegan_task.StyleGANTask if family == "stylegan" else progan_task.ProGANTask
@@ -135,6 +151,33 @@ class LatentModel:
       latent_dim=int(task.config.model.latent_dim),
     )
 
+  @classmethod
+  def _load_text(cls, family, workdir, step, caption) -> LatentModel:
+    if not caption:
+      raise ConfigError(f"this {family} run draws images for a caption; give one (--caption)")
+    if family == "t2f":
+      from zoo.tasks import t2f  # pylint: disable=g-import-not-at-top
+
+      task, state, step = t2f.restore_task(workdir, step=step)
+      task.encode([caption])  # CaptionError (one line) for a caption it cannot read
+
+      def render(z):
+        return task.generate_for(state, [caption] * len(z), z, step)
+
+      dim, stage = task.noise_dim, task._state_stage(step)  # pylint: disable=protected-access
+    else:
+      from zoo.tasks import dcgan_cls  # pylint: disable=g-import-not-at-top
+
+      task, state, step = dcgan_cls.restore_task(workdir, step=step)
+      task.encoder.encode([caption])
+      emb = task.encoder.embed([caption])
+
+      def render(z):
+        return task.generate(state, z, np.repeat(emb, len(z), axis=0))
+
+      dim, stage = int(task.config.model.latent_dim), 0
+    return cls(family, workdir, int(step), int(stage), None, None, 1.0, dim, caption, render)
+
   def __post_init__(self):
     self._cache: dict = {}
 
@@ -149,6 +192,8 @@ class LatentModel:
 
   @property
   def resolution(self) -> tuple[int, int]:
+    if self.g is None:
+      return tuple(self.images(self.sample_z(1))[0].shape[:2])
     return tuple(self.g.resolution)
 
   @property
@@ -300,11 +345,13 @@ class LatentModel:
     if self.family != "stylegan":
       if _check_psi(psi) != 1.0:
         raise ConfigError(
-          "truncation needs a W space (StyleGAN); ProGAN normalises z, so psi must be 1"
+          f"truncation needs a W space (StyleGAN); {self.family} has none, so psi must be 1"
         )
       if edits:
         self._need_layers("local edits")
       z = self._check_latents(latents, self.latent_dim, "latents")
+      if self.render is not None:
+        return np.clip(self._chunked(self.render, z), -1, 1), {}
       if "progan" not in self._cache:
         g, alpha = self.g, self.alpha
         self._cache["progan"] = jax.jit(lambda v, z: jnp.clip(g.apply(v, z, alpha), -1, 1))
@@ -837,6 +884,7 @@ def run_tool(
   layer: int = -1,
   frames: int = 24,
   strength: float = 1.0,
+  caption: str | None = None,
   output: str = "",
   log=print,
 ) -> list[str]:
@@ -855,7 +903,7 @@ def run_tool(
       psi_list.append(_check_psi(p.strip()))
     except ConfigError as e:
       raise ConfigError(f"--psis: {e}") from None
-  model = LatentModel.load(workdir)
+  model = LatentModel.load(workdir, caption=caption)
   layer_arg = None if layer < 0 else model.check_layer(layer)
   out = output or os.path.join(workdir, "toolkit")
   vec_path = vectors or os.path.join(workdir, "attributes.csv")
