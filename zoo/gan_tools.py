@@ -782,14 +782,14 @@ def find_mouth_edit(
   max_examples: int = 64,
 ) -> MouthEdit:
   """The feature pattern of an open mouth minus a closed one at ``layer`` (default: the
-  first layer of the second-highest resolution), kept in ``region`` and at the
+  first layer of the highest resolution, where the mouth spans the most cells), kept in ``region`` and at the
   ``channels`` strongest channels (default: all), measured on up to ``max_examples``
   classified samples of each kind among ``n``."""
   if classifier is None:
     from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
 
     classifier = fc.load_classifier(fc.default_classifier_workdir())
-  layer = model.check_layer(max(0, model.num_layers - 4) if layer is None else layer)
+  layer = model.check_layer(max(0, model.num_layers - 2) if layer is None else layer)
   region = tuple(float(x) for x in region)
   region_mask((4, 4), region)  # validates
   w = model.sample(n, seed)
