@@ -291,21 +291,6 @@ def test_ds_sje_sum_counts_every_violation_by_hand():
 
 
 def test_latent_toolkit_draws_for_one_caption(trained):
-  from zoo import gan_tools as gt  # pylint: disable=g-import-not-at-top
-  from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from tests.test_gan_tools import check_caption_model  # pylint: disable=g-import-not-at-top
 
-  workdir, _ = trained
-  with pytest.raises(ConfigError, match="give one"):
-    gt.LatentModel.load(workdir)
-  m = gt.LatentModel.load(workdir, caption="a smiling person with red hair")
-  assert (m.family, m.space, m.caption) == ("dcgan_cls", "z", "a smiling person with red hair")
-  z = m.sample(3, seed=1)
-  imgs = m.images(z)
-  assert imgs.shape[0] == 3 and imgs.shape[1:3] == m.resolution
-  np.testing.assert_allclose(m.images(z[1:2]), imgs[1:2], atol=1e-5)
-  path = gt.interpolate(m, z[0], z[1], 4)
-  np.testing.assert_allclose(path[[0, -1]], z[:2], atol=1e-5)
-  vecs = gt.attribute_vectors(m, 6, labels={"mouth": [0, 1] * 3}, min_count=3)
-  assert vecs.family == "dcgan_cls" and vecs.size == z.shape[1]
-  with pytest.raises(ConfigError, match="psi must be 1"):
-    m.images(z, psi=0.5)
+  check_caption_model(trained[0], "dcgan_cls")

@@ -372,3 +372,22 @@ def test_truncation_curve_loses_diversity_at_psi_zero(model):
   assert rows[1]["FD"] > 0 and np.isfinite(rows[0]["FD"])
   svg = gt.line_chart_svg([1, 0], {"FD": [r["FD"] for r in rows]}, xlabel="psi")
   assert svg.startswith("<svg") and svg.count("<circle") == 2
+
+
+def check_caption_model(workdir: str, family: str) -> None:
+  """The toolkit on a trained text-conditional run (called by the T2F and DCGAN-CLS
+  modules, whose trained runs these are)."""
+  with pytest.raises(ConfigError, match="give one"):
+    gt.LatentModel.load(workdir)
+  m = gt.LatentModel.load(workdir, caption="a smiling person with red hair")
+  assert (m.family, m.space, m.caption) == (family, "z", "a smiling person with red hair")
+  z = m.sample(3, seed=1)
+  imgs = m.images(z)
+  assert imgs.shape[0] == 3 and imgs.shape[1:3] == m.resolution
+  np.testing.assert_allclose(m.images(z[1:2]), imgs[1:2], atol=1e-5)
+  path = gt.interpolate(m, z[0], z[1], 4)
+  np.testing.assert_allclose(path[[0, -1]], z[:2], atol=1e-5)
+  vecs = gt.attribute_vectors(m, 6, labels={"mouth": [0, 1] * 3}, min_count=3)
+  assert vecs.family == family and vecs.size == z.shape[1]
+  with pytest.raises(ConfigError, match="psi must be 1"):
+    m.images(z, psi=0.5)

@@ -192,8 +192,10 @@ class LatentModel:
 
   @property
   def resolution(self) -> tuple[int, int]:
-    if self.g is None:
-      return tuple(self.images(self.sample_z(1))[0].shape[:2])
+    if self.g is None:  # a text family: draw one image once to see
+      if "resolution" not in self._cache:
+        self._cache["resolution"] = tuple(self.images(self.sample_z(1))[0].shape[:2])
+      return self._cache["resolution"]
     return tuple(self.g.resolution)
 
   @property

@@ -87,14 +87,17 @@ class StyleMixingObjective(objectives.LatentObjective):
   num_ws: int = 2
   mixing_prob: float = 0.9
 
-  def generate(self, g_vars, batch, rng, step):
-    n = batch[self.image_key].shape[0]
+  def mixing_inputs(self, rng, n: int):
+    """``(z1, z2, crossover [n], noise key)`` of one step's ``n`` fakes."""
     k_z, k_mix, k_cross, k_noise = jax.random.split(rng, 4)
     z = jax.random.normal(k_z, (2, n, self.latent_dim), jnp.float32)
     mixed = jax.random.uniform(k_mix, (n,)) < self.mixing_prob
     cross = jax.random.randint(k_cross, (n,), 1, max(self.num_ws, 2))
-    cross = jnp.where(mixed, cross, self.num_ws)
-    return self.g_apply(g_vars, z[0], z[1], cross, k_noise)
+    return z[0], z[1], jnp.where(mixed, cross, self.num_ws), k_noise
+
+  def generate(self, g_vars, batch, rng, step):
+    z1, z2, cross, key = self.mixing_inputs(rng, batch[self.image_key].shape[0])
+    return self.g_apply(g_vars, z1, z2, cross, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,13 +118,8 @@ class ConditionalStyleMixingObjective(StyleMixingObjective):
 
   def generate(self, g_vars, batch, rng, step):
     label = batch[self.label_key]
-    n = label.shape[0]
-    k_z, k_mix, k_cross, k_noise = jax.random.split(rng, 4)
-    z = jax.random.normal(k_z, (2, n, self.latent_dim), jnp.float32)
-    mixed = jax.random.uniform(k_mix, (n,)) < self.mixing_prob
-    cross = jax.random.randint(k_cross, (n,), 1, max(self.num_ws, 2))
-    cross = jnp.where(mixed, cross, self.num_ws)
-    return self.g_apply(g_vars, z[0], z[1], cross, label, k_noise)
+    z1, z2, cross, key = self.mixing_inputs(rng, label.shape[0])
+    return self.g_apply(g_vars, z1, z2, cross, label, key)
 
   def score(self, d_vars, x, batch, step):
     return self.d_apply(d_vars, x, batch[self.label_key])[0]

@@ -185,11 +185,6 @@ class RenderedFaces(_Cached):
   def __getitem__(self, index: int) -> np.ndarray:
     return self._get(int(index), self._load)
 
-  def labels(self, index: int) -> np.ndarray:
-    """float32 ``[sum(ATTRIBUTE_SIZES)]``: the face's attributes as concatenated one-hots."""
-    attrs = self._faces.example_attributes(int(index), seed=self.seed, split=self.split)
-    return self._faces.one_hot_attributes(attrs)
-
 
 def open_images(
   spec: str,
