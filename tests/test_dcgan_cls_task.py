@@ -16,7 +16,6 @@ from zoo.data.faces import captioned
 from zoo.errors import CaptionError, CheckpointError
 from zoo.models import export as export_lib
 from zoo.tasks import dcgan_cls as task_lib
-from zoo.tasks import face_classifier as fc_task
 from zoo.tasks import text_encoder as text_task
 from zoo.training import mesh as mesh_lib
 
@@ -51,22 +50,15 @@ def tiny_config(variant=None, **overrides):
 
 
 @pytest.fixture(scope="module")
-def judges(tmp_path_factory):
-  """A tiny face classifier and caption encoder, found through their environment variables."""
-  root = tmp_path_factory.mktemp("judges")
-  env = {"ZOO_FACE_CLASSIFIER": str(root / "clf"), "ZOO_TEXT_ENCODER": str(root / "text")}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  fc_task.get_or_train_classifier(config=fc_task.default_config("tiny"), log_fn=lambda m: None)
-  result = text_task.train_and_evaluate(
-    text_task.default_config("tiny"), env["ZOO_TEXT_ENCODER"], log_fn=lambda m: None
-  )
-  yield env, result
-  for k, v in old.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
+def judges(tiny_face_classifier, tiny_text_encoder):
+  """The session's tiny face classifier and caption encoder, found through their
+  environment variables."""
+  text_dir, result = tiny_text_encoder
+  env = {"ZOO_FACE_CLASSIFIER": tiny_face_classifier, "ZOO_TEXT_ENCODER": text_dir}
+  with pytest.MonkeyPatch.context() as mp:
+    for k, v in env.items():
+      mp.setenv(k, v)
+    yield env, result
 
 
 def test_match_matrix_by_hand():

@@ -188,3 +188,42 @@ def test_lazy_adam_hyperparameters():
   sched, _, _ = core.lazy_adam_hyperparameters(lambda t: 1.0 + t, 0.5, 0.9, interval=4)
   assert sched(1) == pytest.approx(2.0 * 0.8)
   assert core.lazy_adam_hyperparameters(0.1, 0.5, 0.9, interval=1) == (0.1, 0.5, 0.9)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_matching_aware_d_loss_by_hand(balanced):
+  # T2F's D loss with the matching-aware term, against numbers computed here, on a D whose
+  # score is sum(x) + w * cond[:, 0] + b (b shifts every score at once).
+  from zoo.gan import objectives  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  real, fake = rng.normal(size=(2, 4, 2, 2, 1)).astype(np.float32)
+  cond = rng.normal(size=(4, 3)).astype(np.float32)
+
+  def d_apply(v, x, c, step):
+    return x.reshape(x.shape[0], -1).sum(-1) + v["w"] * c[:, 0] + v["b"]
+
+  def loss_of(b, drift):
+    obj = objectives.LearnedConditionObjective(
+      g_apply=None,
+      d_apply=d_apply,
+      latent_dim=1,
+      losses=objectives.LossConfig(d_loss="wgan", g_loss="wgan", drift=drift),
+      mismatch=True,
+      balanced_mismatch=balanced,
+    )
+    d_vars = {"w": jnp.float32(0.7), "b": jnp.float32(b)}
+    return obj.d_loss(d_vars, {"image": real}, {"image": fake, "cond": cond}, None, 0)
+
+  loss, (metrics, _) = loss_of(0.3, 1e-3)
+  s_real = real.reshape(4, -1).sum(-1) + 0.7 * cond[:, 0] + 0.3
+  s_fake = fake.reshape(4, -1).sum(-1) + 0.7 * cond[:, 0] + 0.3
+  s_wrong = real.reshape(4, -1).sum(-1) + 0.7 * np.roll(cond, 1, axis=0)[:, 0] + 0.3
+  negatives = (s_fake.mean() + s_wrong.mean()) / 2 if balanced else s_fake.mean() + s_wrong.mean()
+  want = negatives - s_real.mean() + 1e-3 * (s_real**2).mean()
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose(metrics["D_wrong_score"], s_wrong.mean(), rtol=1e-5)
+  # Without drift, sinking every score by 10 lowers the reference's sum by 10 and leaves
+  # the balanced loss where it was.
+  shift = float(loss_of(-10.0, 0.0)[0] - loss_of(0.0, 0.0)[0])
+  assert shift == pytest.approx(0.0 if balanced else -10.0, abs=1e-4)

@@ -344,6 +344,7 @@ _KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # the staged loop's mid-fade resume is ProGAN's test in the default set
 def test_sigkill_mid_fade_then_resume_matches_uninterrupted(trained, tmp_path):
   _, straight = trained
   victim = str(tmp_path / "killed")

@@ -15,12 +15,12 @@ from PIL import Image
 
 from launch.configs import t2f as config_lib
 from zoo.gan import progressive
-from zoo.errors import CaptionError, CheckpointError, ZooError
+from zoo.errors import CaptionError, CheckpointError, ConfigError, ZooError
 from zoo.models import export as export_lib
 from zoo.models import t2f as models
 from zoo.models.text import Vocabulary
-from zoo.tasks import face_classifier as fc_task
 from zoo.tasks import t2f as task_lib
+from zoo.tasks import text_encoder as text_task
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import mesh as mesh_lib
 
@@ -89,19 +89,14 @@ def test_configs_and_schedule():
 
 
 @pytest.fixture(scope="module")
-def judges(tmp_path_factory):
-  """A tiny face classifier, found through ZOO_FACE_CLASSIFIER."""
-  root = tmp_path_factory.mktemp("judges")
-  env = {"ZOO_FACE_CLASSIFIER": str(root / "clf")}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  fc_task.get_or_train_classifier(config=fc_task.default_config("tiny"), log_fn=lambda m: None)
-  yield env
-  for k, v in old.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
+def judges(tiny_face_classifier, tiny_text_encoder):
+  """The session's tiny face classifier and caption encoder (for
+  ``model.text_encoder='pretrained'``), found through their environment variables."""
+  env = {"ZOO_FACE_CLASSIFIER": tiny_face_classifier, "ZOO_TEXT_ENCODER": tiny_text_encoder[0]}
+  with pytest.MonkeyPatch.context() as mp:
+    for k, v in env.items():
+      mp.setenv(k, v)
+    yield env
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +233,44 @@ def test_generate_interpolate_export(trained, tmp_path):
   )
   ours = task.generate_for(state, captions, lat, step)
   np.testing.assert_allclose(np.clip(theirs, -1, 1), ours, rtol=1e-5, atol=1e-5)
+
+
+def test_pretrained_caption_encoder_takes_the_lstms_place(judges, tmp_path):
+  # t2f.py:pretrained: the session's frozen caption encoder embeds the captions; G keeps
+  # only the CA and the generator, D reads the encoder's embedding, and the export carries
+  # the encoder (text/) so that its user needs no training code to draw.
+  # Two stages (8x8 -> 16x16) of two steps per phase keep it cheap.
+  phases = {f"schedule.{k}_images": 16 for k in ("fade", "stable", "final_stable")}
+  c = tiny_config("pretrained", **phases, **{"model.start": (8, 8), "schedule.batch_sizes": (8,)})
+  workdir = str(tmp_path / "run")
+  res = task_lib.train_and_evaluate(c, workdir, log=None)
+  enc = text_task.load_text_encoder(judges["ZOO_TEXT_ENCODER"])
+  g = res.state["g"]["params"]
+  assert set(g) == {"ca", "generator"} and res.step == 6
+  assert g["ca"]["kernel"].shape[0] == enc.embed_dim
+  compress = res.state["d"]["params"]["block_8x8"]["compress"]["kernel"]
+  assert compress.shape[0] == enc.embed_dim
+  assert 0 <= res.eval_history[-1]["eval/acc_mentioned"] <= 1
+  task, state, step = task_lib.restore_task(workdir)
+  captions = ["A person with blond hair.", "A bald figure with glasses."]
+  np.testing.assert_array_equal(task.encode(captions)[0], enc.embed(captions))
+  lat = task.latents(2, 5)
+  ours = task.generate_for(state, captions, lat, step)
+  out = task_lib.export(workdir, output=str(tmp_path / "export"), log=None)
+  exp = export_lib.load(out)
+  zd = c.model.latent_dim
+  theirs, _ = exp.module.apply(
+    exp.variables,
+    text_task.load_text_encoder(os.path.join(out, exp.info["text_encoder"])).embed(captions),
+    lat[:, :zd],
+    exp.info["alpha"],
+    eps=lat[:, zd:],
+    method="synthesize",
+  )
+  np.testing.assert_allclose(np.clip(theirs, -1, 1), ours, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(ours[0], ours[1])  # two captions, two pictures
+  with pytest.raises(ConfigError, match="text_encoder"):
+    models.make_t2f(c.model, 0, vocab_size=3)  # no embedding size given
 
 
 _KILLER = textwrap.dedent(

@@ -13,7 +13,8 @@ Usage::
   python -m launch.t2f --config launch/configs/t2f.py --config.data.source=/data/cub \
       --workdir runs/t2f_cub
 
-Variants (after the colon):
+Variants (after the colon; add ``,pretrained`` to either, e.g. ``t2f.py:pretrained``, for
+the zoo's frozen pretrained caption encoder in place of the jointly trained LSTM):
   (none)  the embedded captioned faces, 4x4 -> 32x32, small encoder and channel counts,
           a schedule scaled down like ProGAN's default so it trains on a CPU.
   paper   the reference's 64x64 configuration (configs/11.conf of akanimax/T2F): word
@@ -25,7 +26,8 @@ Variants (after the colon):
           the stages, so this uses ProGAN's 600k-image fade and stable phases.
 
 Reference semantics kept (see :mod:`zoo.tasks.t2f`): WGAN-GP (λ = 10) + drift, the
-matching-aware term, KL weight 1, the text embedding (not the CA output) shown to D's
+matching-aware term (but weighted as GAN-CLS, ``loss.balanced_mismatch``; False gives the
+reference's sum), KL weight 1, the text embedding (not the CA output) shown to D's
 last block, G's loss reaching the encoder through D's condition too, no Adam reset at
 new resolutions and an EMA of G (the reference's decay 0.999 per step ~ 11k images at
 minibatch 16).
@@ -67,6 +69,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_layers=3,
       cond_dim=128,  # the text compressed in D's last block
       d_condition="embedding",  # 'embedding' (reference) | 'ca' (the augmented condition)
+      # 'lstm': the word LSTM trained with G (reference); 'pretrained': the zoo's frozen
+      # caption encoder (text.encoder_workdir), the reference's use_pretrained_encoder.
+      text_encoder="lstm",
       fmap_base=4096,
       fmap_max=256,
       num_channels=3,
@@ -97,6 +102,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       kl_weight=1.0,  # the CA's KL in G's loss
       matching_aware=True,  # + mean D(real, wrong caption) in D's loss
       cond_grad=True,  # G's loss reaches the encoder through D's condition input too
+      # D(fake) and D(real, wrong caption) weighted 1/2 each, as GAN-CLS; False: the
+      # reference's D(fake) - D(real) + D(real, wrong), whose minimum for a D that ignores
+      # the text is every score at -1 / (2 drift) (see zoo.gan.objectives).
+      balanced_mismatch=True,
     )
   )
   c.optim = ml_collections.ConfigDict(
@@ -108,7 +117,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="")
   )
   # Captions are at most 48 words; the reference pads to 100.
-  c.text = ml_collections.ConfigDict(dict(max_len=64, min_count=1))
+  # encoder_workdir: the pretrained caption encoder (model.text_encoder='pretrained');
+  # '' = the default for the data, trained first when missing (launch.text_encoder).
+  c.text = ml_collections.ConfigDict(dict(max_len=64, min_count=1, encoder_workdir=""))
   # Judged on eval.num_samples held-out captions by the face classifier (trained first
   # when missing); 0 turns evaluation off.
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000, fd=True))
@@ -121,7 +132,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.max_to_keep = 3
   c.async_checkpoints = True
 
-  variant = arg or "default"
+  parts = [p for p in (arg or "").split(",") if p]
+  unknown = set(parts) - {"default", "paper", "pretrained"}
+  if unknown or ("default" in parts and "paper" in parts):
+    raise ValueError(
+      f"unknown t2f config variant {arg!r}; expected default or paper, optionally with "
+      "',pretrained'"
+    )
+  if "pretrained" in parts:
+    c.model.text_encoder = "pretrained"
+  variant = "paper" if "paper" in parts else "default"
   if variant == "default":
     c.model.latent_dim = 64
     c.model.ca_dim = 64
@@ -137,6 +157,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.schedule.stable_images = 40_000
     c.schedule.final_stable_images = 80_000
     c.data.num_faces = 2_000
-  elif variant != "paper":
-    raise ValueError(f"unknown t2f config variant {variant!r}; expected default or paper")
   return c

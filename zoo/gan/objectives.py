@@ -277,7 +277,12 @@ class LearnedConditionObjective:
   Losses: D ``losses.d_loss`` on (real, cond) vs (fake, cond), ``losses.drift`` on the
   real scores, and with ``mismatch`` the matching-aware term of the T2F reference,
   ``+ mean D(real, wrong cond)`` (WGAN only; the wrong condition of example i is example
-  ``i - 1``'s); D's regulariser (``losses.reg``, e.g. WGAN-GP) is taken with respect to
+  ``i - 1``'s). With ``balanced_mismatch`` the two negatives share one weight, as in
+  GAN-CLS (Reed et al. 2016): ``mean D(fake)/2 + mean D(real, wrong)/2 - mean D(real)``.
+  The reference's sum ``D(fake) - D(real) + D(real, wrong)`` falls by one for every unit
+  that all scores fall together, so a D that ignores the text minimises it by sinking
+  every score to ``-1 / (2 drift)`` (-500 at drift 1e-3), where only the drift holds it;
+  balanced, a common shift of the scores changes nothing. D's regulariser (``losses.reg``, e.g. WGAN-GP) is taken with respect to
   the images, the condition fixed. G: ``losses.g_loss`` on (fake, cond) plus
   ``kl_weight * mean KL(N(mu, sigma^2) || N(0, I))``.
 
@@ -290,6 +295,7 @@ class LearnedConditionObjective:
     kl_weight: weight of the CA's KL term in G's loss.
     mismatch: add the matching-aware term to D's loss.
     cond_grad: let G's adversarial loss reach the encoder through D's condition input.
+    balanced_mismatch: weight D(fake) and D(real, wrong) by 1/2 each (see above).
   """
 
   g_apply: Callable
@@ -299,6 +305,7 @@ class LearnedConditionObjective:
   kl_weight: float = 1.0
   mismatch: bool = False
   cond_grad: bool = True
+  balanced_mismatch: bool = False
   image_key: str = "image"
 
   def __post_init__(self):
@@ -328,7 +335,10 @@ class LearnedConditionObjective:
       metrics["D_drift"] = drift
     if self.mismatch:
       wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
-      loss = loss + jnp.mean(wrong_scores)
+      if self.balanced_mismatch:  # -D(real) + D(fake)/2 + D(wrong)/2
+        loss = loss + 0.5 * (jnp.mean(wrong_scores) - jnp.mean(fake_scores))
+      else:
+        loss = loss + jnp.mean(wrong_scores)
       metrics["D_wrong_score"] = jnp.mean(wrong_scores)
     return loss, (metrics, {})
 

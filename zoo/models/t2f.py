@@ -28,6 +28,12 @@ What D is conditioned on (``model.d_condition``): ``'embedding'`` (the reference
 encoder's output, ``cond_features = hidden_dim``) or ``'ca'`` (the augmented condition c,
 ``cond_features = ca_dim``).
 
+A pretrained caption encoder instead of the LSTM (``model.text_encoder='pretrained'``,
+the reference's ``use_pretrained_encoder``): the generator has no ``encoder`` subtree and
+takes the frozen encoder's embeddings ``[B, text_dim]`` where the LSTM's output would be;
+:func:`generate_images` and :func:`text_embedding` take either kind of text input (a tuple:
+``(tokens, lengths)`` or ``(embeddings,)``).
+
 Deliberate differences from the reference: equalized-learning-rate layers throughout
 (the reference's ``use_eql`` default); ``logvar`` for the CA's spread as StackGAN (the
 reference takes ``sigma = relu(.) + 1e-12``); ProGAN's generator of :mod:`zoo.models.progan`
@@ -52,15 +58,21 @@ Array = jax.Array
 
 __all__ = [
   "D_CONDITIONS",
+  "TEXT_ENCODERS",
   "ConditionalDiscriminator",
   "TextConditionalGenerator",
   "dummy_inputs",
+  "generate_images",
   "init_variables",
   "make_t2f",
+  "text_embedding",
 ]
 
 #: ``model.d_condition`` -> the entry of the generator's ``aux`` dict D is conditioned on.
 D_CONDITIONS = {"embedding": "emb", "ca": "c"}
+#: ``model.text_encoder``: the jointly trained word LSTM (reference) or a frozen pretrained
+#: caption encoder whose embeddings come in with the batch.
+TEXT_ENCODERS = ("lstm", "pretrained")
 
 _lrelu = progan._lrelu  # pylint: disable=protected-access
 
@@ -82,6 +94,8 @@ class TextConditionalGenerator(nn.Module):
       ``ca_dim + latent_dim``.
     start, stage, fmap_base, fmap_max, num_channels, normalize_latents, use_pixelnorm:
       the :class:`zoo.models.progan.Generator`.
+    text_dim: 0 (the LSTM); > 0: no encoder, the inputs are a pretrained encoder's
+      embeddings ``[B, text_dim]`` (use :meth:`synthesize`, or :func:`generate_images`).
 
   ``__call__(tokens, lengths, z, alpha=1.0, *, eps=None, rng_ca=None)``: ``tokens``
   int32 ``[B, L]``, ``lengths`` int32 ``[B]``, ``z`` ``[B, latent_dim]``, the fade-in
@@ -107,18 +121,25 @@ class TextConditionalGenerator(nn.Module):
   num_channels: int = 3
   normalize_latents: bool = False
   use_pixelnorm: bool = True
+  text_dim: int = 0
 
   @property
   def resolution(self) -> tuple[int, int]:
     return progan.resolution_at(self.start, self.stage)
 
+  @property
+  def emb_dim(self) -> int:
+    """Size of the text embedding the CA (and D, by default) see."""
+    return self.text_dim or self.hidden_dim
+
   def setup(self):
-    self.encoder = LSTMEncoder(
-      self.vocab_size,
-      embed_dim_in=self.embed_dim,
-      hidden_dim=self.hidden_dim,
-      num_layers=self.num_layers,
-    )
+    if not self.text_dim:
+      self.encoder = LSTMEncoder(
+        self.vocab_size,
+        embed_dim_in=self.embed_dim,
+        hidden_dim=self.hidden_dim,
+        num_layers=self.num_layers,
+      )
     # The CA's linear layer: gain 1 (linear output), as the reference's equalized linear.
     self.ca = EqualizedDense(2 * self.ca_dim, gain=1.0)
     self.generator = progan.Generator(
@@ -134,6 +155,8 @@ class TextConditionalGenerator(nn.Module):
 
   def embed(self, tokens: Array, lengths: Array) -> Array:
     """``[B, L]``, ``[B]`` -> the text embedding ``[B, hidden_dim]``."""
+    if self.text_dim:
+      raise ValueError("this generator takes a pretrained encoder's embeddings, not tokens")
     return self.encoder(tokens, lengths)
 
   def condition(self, emb: Array, eps: Array | None = None) -> tuple[Array, Array, Array]:
@@ -247,7 +270,15 @@ class ConditionalDiscriminator(progan.Discriminator):
 # construction helpers
 # --------------------------------------------------------------------------
 
-_TEXT_KEYS = ("embed_dim", "hidden_dim", "num_layers", "ca_dim", "cond_dim", "d_condition")
+_TEXT_KEYS = (
+  "embed_dim",
+  "hidden_dim",
+  "num_layers",
+  "ca_dim",
+  "cond_dim",
+  "d_condition",
+  "text_encoder",
+)
 _PROGAN_KEYS = progan._G_KEYS + tuple(k for k in progan._D_KEYS if k not in progan._G_KEYS)  # pylint: disable=protected-access
 
 
@@ -259,15 +290,17 @@ def _positive(config: Mapping[str, Any], key: str, default: int) -> int:
 
 
 def make_t2f(
-  config: Mapping[str, Any], stage: int, vocab_size: int
+  config: Mapping[str, Any], stage: int, vocab_size: int, *, text_dim: int | None = None
 ) -> tuple[TextConditionalGenerator, ConditionalDiscriminator]:
   """The ``(generator, discriminator)`` of ``stage`` from a model config.
 
   ``config`` (dict or ConfigDict) may hold the ProGAN keys of
   :func:`zoo.models.progan.make_progan` (``latent_dim`` is the noise size here) and
   ``embed_dim``, ``hidden_dim``, ``num_layers``, ``ca_dim``, ``cond_dim``,
-  ``d_condition`` (``'embedding'`` | ``'ca'``); missing keys take the module defaults.
-  An unknown key or a bad value is a one-line ConfigError.
+  ``d_condition`` (``'embedding'`` | ``'ca'``), ``text_encoder`` (``'lstm'`` |
+  ``'pretrained'``: then ``text_dim``, the pretrained encoder's embedding size, is
+  required); missing keys take the module defaults. An unknown key or a bad value is a
+  one-line ConfigError.
   """
   if hasattr(config, "to_dict"):
     config = config.to_dict()
@@ -283,6 +316,13 @@ def make_t2f(
   d_condition = config.get("d_condition", "embedding")
   if d_condition not in D_CONDITIONS:
     raise ConfigError(f"model.d_condition={d_condition!r}, expected one of {list(D_CONDITIONS)}")
+  text_encoder = config.get("text_encoder", "lstm")
+  if text_encoder not in TEXT_ENCODERS:
+    raise ConfigError(f"model.text_encoder={text_encoder!r}, expected one of {list(TEXT_ENCODERS)}")
+  if text_encoder == "lstm":
+    text_dim = 0
+  elif not isinstance(text_dim, int) or text_dim < 1:
+    raise ConfigError("model.text_encoder='pretrained' needs the encoder's embedding size")
   pg = {k: v for k, v in config.items() if k in _PROGAN_KEYS}
   latent_dim = _positive(pg, "latent_dim", defaults["latent_dim"].default)
   pg["latent_dim"] = text["ca_dim"] + latent_dim
@@ -299,8 +339,9 @@ def make_t2f(
     num_channels=g0.num_channels,
     normalize_latents=g0.normalize_latents,
     use_pixelnorm=g0.use_pixelnorm,
+    text_dim=text_dim,
   )
-  cond_features = text["hidden_dim"] if d_condition == "embedding" else text["ca_dim"]
+  cond_features = g.emb_dim if d_condition == "embedding" else text["ca_dim"]
   d = ConditionalDiscriminator(
     start=tuple(d0.start),
     stage=stage,
@@ -317,6 +358,9 @@ def make_t2f(
 def dummy_inputs(module, batch_size: int = 1) -> tuple:
   """Zero inputs of the right shapes for ``module.init`` (positional arguments)."""
   alpha = jnp.float32(0.0)
+  if isinstance(module, TextConditionalGenerator) and module.text_dim:
+    emb = jnp.zeros((batch_size, module.text_dim), jnp.float32)
+    return emb, jnp.zeros((batch_size, module.latent_dim), jnp.float32), alpha
   if isinstance(module, TextConditionalGenerator):
     tokens = jnp.zeros((batch_size, 1), jnp.int32)
     lengths = jnp.ones((batch_size,), jnp.int32)
@@ -332,5 +376,35 @@ def init_variables(module, key: Array) -> dict:
   """``module.init`` on :func:`dummy_inputs` (the generator with zero CA noise)."""
   if isinstance(module, TextConditionalGenerator):
     eps = jnp.zeros((1, module.ca_dim), jnp.float32)
-    return module.init(key, *dummy_inputs(module), eps=eps)
+    method = "synthesize" if module.text_dim else None
+    return module.init(key, *dummy_inputs(module), eps=eps, method=method)
   return module.init(key, *dummy_inputs(module))
+
+
+def text_embedding(g: TextConditionalGenerator, variables, text: tuple) -> Array:
+  """The embedding ``[B, emb_dim]`` of a text input: ``(tokens, lengths)`` through G's
+  LSTM, or ``(embeddings,)`` of a pretrained encoder as they are."""
+  if g.text_dim:
+    (emb,) = text
+    return emb
+  return g.apply(variables, *text, method="embed")
+
+
+def generate_images(
+  g: TextConditionalGenerator,
+  variables,
+  text: tuple,
+  z: Array,
+  alpha: Any = 1.0,
+  *,
+  eps: Array | None = None,
+  rng_ca: Array | None = None,
+) -> tuple[Array, dict]:
+  """``g``'s ``(images, aux)`` for either kind of text input (see :func:`text_embedding`);
+  the CA noise is ``eps``, else drawn from ``rng_ca``, else zero."""
+  if not g.text_dim:
+    return g.apply(variables, *text, z, alpha, eps=eps, rng_ca=rng_ca)
+  (emb,) = text
+  if eps is None and rng_ca is not None:
+    eps = jax.random.normal(rng_ca, (emb.shape[0], g.ca_dim), emb.dtype)
+  return g.apply(variables, emb, z, alpha, eps=eps, method="synthesize")

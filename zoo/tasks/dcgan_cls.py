@@ -453,15 +453,7 @@ def export(workdir: str, *, output: str = "", log=print) -> str:
       "call": "module.apply(variables, z [B, latent_dim], text_embedding [B, E], train=False)",
     },
   )
-  enc = task.encoder
-  text_task.save_export(
-    os.path.join(out, "text"),
-    enc.module,
-    enc.params,
-    enc.vocab,
-    enc.max_len,
-    {"normalize": enc.normalize, "data_source": enc.data_source},
-  )
+  task.encoder.save(os.path.join(out, "text"))
   if log:
     log(f"[dcgan_cls] exported the step-{step} generator and its text encoder to {out}")
   return out

@@ -10,7 +10,11 @@ Pieces:
   generator; ProGAN's discriminator with the text entering its last (4x4) block;
 * the text encoder and the CA are part of G's parameters, trained jointly with it by G's
   optimizer (the reference trains them with their own Adam of the same settings, from
-  G's loss plus the KL term); D never updates them;
+  G's loss plus the KL term); D never updates them. Or (``model.text_encoder =
+  'pretrained'``, the reference's ``use_pretrained_encoder``) the zoo's frozen caption
+  encoder of ``python -m launch.text_encoder`` (``text.encoder_workdir``, '' = the default
+  for the data, trained first when missing, as the DCGAN's) embeds every caption once and
+  its embeddings take the LSTM's place; the CA is still trained with G;
 * objective (:class:`zoo.gan.objectives.LearnedConditionObjective`): WGAN-GP (λ = 10) +
   drift 1e-3, the reference's matching-aware term ``+ mean D(real, wrong caption)``, and
   ``loss.kl_weight`` (1, as the reference) x the CA's KL in G's loss;
@@ -67,6 +71,7 @@ from zoo.gan import core, objectives, progressive
 from zoo.models import export as export_lib
 from zoo.models import t2f as models
 from zoo.models.text import Vocabulary
+from zoo.tasks import text_encoder as text_task
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop
 from zoo.training import mesh as mesh_lib
@@ -83,7 +88,7 @@ from zoo.training.pictures import (
 
 VOCAB_FILE = "vocab.json"
 #: The T2F keys of the ``loss`` section; the rest is :class:`objectives.LossConfig`.
-_T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad")
+_T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad", "balanced_mismatch")
 _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
 #: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
@@ -104,14 +109,15 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
 
 
 def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
-  """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad'})`` of a ``loss`` section."""
+  """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad', 'balanced_mismatch'})`` of
+  a ``loss`` section (a run without ``balanced_mismatch`` used the reference's sum)."""
   d = dict(section.to_dict() if hasattr(section, "to_dict") else section)
-  extra = {"kl_weight": 1.0, "matching_aware": True, "cond_grad": True}
+  extra = {"kl_weight": 1.0, "matching_aware": True, "cond_grad": True, "balanced_mismatch": False}
   extra.update({k: d.pop(k) for k in _T2F_LOSS_KEYS if k in d})
   losses = objectives.LossConfig.from_config(d)
   if not isinstance(extra["kl_weight"], (int, float)) or extra["kl_weight"] < 0:
     raise ConfigError(f"bad t2f config: loss.kl_weight={extra['kl_weight']!r} must be >= 0")
-  for key in ("matching_aware", "cond_grad"):
+  for key in ("matching_aware", "cond_grad", "balanced_mismatch"):
     if not isinstance(extra[key], bool):
       raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
   if extra["matching_aware"] and losses.d_loss != "wgan":
@@ -128,7 +134,8 @@ def validate_config(c) -> None:
     if not ok:
       raise ConfigError(f"bad t2f config: {msg}")
 
-  models.make_t2f(c.model, 0, vocab_size=3)  # unknown model keys, bad sizes or start
+  # Unknown model keys, bad sizes or start (a pretrained encoder's size is known later).
+  models.make_t2f(c.model, 0, vocab_size=3, text_dim=1)
   sched = progressive.make_schedule(c)
   split_loss_config(c.loss)
   o = c.optim
@@ -149,6 +156,10 @@ def validate_config(c) -> None:
     )
   need(isinstance(c.text.max_len, int) and c.text.max_len >= 1, "text.max_len must be >= 1")
   need(isinstance(c.text.min_count, int) and c.text.min_count >= 1, "text.min_count must be >= 1")
+  need(
+    isinstance(c.text.get("encoder_workdir", ""), str),
+    "text.encoder_workdir must be a path or '' (the default for the data)",
+  )
   for key in _LOOP_KEYS:
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
   for key in ("num_captions", "num_latents"):
@@ -197,6 +208,8 @@ class T2FTask(progressive.StagedGANTask):
     classifier: the face classifier judging the samples (None: no evaluation).
     source: the training pairs when already open (None: :func:`training_source`, opened
       on first use).
+    encoder: the pretrained caption encoder (:class:`zoo.tasks.text_encoder.TextEncoder`)
+      of a ``model.text_encoder='pretrained'`` run; None for the LSTM.
   """
 
   name = "t2f"
@@ -211,6 +224,7 @@ class T2FTask(progressive.StagedGANTask):
     classifier=None,
     log=print,
     source=None,
+    encoder=None,
   ):
     validate_config(config)
     self.config = c = config
@@ -221,23 +235,31 @@ class T2FTask(progressive.StagedGANTask):
     if vocab.kind != "word":
       raise ConfigError(f"T2F needs a word vocabulary, got a {vocab.kind!r} one")
     self.vocab, self.vocab_path, self.classifier = vocab, vocab_path, classifier
+    self.pretrained = c.model.get("text_encoder", "lstm") == "pretrained"
+    if self.pretrained and encoder is None:
+      raise ConfigError("model.text_encoder='pretrained' needs the trained caption encoder")
+    self.encoder = encoder if self.pretrained else None
+    #: The batch keys of the text input (see :func:`zoo.models.t2f.text_embedding`).
+    self.text_keys = ("emb",) if self.pretrained else ("tokens", "lengths")
     self.losses, extra = split_loss_config(c.loss)
     self.kl_weight = float(extra["kl_weight"])
     self.matching_aware, self.cond_grad = extra["matching_aware"], extra["cond_grad"]
+    self.balanced_mismatch = extra["balanced_mismatch"]
     self.tx_d = progressive.optimizer(c.optim, self.losses.reg_interval)
     self.tx_g = progressive.optimizer(c.optim, 1)
     self.final = self.schedule.resolution(self.schedule.num_stages - 1)
     self._source = source
     self.noise_dim = int(c.model.latent_dim) + int(c.model.ca_dim)
     self._train_captions: list[str] | None = None
-    self._train_tokens: tuple[np.ndarray, np.ndarray] | None = None
+    self._train_text: tuple[np.ndarray, ...] | None = None
     self._held: dict | None = None
     self._jit: dict[Any, Callable] = {}
     self.last_eval: dict[str, float] = {}
 
   # ---- stages ---------------------------------------------------------------
   def networks(self, stage: int):
-    return models.make_t2f(self.config.model, stage, len(self.vocab))
+    text_dim = self.encoder.embed_dim if self.pretrained else None
+    return models.make_t2f(self.config.model, stage, len(self.vocab), text_dim=text_dim)
 
   init_variables = staticmethod(models.init_variables)
 
@@ -246,7 +268,8 @@ class T2FTask(progressive.StagedGANTask):
     key = models.D_CONDITIONS[self.config.model.d_condition]
 
     def g_apply(v, batch, z, rng, step):
-      images, aux = g.apply(v, batch["tokens"], batch["lengths"], z, alpha, rng_ca=rng)
+      text = tuple(batch[k] for k in self.text_keys)
+      images, aux = models.generate_images(g, v, text, z, alpha, rng_ca=rng)
       return {"image": images, "cond": aux[key], "mu": aux["mu"], "logvar": aux["logvar"]}
 
     return objectives.LearnedConditionObjective(
@@ -256,6 +279,7 @@ class T2FTask(progressive.StagedGANTask):
       losses=self.losses,
       kl_weight=self.kl_weight,
       mismatch=self.matching_aware,
+      balanced_mismatch=self.balanced_mismatch,
       cond_grad=self.cond_grad,
     )
 
@@ -297,25 +321,25 @@ class T2FTask(progressive.StagedGANTask):
       self._train_captions = [self.source.caption(i)[0] for i in range(len(self.source))]
     return self._train_captions
 
-  def encode(self, captions) -> tuple[np.ndarray, np.ndarray]:
-    """Word ids ``[n, text.max_len]`` and lengths ``[n]``; CaptionError (one line) for an
-    empty caption or one without a known word."""
+  def encode(self, captions) -> tuple[np.ndarray, ...]:
+    """The text input of ``captions``: word ids ``[n, text.max_len]`` and lengths ``[n]``
+    (the LSTM), or the pretrained encoder's embeddings ``[n, E]``; CaptionError (one
+    line) for an empty caption or one the encoder cannot read."""
+    if self.pretrained:
+      return (np.asarray(self.encoder.embed(list(captions)), np.float32),)
     return self.vocab.encode(list(captions), self.config.text.max_len)
 
   def stream(self, stage: int) -> ShardedStream:
     factor = self.final[0] // self.schedule.resolution(stage)[0]
-    if self._train_tokens is None:
-      self._train_tokens = self.encode(self.train_captions)
-    ids, lengths = self._train_tokens
+    if self._train_text is None:  # every training caption encoded (or embedded) once
+      self._train_text = self.encode(self.train_captions)
+    text = self._train_text
 
     def collate(items, indices):
       x = image_data.to_float(np.stack([it["image"] for it in items]))
       idx = np.asarray(indices)
-      return {
-        "image": image_data.downsample(x, factor),
-        "tokens": ids[idx],
-        "lengths": lengths[idx],
-      }
+      out = {"image": image_data.downsample(x, factor)}
+      return {**out, **{k: a[idx] for k, a in zip(self.text_keys, text)}}
 
     return ShardedStream(
       self.source,
@@ -357,25 +381,25 @@ class T2FTask(progressive.StagedGANTask):
     def draw(images):
       return jnp.clip(progressive.upsample_nearest(images, factor), -1, 1)
 
-    if name == "tokens":  # (g_vars, ids, lengths, latents, alpha) -> images at the final size
+    if name == "text":  # (g_vars, text, latents, alpha) -> images at the final size
 
-      def fn(v, ids, lengths, lat, a):
-        return draw(g.apply(v, ids, lengths, lat[:, :zd], a, eps=lat[:, zd:])[0])
+      def fn(v, text, lat, a):
+        return draw(models.generate_images(g, v, text, lat[:, :zd], a, eps=lat[:, zd:])[0])
 
     elif name == "embedding":  # (g_vars, emb, latents, alpha) -> images
 
       def fn(v, emb, lat, a):
         return draw(g.apply(v, emb, lat[:, :zd], a, eps=lat[:, zd:], method="synthesize")[0])
 
-    elif name == "embed":  # (g_vars, ids, lengths) -> text embeddings
+    elif name == "embed":  # (g_vars, text) -> text embeddings
 
-      def fn(v, ids, lengths):
-        return g.apply(v, ids, lengths, method="embed")
+      def fn(v, text):
+        return models.text_embedding(g, v, text)
 
-    elif name == "score":  # (g_vars, d_vars, x, ids, lengths, alpha) -> D's scores
+    elif name == "score":  # (g_vars, d_vars, x, text, alpha) -> D's scores
 
-      def fn(gv, dv, x, ids, lengths, a):
-        cond = g.apply(gv, ids, lengths, method="embed")
+      def fn(gv, dv, x, text, a):
+        cond = models.text_embedding(g, gv, text)
         if self.config.model.d_condition == "ca":
           cond = g.apply(gv, cond, method="condition")[1]  # the CA's mean
         return d.apply(dv, x, cond, a)
@@ -391,31 +415,29 @@ class T2FTask(progressive.StagedGANTask):
       [np.asarray(fn(*(jnp.asarray(a[i : i + size]) for a in arrays))) for i in range(0, n, size)]
     )
 
-  def generate_tokens(self, state, ids, lengths, latents, step: int) -> np.ndarray:
+  def generate_text(self, state, text, latents, step: int) -> np.ndarray:
     """Images in [-1, 1] at the final resolution (lower stages pixel-repeated) of the EMA
-    generator at ``step`` for encoded captions and latents (row by row)."""
-    fn = self._fn("tokens", self._state_stage(step))
+    generator at ``step`` for encoded captions (:meth:`encode`) and latents, row by row."""
+    fn = self._fn("text", self._state_stage(step))
     g_vars, a = core.generator_variables(state), self._alpha(step)
-    return self._chunked(lambda i, n, z: fn(g_vars, i, n, z, a), ids, lengths, latents)
+    return self._chunked(lambda z, *t: fn(g_vars, t, z, a), latents, *text)
 
   def generate_for(self, state, captions, latents, step: int) -> np.ndarray:
-    """:meth:`generate_tokens` for caption strings (CaptionError for a bad one)."""
-    ids, lengths = self.encode(captions)
-    return self.generate_tokens(state, ids, lengths, latents, step)
+    """:meth:`generate_text` for caption strings (CaptionError for a bad one)."""
+    return self.generate_text(state, self.encode(captions), latents, step)
 
   def embed(self, state, captions, step: int) -> np.ndarray:
     """The EMA generator's text embeddings of ``captions``."""
-    ids, lengths = self.encode(captions)
     fn = self._fn("embed", self._state_stage(step))
     g_vars = core.generator_variables(state)
-    return self._chunked(lambda i, n: fn(g_vars, i, n), ids, lengths)
+    return self._chunked(lambda *t: fn(g_vars, t), *self.encode(captions))
 
   def generate_from_embeddings(self, state, emb, latents, step: int) -> np.ndarray:
     fn = self._fn("embedding", self._state_stage(step))
     g_vars, a = core.generator_variables(state), self._alpha(step)
     return self._chunked(lambda e, z: fn(g_vars, e, z, a), emb, latents)
 
-  def d_scores(self, state, real, ids, lengths, step: int) -> np.ndarray:
+  def d_scores(self, state, real, text, step: int) -> np.ndarray:
     """D's scores of real faces (final resolution, [-1, 1]) with encoded captions; the
     condition comes from the trained (not the EMA) encoder, as in training."""
     stage = self._state_stage(step)
@@ -425,7 +447,7 @@ class T2FTask(progressive.StagedGANTask):
     x = np.asarray(progressive.lod_blend(jnp.asarray(x), a, stage))
     fn = self._fn("score", stage)
     gv, dv = core.net_variables(state["g"]), core.net_variables(state["d"])
-    return self._chunked(lambda x_, i, n: fn(gv, dv, x_, i, n, a), x, ids, lengths)
+    return self._chunked(lambda x_, *t: fn(gv, dv, x_, t, a), x, *text)
 
   # ---- judging --------------------------------------------------------------
   def heldout(self) -> dict:
@@ -438,7 +460,7 @@ class T2FTask(progressive.StagedGANTask):
       self._held = caption_pairs.heldout(
         c.data, n, exclude=set(self.train_captions), size=self.final, accept=accept
       )
-      self._held["tokens"], self._held["lengths"] = self.encode(self._held["caption"])
+      self._held["text"] = self.encode(self._held["caption"])
     return self._held
 
   def judge(self, state, step: int) -> dict[str, float]:
@@ -446,13 +468,13 @@ class T2FTask(progressive.StagedGANTask):
     n = min(int(self.config.eval.num_samples), len(held["caption"]))
     if not n:
       raise ConfigError(f"nothing to evaluate: {held.get('reason') or 'eval.num_samples is 0'}")
-    ids, lengths = held["tokens"][:n], held["lengths"][:n]
-    fake = self.generate_tokens(state, ids, lengths, self.latents(n, self.config.seed + 2), step)
+    text = tuple(a[:n] for a in held["text"])
+    fake = self.generate_text(state, text, self.latents(n, self.config.seed + 2), step)
     real = image_data.to_float(held["image"][:n])
     # D's wrong caption: the previous example's (another class's, when the data has classes).
     others = caption_eval.other_captions(n, held["label"][:n] if "label" in held else None)
-    right = self.d_scores(state, real, ids, lengths, step)
-    wrong = self.d_scores(state, real, ids[others], lengths[others], step)
+    right = self.d_scores(state, real, text, step)
+    wrong = self.d_scores(state, real, tuple(a[others] for a in text), step)
     attrs, mentions = held.get("attributes"), held.get("mentions")
     out = caption_eval.judge(
       self.classifier,
@@ -477,14 +499,13 @@ class T2FTask(progressive.StagedGANTask):
     held = self.heldout()
     nc, nl = self.config.num_captions, self.config.num_latents
     if held["caption"]:
-      captions, ids, lengths = held["caption"][:nc], held["tokens"][:nc], held["lengths"][:nc]
+      captions, text = held["caption"][:nc], tuple(a[:nc] for a in held["text"])
     else:  # a folder without held-out captions, evaluation off: training captions
       captions = self.source.first_captions(nc)
-      ids, lengths = self.encode(captions)
-    ids = np.repeat(ids, nl, axis=0)
-    lengths = np.repeat(lengths, nl, axis=0)
+      text = self.encode(captions)
+    text = tuple(np.repeat(a, nl, axis=0) for a in text)
     z = np.tile(self.latents(nl, self.config.seed + 1), (len(captions), 1))
-    grid = sample_grid(self.generate_tokens(state, ids, lengths, z, step), cols=nl)
+    grid = sample_grid(self.generate_text(state, text, z, step), cols=nl)
     if jax.process_index() != 0:
       return
     stage = self._state_stage(step)
@@ -498,6 +519,18 @@ class T2FTask(progressive.StagedGANTask):
 # ---------------------------------------------------------------------------
 # Entry points.
 # ---------------------------------------------------------------------------
+
+
+def _encoder(c, log, *, train: bool):
+  """A ``model.text_encoder='pretrained'`` run's caption encoder (None for the LSTM):
+  ``text.encoder_workdir`` ('' = the default for ``data.source``), trained first on that
+  data when missing and ``train``; refused (one line) when trained on other data."""
+  if c.model.get("text_encoder", "lstm") != "pretrained":
+    return None
+  where = c.text.get("encoder_workdir", "") or None
+  if train:
+    return text_task.get_or_train_text_encoder(where, log_fn=log, data=c.data)
+  return text_task.load_text_encoder(where, data=c.data)
 
 
 def _classifier(log):
@@ -536,6 +569,7 @@ def train_and_evaluate(
     vocab_path=os.path.join(workdir, VOCAB_FILE) if is_new else None,
     log=say,
     source=source,
+    encoder=_encoder(config, say, train=True),
   )
   caption_pairs.check_pairs(
     config.data,
@@ -574,7 +608,14 @@ def restore_task(workdir: str, *, step: int | None = None, classifier: bool = Fa
   c = ml_collections.ConfigDict(restore_lib.read_config(workdir))
   vocab = Vocabulary.load(os.path.join(workdir, VOCAB_FILE))
   clf = _classifier(print) if classifier else None
-  task = T2FTask(c, mesh_lib.make_mesh(jax.devices()[:1]), vocab=vocab, classifier=clf, log=None)
+  task = T2FTask(
+    c,
+    mesh_lib.make_mesh(jax.devices()[:1]),
+    vocab=vocab,
+    classifier=clf,
+    log=None,
+    encoder=_encoder(c, None, train=False),
+  )
 
   def abstract(config, meta):
     stage = int(meta.get("stage", 0))
@@ -603,10 +644,8 @@ def generate(
   if num < 1:
     raise ConfigError(f"num={num} must be >= 1")
   task, state, step = restore_task(workdir)
-  ids, lengths = task.encode([caption])
-  imgs = task.generate_tokens(
-    state, np.repeat(ids, num, 0), np.repeat(lengths, num), task.latents(num, seed), step
-  )
+  text = tuple(np.repeat(a, num, axis=0) for a in task.encode([caption]))
+  imgs = task.generate_text(state, text, task.latents(num, seed), step)
   path = output or os.path.join(workdir, "generated", f"{slug(caption)}_seed{seed}.png")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(sample_grid(imgs)).save(path)
@@ -647,9 +686,32 @@ def interpolate(
   return paths
 
 
+def _text_export_info(task: T2FTask) -> dict:
+  """How an export's user turns captions into the generator's text input."""
+  if task.pretrained:
+    return {
+      "text_encoder": "text/",
+      "call": (
+        "emb = zoo.tasks.text_encoder.load_text_encoder(dir/text).embed(captions); images, "
+        "aux = module.apply(variables, emb, z [B, latent_dim], alpha, eps=eps [B, ca_dim], "
+        "method='synthesize')"
+      ),
+    }
+  return {
+    "vocabulary": VOCAB_FILE,
+    "max_len": int(task.config.text.max_len),
+    "call": (
+      "ids, lengths = zoo.models.text.Vocabulary.load(dir/vocab.json).encode(captions, "
+      "max_len); images, aux = module.apply(variables, ids, lengths, z [B, latent_dim], "
+      "alpha, eps=eps [B, ca_dim])"
+    ),
+  }
+
+
 def export(workdir: str, *, output: str = "", log=print) -> str:
   """The (EMA) generator, text encoder and CA included, at its trained stage in the zoo's
-  export format, with the vocabulary beside it (``vocab.json``)."""
+  export format, with the vocabulary beside it (``vocab.json``); a pretrained caption
+  encoder is exported beside it instead (``text/``)."""
   task, state, step = restore_task(workdir)
   stage = task._state_stage(step)  # pylint: disable=protected-access
   g, _ = task.networks(stage)
@@ -667,17 +729,14 @@ def export(workdir: str, *, output: str = "", log=print) -> str:
       "alpha": float(task._alpha(step)),  # pylint: disable=protected-access
       "latent_dim": int(c.model.latent_dim),
       "ca_dim": int(c.model.ca_dim),
-      "vocabulary": VOCAB_FILE,
-      "max_len": int(c.text.max_len),
       "value_range": [-1.0, 1.0],
-      "call": (
-        "ids, lengths = zoo.models.text.Vocabulary.load(dir/vocab.json).encode(captions, "
-        "max_len); images, aux = module.apply(variables, ids, lengths, z [B, latent_dim], "
-        "alpha, eps=eps [B, ca_dim])"
-      ),
+      **_text_export_info(task),
     },
   )
-  task.vocab.save(os.path.join(out, VOCAB_FILE))
+  if task.pretrained:
+    task.encoder.save(os.path.join(out, "text"))
+  else:
+    task.vocab.save(os.path.join(out, VOCAB_FILE))
   if log:
     log(f"[t2f] exported the step-{step} generator (stage {stage}) and its vocabulary to {out}")
   return out

@@ -395,6 +395,11 @@ class TextEncoder:
       self.module, self.params, self.vocab, self.max_len, list(captions), self.normalize
     )
 
+  def save(self, directory: str) -> str:
+    """Exports this encoder to ``directory`` (loadable by :func:`load_text_encoder`)."""
+    info = {"normalize": self.normalize, "data_source": self.data_source}
+    return save_export(directory, self.module, self.params, self.vocab, self.max_len, info)
+
 
 def export_dir(workdir: str) -> str:
   return os.path.join(workdir, EXPORT_SUBDIR)
