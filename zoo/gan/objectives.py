@@ -121,6 +121,19 @@ def fake_images(fake) -> jax.Array:
   return fake["image"] if isinstance(fake, Mapping) else fake
 
 
+def adversarial_d_loss(losses: LossConfig, real_scores, fake_scores) -> tuple[jax.Array, dict]:
+  """D's mean ``losses.d_loss`` on ``real_scores`` vs ``fake_scores`` (``[B]``), plus
+  ``losses.drift`` x the mean squared real score, and the metrics every family logs
+  (``D_real_score``, ``D_fake_score``, ``D_drift``)."""
+  loss = jnp.mean(D_LOSSES[losses.d_loss](real_scores, fake_scores))
+  metrics = {"D_real_score": jnp.mean(real_scores), "D_fake_score": jnp.mean(fake_scores)}
+  if losses.drift:
+    drift = jnp.mean(gan_losses.drift_penalty(real_scores, epsilon_drift=losses.drift))
+    loss = loss + drift
+    metrics["D_drift"] = drift
+  return loss, metrics
+
+
 @dataclasses.dataclass(frozen=True)
 class LatentObjective:
   """Unconditional ``G(z)``, ``z ~ N(0, I)``, against ``D(x)``: a :class:`core.Objective`.
@@ -150,13 +163,8 @@ class LatentObjective:
   def d_loss(self, d_vars, batch, fake, rng, step):
     real_scores = self.d_apply(d_vars, batch[self.image_key], step)
     fake_scores = self.d_apply(d_vars, fake, step)
-    loss = D_LOSSES[self.losses.d_loss](real_scores, fake_scores)
-    metrics = {"D_real_score": jnp.mean(real_scores), "D_fake_score": jnp.mean(fake_scores)}
-    if self.losses.drift:
-      drift = gan_losses.drift_penalty(real_scores, epsilon_drift=self.losses.drift)
-      loss = loss + drift
-      metrics["D_drift"] = jnp.mean(drift)
-    return jnp.mean(loss), (metrics, {})
+    loss, metrics = adversarial_d_loss(self.losses, real_scores, fake_scores)
+    return loss, (metrics, {})
 
   def g_loss(self, d_vars, batch, fake, rng, step):
     return jnp.mean(G_LOSSES[self.losses.g_loss](self.d_apply(d_vars, fake, step))), ({}, {})
@@ -327,12 +335,7 @@ class LearnedConditionObjective:
     real = batch[self.image_key]
     real_scores = self.d_apply(d_vars, real, cond, step)
     fake_scores = self.d_apply(d_vars, fake["image"], cond, step)
-    loss = jnp.mean(D_LOSSES[self.losses.d_loss](real_scores, fake_scores))
-    metrics = {"D_real_score": jnp.mean(real_scores), "D_fake_score": jnp.mean(fake_scores)}
-    if self.losses.drift:
-      drift = jnp.mean(gan_losses.drift_penalty(real_scores, epsilon_drift=self.losses.drift))
-      loss = loss + drift
-      metrics["D_drift"] = drift
+    loss, metrics = adversarial_d_loss(self.losses, real_scores, fake_scores)
     if self.mismatch:
       wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
       if self.balanced_mismatch:  # -D(real) + D(fake)/2 + D(wrong)/2

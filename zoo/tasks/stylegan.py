@@ -131,10 +131,7 @@ class ConditionalStyleMixingObjective(StyleMixingObjective):
     label = batch[self.label_key]
     real_s, real_l = self.d_apply(d_vars, batch[self.image_key], label)
     fake_s, fake_l = self.d_apply(d_vars, fake, label)
-    loss = jnp.mean(objectives.D_LOSSES[self.losses.d_loss](real_s, fake_s))
-    metrics = {"D_real_score": jnp.mean(real_s), "D_fake_score": jnp.mean(fake_s)}
-    if self.losses.drift:
-      loss = loss + jnp.mean(gan_losses.drift_penalty(real_s, epsilon_drift=self.losses.drift))
+    loss, metrics = objectives.adversarial_d_loss(self.losses, real_s, fake_s)
     if self.acgan:
       real_c, fake_c = self._class_loss(real_l, label), self._class_loss(fake_l, label)
       loss = loss + real_c + fake_c
