@@ -86,6 +86,15 @@ def test_configs_and_schedule():
   default = progressive.make_schedule(config_lib.get_config())
   assert default.resolution(default.num_stages - 1) == (32, 32)
   task_lib.validate_config(config_lib.get_config())
+  for arg in ("pretrained", "paper,pretrained"):
+    c = config_lib.get_config(arg)
+    assert c.model.text_encoder == "pretrained" and c.loss.kl_weight == 0.05
+    assert progressive.make_schedule(c).num_stages == (5 if "paper" in arg else 4)
+  assert config_lib.get_config().model.text_encoder == "lstm"
+  assert config_lib.get_config().loss.balanced_mismatch
+  for bad in ("papr", "default,paper"):
+    with pytest.raises(ValueError, match="variant"):
+      config_lib.get_config(bad)
 
 
 @pytest.fixture(scope="module")
