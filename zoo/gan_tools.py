@@ -159,7 +159,7 @@ class LatentModel:
       from zoo.tasks import t2f  # pylint: disable=g-import-not-at-top
 
       task, state, step = t2f.restore_task(workdir, step=step)
-      task.encode([caption])  # CaptionError (one line) for a caption it cannot read
+      task.check_readable([caption])  # CaptionError (one line) for a caption it cannot read
 
       def render(z):
         return task.generate_for(state, [caption] * len(z), z, step)
@@ -784,9 +784,9 @@ def find_mouth_edit(
   max_examples: int = 64,
 ) -> MouthEdit:
   """The feature pattern of an open mouth minus a closed one at ``layer`` (default: the
-  first layer of the highest resolution, where the mouth spans the most cells), kept in ``region`` and at the
-  ``channels`` strongest channels (default: all), measured on up to ``max_examples``
-  classified samples of each kind among ``n``."""
+  first layer of the highest resolution, where the mouth spans the most cells), kept in
+  ``region`` and at the ``channels`` strongest channels (default: all), measured on up to
+  ``max_examples`` classified samples of each kind among ``n``."""
   if classifier is None:
     from zoo.eval import face_classifier as fc  # pylint: disable=g-import-not-at-top
 

@@ -170,11 +170,19 @@ class TextConditionalGenerator(nn.Module):
     return mu + jnp.exp(0.5 * logvar) * eps, mu, logvar
 
   def synthesize(
-    self, emb: Array, z: Array, alpha: Any = 1.0, *, eps: Array | None = None
+    self,
+    emb: Array,
+    z: Array,
+    alpha: Any = 1.0,
+    *,
+    eps: Array | None = None,
+    rng_ca: Array | None = None,
   ) -> tuple[Array, dict]:
-    """Images from a text embedding (see the class docstring)."""
+    """Images from a text embedding (see the class docstring; the CA noise as there)."""
     if z.ndim != 2 or z.shape[-1] != self.latent_dim or z.shape[0] != emb.shape[0]:
       raise ValueError(f"z must be [{emb.shape[0]}, {self.latent_dim}], got shape {z.shape}")
+    if eps is None and rng_ca is not None:
+      eps = jax.random.normal(rng_ca, (emb.shape[0], self.ca_dim), emb.dtype)
     c, mu, logvar = self.condition(emb, eps)
     images = self.generator(jnp.concatenate([c, z.astype(c.dtype)], axis=-1), alpha)
     return images, {"emb": emb, "mu": mu, "logvar": logvar, "c": c}
@@ -189,10 +197,7 @@ class TextConditionalGenerator(nn.Module):
     eps: Array | None = None,
     rng_ca: Array | None = None,
   ) -> tuple[Array, dict]:
-    emb = self.embed(tokens, lengths)
-    if eps is None and rng_ca is not None:
-      eps = jax.random.normal(rng_ca, (emb.shape[0], self.ca_dim), emb.dtype)
-    return self.synthesize(emb, z, alpha, eps=eps)
+    return self.synthesize(self.embed(tokens, lengths), z, alpha, eps=eps, rng_ca=rng_ca)
 
 
 # --------------------------------------------------------------------------
@@ -402,9 +407,5 @@ def generate_images(
 ) -> tuple[Array, dict]:
   """``g``'s ``(images, aux)`` for either kind of text input (see :func:`text_embedding`);
   the CA noise is ``eps``, else drawn from ``rng_ca``, else zero."""
-  if not g.text_dim:
-    return g.apply(variables, *text, z, alpha, eps=eps, rng_ca=rng_ca)
-  (emb,) = text
-  if eps is None and rng_ca is not None:
-    eps = jax.random.normal(rng_ca, (emb.shape[0], g.ca_dim), emb.dtype)
-  return g.apply(variables, emb, z, alpha, eps=eps, method="synthesize")
+  method = "synthesize" if g.text_dim else None  # (emb,) or (tokens, lengths)
+  return g.apply(variables, *text, z, alpha, eps=eps, rng_ca=rng_ca, method=method)

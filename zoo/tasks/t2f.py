@@ -329,6 +329,14 @@ class T2FTask(progressive.StagedGANTask):
       return (np.asarray(self.encoder.embed(list(captions)), np.float32),)
     return self.vocab.encode(list(captions), self.config.text.max_len)
 
+  def check_readable(self, captions) -> None:
+    """CaptionError (one line) for a caption :meth:`encode` would refuse, found by
+    tokenizing alone (a pretrained encoder's forward pass is not needed to know)."""
+    if self.pretrained:
+      self.encoder.encode(list(captions))
+    else:
+      self.encode(captions)
+
   def stream(self, stage: int) -> ShardedStream:
     factor = self.final[0] // self.schedule.resolution(stage)[0]
     if self._train_text is None:  # every training caption encoded (or embedded) once
@@ -456,7 +464,9 @@ class T2FTask(progressive.StagedGANTask):
       c = self.config
       n = max(int(c.eval.num_samples), int(c.num_captions))
       # A real test caption may use no word of the training vocabulary: skip it.
-      accept = caption_pairs.encodable(self.encode) if caption_pairs.is_folder(c.data) else None
+      accept = (
+        caption_pairs.encodable(self.check_readable) if caption_pairs.is_folder(c.data) else None
+      )
       self._held = caption_pairs.heldout(
         c.data, n, exclude=set(self.train_captions), size=self.final, accept=accept
       )
@@ -578,7 +588,7 @@ def train_and_evaluate(
     evaluate=bool(config.eval.num_samples),
     size=task.final,
     what="t2f",
-    accept=caption_pairs.encodable(task.encode),
+    accept=caption_pairs.encodable(task.check_readable),
   )
   task.classifier = _classifier(say) if config.eval.num_samples else None
   if log and caption_pairs.is_folder(config.data) and jax.process_index() == 0:
