@@ -30,7 +30,7 @@ ALLOWED = {
   "tasks": BOTTOM | {"training", "gan", "eval"},
   "app": BOTTOM | {"training", "gan", "eval", "tasks"},
 }
-APPS = {"sketch", "gan_tools"}  # zoo/<name>.py modules that are apps
+APPS = {"sketch", "gan_tools", "explore"}  # zoo/<name>(.py) modules and packages that are apps
 
 
 def layer_of(module: str) -> str | None:

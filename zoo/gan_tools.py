@@ -122,16 +122,28 @@ class LatentModel:
   caption: str | None = None
   render: Any = None
 
+  #: Text families: ``(check(caption), draw(captions, z) -> images)``.
+  text_fns: Any = None
+
   @classmethod
   def load(
-    cls, workdir: str, *, step: int | None = None, caption: str | None = None
+    cls,
+    workdir: str,
+    *,
+    step: int | None = None,
+    caption: str | None = None,
+    require_caption: bool = True,
   ) -> LatentModel:
     """The EMA generator of a StyleGAN, ProGAN, T2F or DCGAN-CLS run (latest checkpoint,
-    or ``step``); the text-conditional ones draw every image for ``caption``."""
+    or ``step``); the text-conditional ones draw every image for ``caption`` (with
+    ``require_caption=False`` it may come later, through :meth:`with_caption`)."""
     config = restore_lib.read_config(workdir)
     family = _family(config, workdir)
     if family in ("t2f", "dcgan_cls"):
-      return cls._load_text(family, workdir, step, caption)
+      if not caption and require_caption:
+        raise ConfigError(f"this {family} run draws images for a caption; give one (--caption)")
+      model = cls._load_text(family, workdir, step)
+      return model.with_caption(caption) if caption else model
     if caption is not None:
       raise ConfigError(f"a caption was given, but this is an unconditional {family} run")
     if config.get("model", {}).get("condition", "none") != "none":
@@ -152,31 +164,49 @@ class LatentModel:
     )
 
   @classmethod
-  def _load_text(cls, family, workdir, step, caption) -> LatentModel:
-    if not caption:
-      raise ConfigError(f"this {family} run draws images for a caption; give one (--caption)")
+  def _load_text(cls, family, workdir, step) -> LatentModel:
     if family == "t2f":
       from zoo.tasks import t2f  # pylint: disable=g-import-not-at-top
 
       task, state, step = t2f.restore_task(workdir, step=step)
-      task.check_readable([caption])  # CaptionError (one line) for a caption it cannot read
 
-      def render(z):
-        return task.generate_for(state, [caption] * len(z), z, step)
+      def check(caption):
+        task.check_readable([caption])  # CaptionError (one line) for a caption it cannot read
+
+      def draw(captions, z):
+        return task.generate_for(state, list(captions), z, step)
 
       dim, stage = task.noise_dim, task._state_stage(step)  # pylint: disable=protected-access
     else:
       from zoo.tasks import dcgan_cls  # pylint: disable=g-import-not-at-top
 
       task, state, step = dcgan_cls.restore_task(workdir, step=step)
-      task.encoder.encode([caption])
-      emb = task.encoder.embed([caption])
 
-      def render(z):
-        return task.generate(state, z, np.repeat(emb, len(z), axis=0))
+      def check(caption):
+        task.encoder.encode([caption])
+
+      def draw(captions, z):
+        return task.generate(state, z, task.encoder.embed(list(captions)))
 
       dim, stage = int(task.config.model.latent_dim), 0
-    return cls(family, workdir, int(step), int(stage), None, None, 1.0, dim, caption, render)
+    return cls(family, workdir, int(step), int(stage), None, None, 1.0, dim, text_fns=(check, draw))
+
+  def with_caption(self, caption: str) -> LatentModel:
+    """The same text-conditional generator drawing every image for ``caption``."""
+    if self.text_fns is None:
+      raise ConfigError(f"a caption was given, but this is an unconditional {self.family} run")
+    check, draw = self.text_fns
+    if not isinstance(caption, str) or not caption.strip():
+      raise ConfigError("the caption is empty")
+    check(caption)
+
+    def render(z):
+      return draw([caption] * len(z), z)
+
+    out = dataclasses.replace(self, caption=caption, render=render)
+    if "resolution" in self._cache:
+      out._cache["resolution"] = self._cache["resolution"]  # pylint: disable=protected-access
+    return out
 
   def __post_init__(self):
     self._cache: dict = {}
@@ -328,6 +358,18 @@ class LatentModel:
     )
     return self._run(latents, psi=psi, edits=edits, noise_seed=noise_seed, layers=tuple(layers))[1]
 
+  def images_and_features(
+    self,
+    latents,
+    *,
+    psi: float = 1.0,
+    edits: Mapping[int, Any] | None = None,
+    noise_seed: int = 0,
+  ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """:meth:`images` and every layer's :meth:`features` from one pass (StyleGAN)."""
+    layers = tuple(range(self.num_layers))
+    return self._run(latents, psi=psi, edits=edits, noise_seed=noise_seed, layers=layers)
+
   def _edits(self, edits, n: int) -> dict[int, np.ndarray]:
     out = {}
     for layer, delta in (edits or {}).items():
@@ -352,7 +394,9 @@ class LatentModel:
       if edits:
         self._need_layers("local edits")
       z = self._check_latents(latents, self.latent_dim, "latents")
-      if self.render is not None:
+      if self.text_fns is not None:
+        if self.render is None:
+          raise ConfigError(f"this {self.family} run draws images for a caption; give one")
         return np.clip(self._chunked(self.render, z), -1, 1), {}
       if "progan" not in self._cache:
         g, alpha = self.g, self.alpha
