@@ -141,6 +141,18 @@ def tiny_text_encoder(tmp_path_factory):
   return workdir, result
 
 
+@pytest.fixture(scope="module")
+def judges(tiny_face_classifier, tiny_text_encoder):
+  """The session's tiny face classifier and caption encoder, found through their
+  environment variables (``ZOO_FACE_CLASSIFIER``, ``ZOO_TEXT_ENCODER``) by the module's
+  tests; returns that environment."""
+  env = {"ZOO_FACE_CLASSIFIER": tiny_face_classifier, "ZOO_TEXT_ENCODER": tiny_text_encoder[0]}
+  with pytest.MonkeyPatch.context() as mp:
+    for k, v in env.items():
+      mp.setenv(k, v)
+    yield env
+
+
 @pytest.fixture(scope="session")
 def tiny_stylegan_run(tmp_path_factory):
   """``(workdir, result)`` of the 12-step tiny StyleGAN run of ``tests/test_stylegan.py``

@@ -49,18 +49,6 @@ def tiny_config(variant=None, **overrides):
   return c
 
 
-@pytest.fixture(scope="module")
-def judges(tiny_face_classifier, tiny_text_encoder):
-  """The session's tiny face classifier and caption encoder, found through their
-  environment variables."""
-  text_dir, result = tiny_text_encoder
-  env = {"ZOO_FACE_CLASSIFIER": tiny_face_classifier, "ZOO_TEXT_ENCODER": text_dir}
-  with pytest.MonkeyPatch.context() as mp:
-    for k, v in env.items():
-      mp.setenv(k, v)
-    yield env, result
-
-
 def test_match_matrix_by_hand():
   attrs = np.array([[0, 1], [0, 2], [1, 1]])
   mentions = np.array([[True, False], [False, True], [True, True]])
@@ -85,8 +73,8 @@ def test_heldout_captions_are_unseen_and_deterministic():
   assert a["mentions"].any(axis=1).all()  # every caption names something
 
 
-def test_text_encoder_trains_exports_and_embeds(judges):
-  env, result = judges
+def test_text_encoder_trains_exports_and_embeds(judges, tiny_text_encoder):
+  env, result = judges, tiny_text_encoder[1]
   assert result.step == 20
   enc = text_task.load_text_encoder(env["ZOO_TEXT_ENCODER"])
   e = enc.embed(["A bald person.", "A person with red hair and round glasses."])
@@ -186,7 +174,7 @@ _KILLER = textwrap.dedent(
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(trained, judges, tmp_path):
   workdir, straight = trained
-  env, _ = judges
+  env = judges
   killed = str(tmp_path / "killed")
   script = tmp_path / "killer.py"
   script.write_text(_KILLER.format(repo=REPO))
@@ -242,7 +230,7 @@ def _launch(*args, env=None):
 )
 def test_bad_captions_one_line(trained, judges, args, needle):
   workdir, _ = trained
-  p = _launch("--workdir", workdir, *args, env=judges[0])
+  p = _launch("--workdir", workdir, *args, env=judges)
   assert p.returncode == 2, p.stderr[-2000:]
   lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("error:")]
   assert len(lines) == 1 and needle in lines[0].lower() and "Traceback" not in p.stderr

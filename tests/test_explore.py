@@ -44,15 +44,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def judges(tiny_face_classifier, tiny_text_encoder):
-  env = {"ZOO_FACE_CLASSIFIER": tiny_face_classifier, "ZOO_TEXT_ENCODER": tiny_text_encoder[0]}
-  with pytest.MonkeyPatch.context() as mp:
-    for k, v in env.items():
-      mp.setenv(k, v)
-    yield env
-
-
-@pytest.fixture(scope="module")
 def workdirs(tmp_path_factory, tiny_stylegan_run, judges):
   from tests.test_dcgan_cls_task import tiny_config as dcgan_config
   from tests.test_pix2pix import tiny_config as p2p_config
@@ -579,6 +570,7 @@ def test_browser_caption_box(page, live):
   wait_version(page, "#gen-image", v)
   assert page.get_attribute("#gen-image", "src") != before
   assert page.is_hidden("#features-section") and page.is_hidden("#psi-row")
+  page.screenshot(path=str(ARTIFACTS / "explore_caption.png"), full_page=True)
 
 
 def draw(page, selector, points):
@@ -619,3 +611,19 @@ def test_browser_draw_and_complete(page, live):
   rows = page.evaluate("Number(document.querySelector('#completions canvas').dataset.rows)")
   assert rows >= 7  # the prefix's points (two strokes) and whatever the model added
   page.screenshot(path=str(ARTIFACTS / "explore_sketch.png"), full_page=True)
+  # Export: the completions as sketch-rnn-js stroke-5 JSON, each ending [0, 0, 0, 0, 1].
+  with page.expect_download() as dl:
+    page.click("#sketch-export")
+  exported = json.loads(pathlib.Path(dl.value.path()).read_text())
+  assert len(exported) == 4 and all(s[-1] == [0, 0, 0, 0, 1] for s in exported)
+  # Import a sketch-rnn-js file: it becomes the drawing, and the model completes it.
+  page.click("#sketch-clear")
+  js = [[10, 0, 1, 0, 0], [0, 10, 1, 0, 0], [-10, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+  path = ARTIFACTS / "imported_sketch.json"
+  path.write_text(json.dumps(js))
+  page.set_input_files("#sketch-import", str(path))
+  page.wait_for_function(
+    "document.querySelectorAll('#completions canvas').length === 4 &&"
+    " [...document.querySelectorAll('#completions canvas')].every(c => c.dataset.done === '1')"
+  )
+  assert page.evaluate("Number(document.querySelector('#completions canvas').dataset.rows)") >= 3

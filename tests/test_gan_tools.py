@@ -189,15 +189,6 @@ def test_progan_latents_are_z(progan_model):
   np.testing.assert_allclose(path[[0, -1]], z[:2], atol=1e-5)
   with pytest.raises(ConfigError, match="psi must be 1"):
     m.images(z, psi=0.5)
-  # One restore, any caption: with_caption re-binds the caption without reloading.
-  later = gt.LatentModel.load(workdir, require_caption=False)
-  with pytest.raises(ConfigError, match="give one"):
-    later.images(z)
-  np.testing.assert_allclose(later.with_caption(m.caption).images(z), imgs, atol=1e-5)
-  other = later.with_caption("a person with black hair and glasses")
-  assert other.caption != m.caption and not np.allclose(other.images(z), imgs)
-  with pytest.raises(ConfigError, match="empty"):
-    later.with_caption("  ")
   with pytest.raises(ConfigError, match="need a StyleGAN run"):
     m.features(z)
   with pytest.raises(ConfigError, match="'w'"):

@@ -98,17 +98,6 @@ def test_configs_and_schedule():
 
 
 @pytest.fixture(scope="module")
-def judges(tiny_face_classifier, tiny_text_encoder):
-  """The session's tiny face classifier and caption encoder (for
-  ``model.text_encoder='pretrained'``), found through their environment variables."""
-  env = {"ZOO_FACE_CLASSIFIER": tiny_face_classifier, "ZOO_TEXT_ENCODER": tiny_text_encoder[0]}
-  with pytest.MonkeyPatch.context() as mp:
-    for k, v in env.items():
-      mp.setenv(k, v)
-    yield env
-
-
-@pytest.fixture(scope="module")
 def trained(judges, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("t2f") / "run")
   return workdir, task_lib.train_and_evaluate(tiny_config(), workdir, log=None)

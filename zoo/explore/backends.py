@@ -188,16 +188,16 @@ class Backend:
 class GeneratorBackend(Backend):
   """A latent-space generator, through the latent toolkit (:mod:`zoo.gan_tools`)."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, model: gt.LatentModel | None = None):
     super().__init__(workdir)
-    self.model = gt.LatentModel.load(workdir, require_caption=False)
+    self.model = model or gt.LatentModel.load(workdir, require_caption=False)
     self.family = self.model.family
     self.step = self.model.step
     self.text = self.model.text_fns is not None
     self.vectors: gt.AttributeVectors | None = None
     self.vectors_source = ""
     csv_path = os.path.join(workdir, "attributes.csv")
-    if os.path.exists(csv_path):
+    if workdir and os.path.exists(csv_path):
       try:
         self.vectors = gt.AttributeVectors.load_csv(csv_path, self.model)
         self.vectors_source = "attributes.csv"

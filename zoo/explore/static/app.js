@@ -318,8 +318,30 @@ function canvasPoint(ev, canvas) {
   return [(ev.clientX - r.left) * (canvas.width / r.width), (ev.clientY - r.top) * (canvas.height / r.height)];
 }
 
+// The drawing at the model's size, thresholded to pure black lines on white, as the
+// edge maps it was trained on are (a soft, downscaled pen stroke reads as grey).
+function drawingAtModelSize() {
+  const [h, w] = run.size;
+  const small = document.createElement("canvas");
+  small.width = w;
+  small.height = h;
+  const ctx = small.getContext("2d");
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage($("draw-canvas"), 0, 0, w, h);
+  const img = ctx.getImageData(0, 0, w, h);
+  const d = img.data;
+  for (let i = 0; i < d.length; i += 4) {
+    const v = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2] < 200 ? 0 : 255;
+    d[i] = d[i + 1] = d[i + 2] = v;
+    d[i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return small.toDataURL("image/png");
+}
+
 function translateNow() {
-  const url = $("draw-canvas").toDataURL("image/png");
+  const url = $("threshold").checked ? drawingAtModelSize() : $("draw-canvas").toDataURL("image/png");
   newest("translate", () => act("translate", { image: url }), (out) => {
     setImage($("translated"), out.image);
     $("download-translated").href = out.image;
@@ -346,6 +368,7 @@ function initTranslate() {
     c.addEventListener("pointercancel", end);
     $("draw-undo").addEventListener("click", () => { drawing.strokes.pop(); redrawCanvas(); translateNow(); });
     $("draw-clear").addEventListener("click", () => { drawing.strokes = []; redrawCanvas(); translateNow(); });
+    $("threshold").addEventListener("change", translateNow);
   }
   redrawCanvas();
   translateNow();
@@ -454,6 +477,9 @@ function randomSeed() { return Math.floor(Math.random() * 1e6); }
 function completeNow() {
   const rows = strokesToRows(sketch.strokes, sketchScale());
   if (!rows.length) return;
+  // Lifting the pen ends the stroke; with "continue", the model is told the pen is
+  // still down, so it carries on the stroke instead of (often) ending the drawing.
+  if ($("continue-stroke").checked) rows[rows.length - 1][2] = 0;
   const body = { strokes: rows, n: 4, temperature: temperature(), seed: randomSeed() };
   status("completing...");
   newest("complete", () => act("complete", body), (out) => { status(""); showSketches(out.sketches, out.prefix_rows); });
