@@ -84,7 +84,12 @@ def main():
       if page.is_visible("#features-section"):
         page.wait_for_selector("#tiles img.tile")
         page.locator("#edit-strength").fill("12")
-        page.locator("#tiles img.tile").nth(3).click()
+        # Drag a box over the mouth on one channel's tile: add its pattern there.
+        box = page.locator("#tiles img.tile").nth(4).bounding_box()
+        page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.5 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.7 * box["width"], box["y"] + 0.8 * box["height"], steps=5)
+        page.mouse.up()
       page.click("#interp-go")
       page.wait_for_function("document.querySelectorAll('#interp-strip img').length === 8")
       time.sleep(1.5)
@@ -92,8 +97,11 @@ def main():
     if "text" in runs:
       page.goto(f"{url}/?run=text")
       settle(page, "#gen-image")
+      v = int(page.get_attribute("#gen-image", "data-version"))
       page.fill("#caption", "a smiling person with long blond hair and round glasses")
-      page.fill("#interp-steps", "8")
+      page.wait_for_function(
+        "v => Number(document.querySelector('#gen-image').dataset.version) > v", arg=v
+      )
       page.click("#interp-go")
       page.wait_for_function("document.querySelectorAll('#interp-strip img').length === 8")
       time.sleep(1.5)
