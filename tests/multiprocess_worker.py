@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
 
-def main(task_name, workdir, out):
+def main(task_name, workdir, out=None):
   expected = int(os.environ.get("JAX_NUM_PROCESSES", "1"))
   assert jax.process_count() == expected, (jax.process_count(), expected)
   assert jax.device_count() == expected
@@ -36,6 +36,19 @@ def main(task_name, workdir, out):
       ),
       workdir,
     )
+  elif task_name == "toy_forever":  # trains until killed (the failure test kills a peer)
+    from tests.toy_task import ToyTask
+    from zoo.training import loop
+
+    task = ToyTask(process_index=jax.process_index(), process_count=jax.process_count())
+    loop.train(
+      task,
+      loop.LoopConfig(
+        num_steps=10**7, log_every=10**6, save_every=10**7, eval_every=0, async_checkpoints=False
+      ),
+      workdir,
+    )
+    return
   elif task_name == "sketch_rnn":
     from launch.configs import sketch_rnn as cfg_lib
     from zoo.tasks import sketch_rnn

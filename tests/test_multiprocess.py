@@ -1,9 +1,11 @@
 """A 2-process localhost run (jax.distributed) agrees with a 1-process run."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +94,48 @@ def test_two_processes_match_one_toy(tmp_path):
 def test_two_processes_match_one_sketch_rnn(tmp_path):
   one, two = run_two_processes("sketch_rnn", tmp_path)
   _assert_same(one, two, rtol=1e-4)
+
+
+def test_a_killed_process_stops_the_other(tmp_path):
+  """A peer that dies (SIGKILL) makes the survivor exit, non-zero and naming the cause,
+  within a bounded time (ZOO_HEARTBEAT_TIMEOUT), instead of hanging in a collective."""
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    env = _env(
+      {
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(pid),
+        "ZOO_HEARTBEAT_TIMEOUT": "5",
+      }
+    )
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, "-m", "tests.multiprocess_worker", "toy_forever", str(tmp_path / "w")],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+    )
+  try:
+    # Wait until both train (the loop's first checkpoint dir appears), then kill process 1.
+    deadline = time.time() + 300
+    while not (tmp_path / "w" / "checkpoints").exists():
+      assert time.time() < deadline and all(p.poll() is None for p in procs)
+      time.sleep(0.5)
+    time.sleep(3)
+    assert procs[0].poll() is None
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    out = procs[0].communicate(timeout=120)[0]
+    waited = time.time() - t0
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  assert procs[0].returncode != 0
+  assert waited < 90, waited
+  assert "another task died" in out or "heartbeat" in out, out[-2000:]

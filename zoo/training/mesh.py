@@ -22,22 +22,28 @@ DATA_AXIS = "data"
 def maybe_initialize_distributed() -> None:
   """Calls ``jax.distributed.initialize()`` when a multi-process run is configured.
 
-  Multi-host pods (TPU, SLURM, ...) are detected by JAX itself; on plain
-  machines set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-  ``JAX_PROCESS_ID`` (used by our 2-process localhost tests).
+  Multi-host pods (TPU, SLURM, ...) are detected by JAX itself when
+  ``ZOO_DISTRIBUTED_AUTO=1``; on plain machines set ``JAX_COORDINATOR_ADDRESS``,
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (used by our 2-process localhost tests).
+  ``ZOO_HEARTBEAT_TIMEOUT`` (seconds, default JAX's 100) bounds how long the other
+  processes wait for one that died before they stop (docs/multihost.md).
   """
   if getattr(maybe_initialize_distributed, "_done", False):
     return
   addr = os.environ.get("JAX_COORDINATOR_ADDRESS")
   nproc = os.environ.get("JAX_NUM_PROCESSES")
+  kw = {}
+  if os.environ.get("ZOO_HEARTBEAT_TIMEOUT"):
+    kw["heartbeat_timeout_seconds"] = int(os.environ["ZOO_HEARTBEAT_TIMEOUT"])
   if addr and nproc and int(nproc) > 1:
     jax.distributed.initialize(
       coordinator_address=addr,
       num_processes=int(nproc),
       process_id=int(os.environ["JAX_PROCESS_ID"]),
+      **kw,
     )
   elif os.environ.get("ZOO_DISTRIBUTED_AUTO"):
-    jax.distributed.initialize()  # cluster auto-detection (TPU pods, SLURM)
+    jax.distributed.initialize(**kw)  # cluster auto-detection (TPU pods, SLURM)
   maybe_initialize_distributed._done = True  # type: ignore[attr-defined]
 
 
