@@ -22,8 +22,9 @@ from jax.experimental import multihost_utils  # noqa: E402
 
 def main(task_name, workdir, out=None):
   expected = int(os.environ.get("JAX_NUM_PROCESSES", "1"))
+  local = int(os.environ.get("ZOO_TEST_LOCAL_DEVICES", "1"))
   assert jax.process_count() == expected, (jax.process_count(), expected)
-  assert jax.device_count() == expected
+  assert jax.device_count() == expected * local, (jax.device_count(), expected, local)
   if task_name == "toy":
     from tests.toy_task import ToyTask
     from zoo.training import loop
@@ -48,6 +49,19 @@ def main(task_name, workdir, out=None):
       ),
       workdir,
     )
+    return
+  elif task_name == "progan":  # 4x4 -> 16x16: two growth boundaries, one mid-fade save
+    from tests.test_progan_task import tiny_config
+    from zoo.tasks import progan
+
+    res = progan.train_and_evaluate(tiny_config(), workdir, log=None)
+    params = {n: res.state[n]["params"] for n in ("g", "d")}
+    state = multihost_utils.process_allgather(params, tiled=True)
+    flat = {
+      jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state)
+    }
+    if jax.process_index() == 0:
+      np.savez(out, losses=np.array([h["loss"] for h in res.history]), **flat)
     return
   elif task_name == "sketch_rnn":
     from launch.configs import sketch_rnn as cfg_lib

@@ -29,17 +29,21 @@ def _env(extra):
   return env
 
 
-def run_two_processes(task, tmp_path):
+def run_two_processes(task, tmp_path, local_devices: int = 1):
+  """``(one, two)``: the npz of ``task`` trained by 1 process x 1 device and by
+  2 processes x ``local_devices`` devices each."""
   port = _free_port()
   procs = []
   for pid in range(2):
-    env = _env(
-      {
-        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-        "JAX_NUM_PROCESSES": "2",
-        "JAX_PROCESS_ID": str(pid),
-      }
-    )
+    extra = {
+      "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+      "JAX_NUM_PROCESSES": "2",
+      "JAX_PROCESS_ID": str(pid),
+      "ZOO_TEST_LOCAL_DEVICES": str(local_devices),
+    }
+    if local_devices > 1:
+      extra["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={local_devices}"
+    env = _env(extra)
     procs.append(
       subprocess.Popen(
         [
@@ -88,6 +92,13 @@ def _assert_same(one, two, rtol):
 def test_two_processes_match_one_toy(tmp_path):
   one, two = run_two_processes("toy", tmp_path)
   _assert_same(one, two, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_processes_of_two_devices_match_one_progan(tmp_path):
+  # 4 devices over 2 processes against 1 device: two growth boundaries (4 -> 8 -> 16).
+  one, two = run_two_processes("progan", tmp_path, local_devices=2)
+  _assert_same(one, two, rtol=1e-4)
 
 
 @pytest.mark.slow
