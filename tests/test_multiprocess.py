@@ -83,10 +83,10 @@ def run_two_processes(task, tmp_path, local_devices: int = 1):
   return np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
 
 
-def _assert_same(one, two, rtol):
+def _assert_same(one, two, rtol, atol=1e-6):
   assert set(one.files) == set(two.files)
   for k in one.files:
-    np.testing.assert_allclose(one[k], two[k], rtol=rtol, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(one[k], two[k], rtol=rtol, atol=atol, err_msg=k)
 
 
 def test_two_processes_match_one_toy(tmp_path):
@@ -98,7 +98,8 @@ def test_two_processes_match_one_toy(tmp_path):
 def test_two_processes_of_two_devices_match_one_progan(tmp_path):
   # 4 devices over 2 processes against 1 device: two growth boundaries (4 -> 8 -> 16).
   one, two = run_two_processes("progan", tmp_path, local_devices=2)
-  _assert_same(one, two, rtol=1e-4)
+  # As test_progan_task's 1-vs-4-device test: sums over 4 shards round differently.
+  _assert_same(one, two, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
