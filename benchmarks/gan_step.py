@@ -56,18 +56,13 @@ shared CPU) and ``--malloc-tuning`` (glibc keeps freed large blocks for reuse).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import datetime
 import functools
-import gc
 import json
 import math
 import os
-import platform
 import resource
-import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -77,6 +72,17 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+from benchmarks.bench_common import (  # noqa: E402
+  DotPeak,
+  cpu_model,
+  git_head,
+  load,
+  med,
+  release_memory,
+  tune_malloc,
+  versions,
+)
 
 FAMILIES = ("pix2pix", "dcgan_cls", "progan", "stylegan")
 PROGAN_LOSSES = ("wgangp", "r1", "r1lazy")
@@ -117,26 +123,6 @@ def parse_args(argv=None):
   return p.parse_args(argv)
 
 
-def tune_malloc() -> bool:
-  """glibc: one arena, no mmap for big blocks, never trim -> freed blocks get reused."""
-  try:
-    libc = ctypes.CDLL("libc.so.6")
-  except OSError:
-    return False
-  m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
-  ok = libc.mallopt(m_arena_max, 1) and libc.mallopt(m_mmap_max, 0)
-  ok = ok and libc.mallopt(m_trim_threshold, 2**31 - 1)
-  return bool(ok)
-
-
-def release_memory() -> None:
-  gc.collect()
-  try:
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-  except (OSError, AttributeError):
-    pass
-
-
 ARGS = parse_args() if __name__ == "__main__" else parse_args([])
 if __name__ == "__main__":
   if ARGS.omp_wait_policy != "unset":
@@ -146,7 +132,6 @@ if __name__ == "__main__":
 MALLOC_TUNED = tune_malloc() if (__name__ == "__main__" and ARGS.malloc_tuning) else False
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_compilation_cache", False)
@@ -163,31 +148,12 @@ from zoo.tasks import stylegan as stylegan_task
 from zoo.training import mesh as mesh_lib
 
 
-def load():
-  return tuple(round(x, 2) for x in os.getloadavg())
-
-
 def rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def med(xs):
-  return statistics.median(xs) if xs else float("nan")
-
-
 def count(tree) -> int:
   return int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree)))
-
-
-def cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name:"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def _flops(cost) -> float:
@@ -286,26 +252,6 @@ def lowered_flops(train_step, init_state, batch, step0, mesh, seed) -> float:
 
   fn = jax.jit(step_fn, in_shardings=(repl, dsh, repl), out_shardings=(repl, repl))
   return _flops(fn.lower(state, mesh_lib.to_global(batch, mesh), np.int32(step0)).cost_analysis())
-
-
-class DotPeak:
-  """GFLOP/s of one ``n x n x n`` float32 ``jnp.dot`` (best of 3)."""
-
-  def __init__(self, n: int):
-    self.n = n
-    k1, k2 = jax.random.split(jax.random.key(0))
-    self.a = jax.random.normal(k1, (n, n), jnp.float32)
-    self.b = jax.random.normal(k2, (n, n), jnp.float32)
-    self.f = jax.jit(jnp.dot)
-    self.f(self.a, self.b).block_until_ready()
-
-  def __call__(self) -> float:
-    best = float("inf")
-    for _ in range(3):
-      t0 = time.perf_counter()
-      self.f(self.a, self.b).block_until_ready()
-      best = min(best, time.perf_counter() - t0)
-    return 2 * self.n**3 / best / 1e9
 
 
 class TorchMMPeak:
@@ -590,40 +536,6 @@ def progressive_rows(family: str, args, mesh) -> list[Row]:
 # ------------------------------------------------------------------------------ main
 
 
-def versions(torch_mod):
-  import flax  # pylint: disable=g-import-not-at-top
-  import jaxlib  # pylint: disable=g-import-not-at-top
-
-  v = {
-    "python": platform.python_version(),
-    "jax": jax.__version__,
-    "jaxlib": jaxlib.__version__,
-    "flax": flax.__version__,
-  }
-  if torch_mod is not None:
-    v["torch"] = torch_mod.__version__
-  return v
-
-
-def _git_head() -> str:
-  try:
-    out = subprocess.run(
-      ["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-      capture_output=True,
-      text=True,
-      check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-      ["git", "-C", REPO, "status", "--porcelain", "--", "zoo", "benchmarks"],
-      capture_output=True,
-      text=True,
-      check=False,
-    ).stdout.strip()
-    return out + ("+dirty" if dirty else "")
-  except OSError:
-    return ""
-
-
 def _fmt(x, spec=".3f", none="-"):
   if x is None or (isinstance(x, float) and math.isnan(x)):
     return none
@@ -830,7 +742,7 @@ def main(args):
     "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
     "torch_threads": torch_mod.get_num_threads() if torch_mod is not None else None,
     "load_start": load(),
-    "git": _git_head(),
+    "git": git_head(),
   }
   print("# GAN train step benchmark")
   for k, v in info.items():

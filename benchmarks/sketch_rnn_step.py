@@ -38,21 +38,27 @@ Process settings (before JAX / PyTorch start; see ``--help``):
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import dataclasses
 import datetime
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+from benchmarks.bench_common import (  # noqa: E402
+  DotPeak,
+  cpu_model,
+  git_head,
+  load,
+  med,
+  release_memory,
+  tune_malloc,
+  versions,
+)
 
 SIZES = {
   # magenta's defaults
@@ -117,27 +123,6 @@ def parse_args(argv=None):
   return p.parse_args(argv)
 
 
-def release_memory() -> None:
-  """Give freed heap memory back to the kernel (the tuned malloc never trims by itself)."""
-  gc.collect()
-  try:
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-  except (OSError, AttributeError):
-    pass
-
-
-def tune_malloc() -> bool:
-  """glibc: one arena, no mmap for big blocks, never trim -> freed blocks get reused."""
-  try:
-    libc = ctypes.CDLL("libc.so.6")
-  except OSError:
-    return False
-  m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
-  ok = libc.mallopt(m_arena_max, 1) and libc.mallopt(m_mmap_max, 0)
-  ok = ok and libc.mallopt(m_trim_threshold, 2**31 - 1)
-  return bool(ok)
-
-
 ARGS = parse_args()
 if ARGS.omp_wait_policy != "unset":
   os.environ["OMP_WAIT_POLICY"] = ARGS.omp_wait_policy
@@ -165,21 +150,6 @@ from launch.configs.sketch_rnn import get_config  # noqa: E402
 from zoo.data.sketches import pipeline as sketch_pipeline  # noqa: E402
 from zoo.data.sketches.tfds import load_sketch_splits  # noqa: E402
 from zoo.tasks import sketch_rnn as task_lib  # noqa: E402
-
-
-def load():
-  return tuple(round(x, 2) for x in os.getloadavg())
-
-
-def cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name:"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 # ----------------------------------------------------------------------------- data
@@ -318,25 +288,6 @@ class JaxStep:
     return dt
 
 
-class DotPeak:
-  def __init__(self, n: int):
-    self.n = n
-    k1, k2 = jax.random.split(jax.random.key(0))
-    self.a = jax.random.normal(k1, (n, n), jnp.float32)
-    self.b = jax.random.normal(k2, (n, n), jnp.float32)
-    self.f = jax.jit(jnp.dot)
-    self.f(self.a, self.b).block_until_ready()
-
-  def __call__(self) -> float:
-    """GFLOP/s of one ``n x n x n`` f32 matmul (best of 3)."""
-    best = float("inf")
-    for _ in range(3):
-      t0 = time.perf_counter()
-      self.f(self.a, self.b).block_until_ready()
-      best = min(best, time.perf_counter() - t0)
-    return 2 * self.n**3 / best / 1e9
-
-
 # --------------------------------------------------------------------------- PyTorch
 
 
@@ -381,40 +332,6 @@ class TorchStep:
 # ------------------------------------------------------------------------------ main
 
 
-def versions(torch_mod):
-  import flax
-  import jaxlib
-
-  v = {
-    "python": platform.python_version(),
-    "jax": jax.__version__,
-    "jaxlib": jaxlib.__version__,
-    "flax": flax.__version__,
-  }
-  if torch_mod is not None:
-    v["torch"] = torch_mod.__version__
-  return v
-
-
-def _git_head() -> str:
-  try:
-    out = subprocess.run(
-      ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-      ["git", "-C", REPO, "status", "--porcelain", "--", "zoo", "benchmarks"],
-      capture_output=True,
-      text=True,
-    ).stdout.strip()
-    return out + ("+dirty" if dirty else "")
-  except OSError:
-    return ""
-
-
-def med(xs):
-  return statistics.median(xs) if xs else float("nan")
-
-
 def main(args):
   sizes = [s for s in args.sizes.split(",") if s]
   cells = [c for c in args.cells.split(",") if c]
@@ -439,7 +356,7 @@ def main(args):
     "torch_threads": args.torch_threads if torch_mod is not None else None,
     "jax_threads": args.jax_threads or os.cpu_count(),
     "load_start": load(),
-    "git": _git_head(),
+    "git": git_head(),
   }
   print("# Sketch-RNN train step benchmark")
   for k, v in info.items():
