@@ -28,6 +28,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import csv  # noqa: E402
 import pathlib  # noqa: E402
+import socket  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -35,6 +36,13 @@ from PIL import Image  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHEEP = REPO.parent / "shared" / "data" / "aaron_sheep.npz"
+
+
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that nothing listens on right now."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from zoo import gan_tools as gt
 from zoo.errors import ConfigError
 from zoo.explore import backends as B
@@ -373,12 +372,6 @@ def test_no_file_outside_the_app(client):
 # ---------------------------------------------------------------------------
 # A real server: concurrent tabs, and the launcher
 # ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,13 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+from tests.conftest import REPO, free_port
 
 
 def _env(extra):
@@ -32,7 +25,7 @@ def _env(extra):
 def run_two_processes(task, tmp_path, local_devices: int = 1):
   """``(one, two)``: the npz of ``task`` trained by 1 process x 1 device and by
   2 processes x ``local_devices`` devices each."""
-  port = _free_port()
+  port = free_port()
   procs = []
   for pid in range(2):
     extra = {
@@ -111,7 +104,7 @@ def test_two_processes_match_one_sketch_rnn(tmp_path):
 def test_a_killed_process_stops_the_other(tmp_path):
   """A peer that dies (SIGKILL) makes the survivor exit, non-zero and naming the cause,
   within a bounded time (ZOO_HEARTBEAT_TIMEOUT), instead of hanging in a collective."""
-  port = _free_port()
+  port = free_port()
   procs = []
   for pid in range(2):
     env = _env(

@@ -118,11 +118,8 @@ class LatentModel:
   alpha: float
   latent_dim: int
   #: Text-conditional families (T2F, DCGAN-CLS): the caption every image is drawn for,
-  #: and ``render(z) -> images`` that draws them.
+  #: and ``(check(caption), draw(caption, z) -> images)``.
   caption: str | None = None
-  render: Any = None
-
-  #: Text families: ``(check(caption), draw(captions, z) -> images)``.
   text_fns: Any = None
 
   @classmethod
@@ -173,8 +170,8 @@ class LatentModel:
       def check(caption):
         task.check_readable([caption])  # CaptionError (one line) for a caption it cannot read
 
-      def draw(captions, z):
-        return task.generate_for(state, list(captions), z, step)
+      def draw(caption, z):
+        return task.generate_for(state, [caption] * len(z), z, step)
 
       dim, stage = task.noise_dim, task._state_stage(step)  # pylint: disable=protected-access
     else:
@@ -185,8 +182,8 @@ class LatentModel:
       def check(caption):
         task.encoder.encode([caption])
 
-      def draw(captions, z):
-        return task.generate(state, z, task.encoder.embed(list(captions)))
+      def draw(caption, z):  # one caption embedded once, for every latent
+        return task.generate(state, z, np.repeat(task.encoder.embed([caption]), len(z), axis=0))
 
       dim, stage = int(task.config.model.latent_dim), 0
     return cls(family, workdir, int(step), int(stage), None, None, 1.0, dim, text_fns=(check, draw))
@@ -195,15 +192,10 @@ class LatentModel:
     """The same text-conditional generator drawing every image for ``caption``."""
     if self.text_fns is None:
       raise ConfigError(f"a caption was given, but this is an unconditional {self.family} run")
-    check, draw = self.text_fns
     if not isinstance(caption, str) or not caption.strip():
       raise ConfigError("the caption is empty")
-    check(caption)
-
-    def render(z):
-      return draw([caption] * len(z), z)
-
-    out = dataclasses.replace(self, caption=caption, render=render)
+    self.text_fns[0](caption)
+    out = dataclasses.replace(self, caption=caption)
     if "resolution" in self._cache:
       out._cache["resolution"] = self._cache["resolution"]  # pylint: disable=protected-access
     return out
@@ -395,9 +387,10 @@ class LatentModel:
         self._need_layers("local edits")
       z = self._check_latents(latents, self.latent_dim, "latents")
       if self.text_fns is not None:
-        if self.render is None:
+        if self.caption is None:
           raise ConfigError(f"this {self.family} run draws images for a caption; give one")
-        return np.clip(self._chunked(self.render, z), -1, 1), {}
+        draw = self.text_fns[1]
+        return np.clip(self._chunked(lambda zc: draw(self.caption, zc), z), -1, 1), {}
       if "progan" not in self._cache:
         g, alpha = self.g, self.alpha
         self._cache["progan"] = jax.jit(lambda v, z: jnp.clip(g.apply(v, z, alpha), -1, 1))

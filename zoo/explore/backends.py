@@ -27,6 +27,7 @@ from PIL import Image
 
 from zoo import gan_tools as gt
 from zoo import sketch as sketch_api
+from zoo.data.images import paired as image_data
 from zoo.errors import ConfigError, ZooError
 from zoo.training import mesh as mesh_lib
 from zoo.training import pictures
@@ -280,10 +281,10 @@ class GeneratorBackend(Backend):
       out[k] = s
     return out
 
-  def _latents(self, req, m) -> np.ndarray:
-    """The request's latent in the model's space (``[1, size]``, or per layer with style
-    mixing ``[1, layers, size]``), attribute edits applied."""
-    lat = m.to_latent(self._z(req, m))
+  def _latents(self, req, m, z) -> np.ndarray:
+    """The latent of ``z`` in the model's space (``[1, size]``, or per layer with style
+    mixing ``[1, layers, size]``), the request's attribute edits applied."""
+    lat = m.to_latent(z)
     strengths = self._strengths(req)
     if strengths:
       lat = gt.edit(lat, self.vectors, strengths)
@@ -342,10 +343,9 @@ class GeneratorBackend(Backend):
     psi = self._psi(req, m)
     noise_seed = _int("noise_seed", req.get("noise_seed", 0), 0, 2**31 - 1)
     with self.lock:
-      lat = self._latents(req, m)
-      imgs, _ = self._draw(m, lat, psi, self._edits(req, m), noise_seed)
-      z = self._z(req, m)[0]
-    return {"image": png_data_url(imgs[0]), "z": [float(x) for x in z]}
+      z = self._z(req, m)
+      imgs, _ = self._draw(m, self._latents(req, m, z), psi, self._edits(req, m), noise_seed)
+    return {"image": png_data_url(imgs[0]), "z": [float(x) for x in z[0]]}
 
   def interpolate(self, req: Mapping[str, Any]) -> dict[str, Any]:
     """``steps`` images from ``seed_a`` to ``seed_b`` (slerp in Z, or lerp in W)."""
@@ -370,7 +370,7 @@ class GeneratorBackend(Backend):
     psi = self._psi(req, m)
     noise_seed = _int("noise_seed", req.get("noise_seed", 0), 0, 2**31 - 1)
     with self.lock:
-      lat = self._latents(req, m)
+      lat = self._latents(req, m, self._z(req, m))
       imgs, feats = self._draw(m, lat, psi, self._edits(req, m), noise_seed, features=True)
       img, feats = imgs[0], feats[layer][0]
     scale = float(np.percentile(np.abs(feats), 99) or 1.0)
@@ -454,7 +454,7 @@ class Pix2PixBackend(Backend):
   def _run(self, rgb: np.ndarray) -> np.ndarray:
     h, w = self.size
     img = Image.fromarray(rgb).resize((w, h), Image.BILINEAR)
-    x = np.asarray(img, np.float32) / 127.5 - 1.0
+    x = image_data.to_float(np.asarray(img))
     x = x.mean(-1, keepdims=True) if self.input_nc == 1 else x
     with self.lock:
       y = np.asarray(self._gen(self.g_vars, x[None], np.zeros((1,), np.int32)))[0]
@@ -507,6 +507,7 @@ class SketchBackend(Backend):
     self.model = sketch_api.SketchModel.load(workdir)
     self.step = self.model.step or 0
     self.extent = self._extent()
+    self.temperature = float(self.model.config.get("sample_temperature", 0.5))
 
   def _extent(self) -> float | None:
     """Median bounding-box side of some test sketches: how large a drawing the model
@@ -526,7 +527,7 @@ class SketchBackend(Backend):
       **super().describe(),
       "kind": "sketch",
       "conditional": self.model.conditional,
-      "temperature": float(self.model.config.get("sample_temperature", 0.5)),
+      "temperature": self.temperature,
       "max_seq_len": self.model.max_seq_len,
       "extent": self.extent,
     }
@@ -535,7 +536,7 @@ class SketchBackend(Backend):
     self.sample({"n": 1})
 
   def _common(self, req) -> tuple[float, int]:
-    t = _float("temperature", req.get("temperature", self.describe()["temperature"]), 0.01, 2.0)
+    t = _float("temperature", req.get("temperature", self.temperature), 0.01, 2.0)
     return t, _int("seed", req.get("seed", 0), 0, 2**31 - 1)
 
   def sample(self, req: Mapping[str, Any]) -> dict[str, Any]:

@@ -291,7 +291,8 @@ class LearnedConditionObjective:
   that all scores fall together, so a D that ignores the text minimises it by sinking
   every score to ``-1 / (2 drift)`` (-500 at drift 1e-3), where only the drift holds it;
   balanced, a common shift of the scores changes nothing. D's regulariser
-  (``losses.reg``, e.g. WGAN-GP) is taken with respect to the images, the condition fixed. G: ``losses.g_loss`` on (fake, cond) plus
+  (``losses.reg``, e.g. WGAN-GP) is taken with respect to the images, the condition
+  fixed. G: ``losses.g_loss`` on (fake, cond) plus
   ``kl_weight * mean KL(N(mu, sigma^2) || N(0, I))``.
 
   Attributes:
