@@ -70,7 +70,11 @@ def _config_error_line(e: BaseException, argv) -> str:
     overrides = [
       a.split("=", 1)[0].lstrip("-") for a in argv if a.lstrip("-").startswith("config.")
     ]
-    bad = [o for o in overrides if o.rsplit(".", 1)[-1] == name] or [f"config.{name}"]
+    bad = (
+      [o for o in overrides if o == f"config.{name}"]  # a top-level key before a nested one
+      or [o for o in overrides if o.rsplit(".", 1)[-1] == name]
+      or [f"config.{name}"]
+    )
     key = bad[0].split(".", 1)[1]
     return f"unknown config key {key!r} (--{bad[0]}); see the config file for the keys"
   lines = [l.strip() for l in text.splitlines() if l.strip()]

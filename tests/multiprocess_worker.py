@@ -50,41 +50,6 @@ def main(task_name, workdir, out=None):
       workdir,
     )
     return
-  elif task_name == "progan":  # 4x4 -> 16x16: two growth boundaries, one mid-fade save
-    from tests.test_progan_task import tiny_config
-    from zoo.tasks import progan
-
-    res = progan.train_and_evaluate(tiny_config(), workdir, log=None)
-    params = {n: res.state[n]["params"] for n in ("g", "d")}
-    state = multihost_utils.process_allgather(params, tiled=True)
-    flat = {
-      jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state)
-    }
-    if jax.process_index() == 0:
-      np.savez(out, losses=np.array([h["loss"] for h in res.history]), **flat)
-    return
-  elif task_name == "sketch_rnn":
-    from launch.configs import sketch_rnn as cfg_lib
-    from zoo.tasks import sketch_rnn
-
-    c = cfg_lib.get_config()
-    c.update(
-      dict(
-        num_steps=4,
-        batch_size=8,
-        enc_rnn_size=8,
-        dec_rnn_size=16,
-        z_size=4,
-        num_mixture=2,
-        log_every=2,
-        save_every=2,
-        eval_every=4,
-        sample_every=4,
-        num_samples=4,
-        eval_batch_size=8,
-      )
-    )
-    res = sketch_rnn.train_and_evaluate(c, workdir)
   else:
     raise SystemExit(f"unknown task {task_name}")
   params = multihost_utils.process_allgather(res.state["params"], tiled=True)

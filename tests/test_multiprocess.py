@@ -1,11 +1,13 @@
 """A 2-process localhost run (jax.distributed) agrees with a 1-process run."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -87,20 +89,6 @@ def test_two_processes_match_one_toy(tmp_path):
   _assert_same(one, two, rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_two_processes_of_two_devices_match_one_progan(tmp_path):
-  # 4 devices over 2 processes against 1 device: two growth boundaries (4 -> 8 -> 16).
-  one, two = run_two_processes("progan", tmp_path, local_devices=2)
-  # As test_progan_task's 1-vs-4-device test: sums over 4 shards round differently.
-  _assert_same(one, two, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.slow
-def test_two_processes_match_one_sketch_rnn(tmp_path):
-  one, two = run_two_processes("sketch_rnn", tmp_path)
-  _assert_same(one, two, rtol=1e-4)
-
-
 def test_a_killed_process_stops_the_other(tmp_path):
   """A peer that dies (SIGKILL) makes the survivor exit, non-zero and naming the cause,
   within a bounded time (ZOO_HEARTBEAT_TIMEOUT), instead of hanging in a collective."""
@@ -144,3 +132,268 @@ def test_a_killed_process_stops_the_other(tmp_path):
   assert procs[0].returncode != 0
   assert waited < 90, waited
   assert "another task died" in out or "heartbeat" in out, out[-2000:]
+
+
+# ---------------------------------------------------------------------------
+# Every family's launcher, unchanged, as 2 processes x 2 devices against 1 x 1.
+# ---------------------------------------------------------------------------
+
+# 8x8 -> 16x16 at batch 8: 2 steps at 8x8, then a 2-step fade. Few steps: a tiny GAN at
+# lr 1e-3 multiplies rounding differences (4 devices sum in another order) about tenfold
+# per step once it leaves the start.
+_PROGRESSIVE = {
+  "model.start": (8, 8),
+  "schedule.resolution": (16, 16),
+  "schedule.batch_sizes": (8, 8),
+  "schedule.fade_images": 16,
+  "schedule.stable_images": 16,
+  "schedule.final_stable_images": 0,
+  "log_every": 1,
+  "save_every": 0,
+  "sample_every": 0,
+  "eval.num_samples": 8,
+}
+
+#: family -> (config overrides of a run of a few steps, needs the tiny judges)
+LAUNCHES = {
+  "sketch_rnn": (
+    dict(
+      num_steps=4,
+      batch_size=8,
+      enc_rnn_size=8,
+      dec_rnn_size=16,
+      z_size=4,
+      num_mixture=2,
+      log_every=2,
+      save_every=0,
+      eval_every=0,
+      sample_every=0,
+    ),
+    False,
+  ),
+  "pix2pix": (
+    dict(
+      crop_size=32,
+      load_size=36,
+      ngf=8,
+      ndf=8,
+      batch_size=4,
+      num_steps=3,
+      synthetic_num_train=16,
+      synthetic_num_val=4,
+      synthetic_num_test=3,
+      log_every=1,
+      save_every=0,
+      eval_every=0,
+      sample_every=0,
+      num_workers=0,
+      lr_policy="constant",
+    ),
+    False,
+  ),
+  "dcgan_cls": (
+    {
+      "model.resolution": 32,
+      "model.ngf": 8,
+      "model.ndf": 8,
+      "model.latent_dim": 8,
+      "model.proj_dim": 8,
+      "data.num_faces": 24,
+      "data.captions_per_face": 2,
+      "batch_size": 8,
+      "num_steps": 3,
+      "eval.num_samples": 0,
+      "log_every": 1,
+      "save_every": 0,
+      "eval_every": 0,
+      "sample_every": 0,
+    },
+    True,
+  ),
+  "progan": (
+    {
+      "model.latent_dim": 8,
+      "model.fmap_base": 32,
+      "model.fmap_max": 8,
+      "data.num_train": 32,
+      "num_samples": 4,
+      **_PROGRESSIVE,
+    },
+    False,
+  ),
+  "t2f": (
+    {
+      "model.latent_dim": 8,
+      "model.ca_dim": 8,
+      "model.embed_dim": 8,
+      "model.hidden_dim": 8,
+      "model.num_layers": 1,
+      "model.cond_dim": 4,
+      "model.fmap_base": 32,
+      "model.fmap_max": 8,
+      "data.num_faces": 16,
+      "data.captions_per_face": 2,
+      "num_captions": 2,
+      "num_latents": 2,
+      **_PROGRESSIVE,
+    },
+    True,
+  ),
+  "stylegan": (
+    {
+      "model.latent_dim": 8,
+      "model.w_dim": 8,
+      "model.mapping_layers": 2,
+      "model.mapping_hidden": 8,
+      "model.fmap_base": 32,
+      "model.fmap_max": 8,
+      "data.num_train": 32,
+      "num_samples": 4,
+      "eval.fd": "off",
+      **_PROGRESSIVE,
+    },
+    False,
+  ),
+}
+
+#: StyleGAN's first layer normalises a constant input with zero-initialised noise, so the
+#: gradients of its bias and noise scale are cancellations of terms around 1e6 and only
+#: their rounding (which the summation order decides) is left; Adam turns that into a +-lr
+#: step. The losses agree to 1e-4; the params to a few learning-rate steps, and Adam's
+#: moments (at b1 = 0 the last gradient itself) are not compared.
+_PARAM_ATOL = {"stylegan": 5e-3}
+_SKIP_OPT_STATE = {"stylegan"}
+
+#: Found by this test (docs/multihost.md, "Known problems"): in DCGAN-CLS's first D update,
+#: the gradient of D(real, right caption) over a mesh of 2 processes x 2 devices differs
+#: by up to 9% from the 1-process one, while the forward pass, the other two D terms, 1
+#: process x 4 devices and 2 processes x 1 device all agree to 1e-7.
+_KNOWN_BAD = {"dcgan_cls": "XLA CPU: a 2x2-process D gradient differs (docs/multihost.md)"}
+
+#: The one family the default (CI) set runs; the others are slow.
+_REPRESENTATIVE = "progan"
+
+
+def _as_flags(overrides):
+  out = []
+  for k, v in overrides.items():
+    if isinstance(v, tuple):
+      v = "(" + ",".join(map(str, v)) + ",)"
+    out.append(f"--config.{k}={v}")
+  return out
+
+
+def _final_state(workdir):
+  """The newest checkpoint's train state as numpy leaves keyed by path."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  from zoo.training import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+
+  ckdir = ckpt_lib.checkpoint_dir(str(workdir))
+  step = ckpt_lib.list_steps(ckdir)[-1]
+  path = os.path.join(ckdir, str(step), "state")
+  ckptr = ocp.StandardCheckpointer()
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # whatever wrote it
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
+    ckptr.metadata(path).item_metadata,
+  )
+  state = ckptr.restore(path, target)
+  leaves = jax.tree_util.tree_leaves_with_path(state)
+  return step, {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "tb", "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _launch_cmd(family, workdir, overrides):
+  return [
+    sys.executable,
+    "-m",
+    f"launch.{family}",
+    f"--config=launch/configs/{family}.py",
+    f"--workdir={workdir}",
+    *_as_flags(overrides),
+  ]
+
+
+@pytest.mark.parametrize(
+  "family",
+  [
+    f
+    if f == _REPRESENTATIVE
+    else pytest.param(
+      f,
+      marks=[pytest.mark.slow]
+      + ([pytest.mark.xfail(reason=_KNOWN_BAD[f], strict=True)] if f in _KNOWN_BAD else []),
+    )
+    for f in LAUNCHES
+  ],
+)
+def test_launcher_two_processes_of_two_devices_match_one(family, tmp_path, request):
+  """``python -m launch.FAMILY`` as 2 processes x 2 CPU devices (jax.distributed on
+  localhost, one checkpoint written by orbax's multi-host protocol) ends where the same
+  command as 1 process x 1 device ends, across a growth boundary for the progressive
+  families."""
+  overrides, needs_judges = LAUNCHES[family]
+  atol = _PARAM_ATOL.get(family, 1e-4)
+  extra = request.getfixturevalue("judges") if needs_judges else {}
+  port = free_port()
+  procs = []
+  for pid in range(2):
+    env = _env(
+      {
+        **extra,
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(pid),
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+      }
+    )
+    procs.append(
+      subprocess.Popen(
+        _launch_cmd(family, tmp_path / "two", overrides),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+    )
+  try:
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, o in zip(procs, outs):
+    assert p.returncode == 0, o[-3000:]
+  single = subprocess.run(
+    _launch_cmd(family, tmp_path / "one", overrides),
+    env=_env(extra),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert single.returncode == 0, single.stderr[-3000:]
+  # Every step's logged losses and statistics (process 0 logs the global batch's).
+  logs = [_metrics(tmp_path / name) for name in ("one", "two")]
+  assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]] and logs[0]
+  for a, b in zip(*logs):
+    for k in a:
+      if k != "step" and "per_sec" not in k:
+        # A norm over all gradient elements holds StyleGAN's cancelling ones (below).
+        rtol = 1e-3 if "grad_norm" in k else 1e-4
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-6, err_msg=f"{k} at {a['step']}")
+  (s1, one), (s2, two) = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
+  assert s1 == s2 == logs[0][-1]["step"]
+  assert set(one) == set(two)
+  if "schedule.resolution" in overrides:  # it grew
+    assert any("16x16" in k for k in one)
+  for k in one:
+    if family in _SKIP_OPT_STATE and "opt_state" in k:
+      continue
+    np.testing.assert_allclose(one[k], two[k], rtol=1e-4, atol=atol, err_msg=k)
