@@ -13,7 +13,6 @@ goal is >= 20x the batches per second the step consumes.
 """
 
 import argparse
-import functools
 import os
 import sys
 import tempfile
@@ -76,7 +75,7 @@ def main():
   for variant in (None, "paper"):
     it, bs, size = pix2pix_stream(variant)
     rows.append((f"A|B pairs edges2faces {size}x{size} (pix2pix)", bs, rate(it, a.batches)))
-  print(f"| stream | batch | batches/s | images/s |\n|---|---|---|---|")
+  print("| stream | batch | batches/s | images/s |\n|---|---|---|---|")
   for name, bs, r in rows:
     print(f"| {name} | {bs} | {r:.1f} | {r * bs:.0f} |")
 

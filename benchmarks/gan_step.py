@@ -25,9 +25,9 @@ Rows (defaults; see ``--help`` for the flags that pick them):
 * stylegan: the same resolutions, ``r1`` and ``r1lazy`` (its config's recipe).
 
 A lazy row's timing unit is a block of ``--lazy-interval`` consecutive steps (exactly one
-of which applies R1) and the reported time is the block's mean per step; its FLOPs are
-amortised the same way (XLA's cost analysis counts a ``lax.cond`` as its costlier branch,
-so the R1-free step's FLOPs come from lowering the same step without the regulariser).
+of which applies R1) and the reported time is the block's mean per step. As in the loop,
+the R1 step and the R1-free step are two compiled programs: the compile column is both,
+and the FLOPs are their mean over the block.
 
 Columns:
   compile      lowering + XLA compilation of the step (ahead of time, no cache);
@@ -170,16 +170,19 @@ def _flops(cost) -> float:
 
 
 class JaxStep:
-  """A task's ``train_step`` compiled like ``zoo.training.loop`` (state donated).
+  """A task's ``train_step`` compiled like ``zoo.training.loop`` (state donated; one
+  program per step variant where the task has ``step_variant``, as the loop does).
 
   Args:
-    train_step: ``(state, batch, rng, step) -> (state, metrics)`` (stage bound).
+    train_step: ``(state, batch, rng, step[, variant=...]) -> (state, metrics)`` (stage
+      bound).
     init_state: ``rng -> state``.
     batch: one host batch (numpy pytree), reused for every step.
     step0: the global step of the first call (a lazy row's first block starts on an
       R1 step when ``step0 % interval == 0``).
-    flops_without_reg: for a lazy row, ``() -> lowered FLOPs of the same step without
-      the regulariser`` (see the module docstring).
+    interval: steps per timing block (a lazy row's R1 interval): compile time and FLOPs
+      cover the block's programs, FLOPs averaged per step.
+    step_variant: the task's ``step_variant`` (``step -> variant``), or None.
   """
 
   def __init__(
@@ -192,7 +195,7 @@ class JaxStep:
     mesh,
     seed: int,
     interval: int = 1,
-    flops_without_reg: Callable[[], float] | None = None,
+    step_variant: Callable[[int], Any] | None = None,
   ):
     self.mesh = mesh
     repl, dsh = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
@@ -201,28 +204,29 @@ class JaxStep:
     self.g_params = count(state["g"]["params"])
     self.d_params = count(state["d"]["params"])
     train_key = jax.random.key(seed + 1)
-
-    def step_fn(state, batch, step):
-      return train_step(state, batch, jax.random.fold_in(train_key, step), step)
-
-    jitted = jax.jit(
-      step_fn,
-      in_shardings=(repl, dsh, repl),
-      out_shardings=(repl, repl),
-      donate_argnums=(0,),
-    )
     self.batch = mesh_lib.to_global(batch, mesh)
-    step_arr = mesh_lib.replicate(np.int32(step0), mesh)
-    t0 = time.perf_counter()
-    lowered = jitted.lower(state, self.batch, step_arr)
-    self.compiled = lowered.compile()
-    self.compile_s = time.perf_counter() - t0
-    self.flops = _flops(self.compiled.cost_analysis())
-    if interval > 1 and flops_without_reg is not None:
-      # lax.cond is costed as its costlier (R1) branch: amortise over the interval.
-      f_on = _flops(lowered.cost_analysis())
-      f_off = flops_without_reg()
-      self.flops -= (interval - 1) / interval * (f_on - f_off)
+    self.variant_of = step_variant or (lambda step: None)
+    self.programs: dict[Any, Any] = {}
+    self.compile_s, self.flops = 0.0, 0.0
+    for step in range(step0, step0 + interval):
+      v = self.variant_of(step)
+      if v not in self.programs:
+        kw = {} if step_variant is None else {"variant": v}
+
+        def step_fn(state, batch, step, kw=kw):
+          return train_step(state, batch, jax.random.fold_in(train_key, step), step, **kw)
+
+        jitted = jax.jit(
+          step_fn,
+          in_shardings=(repl, dsh, repl),
+          out_shardings=(repl, repl),
+          donate_argnums=(0,),
+        )
+        t0 = time.perf_counter()
+        step_arr = mesh_lib.replicate(np.int32(step), mesh)
+        self.programs[v] = jitted.lower(state, self.batch, step_arr).compile()
+        self.compile_s += time.perf_counter() - t0
+      self.flops += _flops(self.programs[v].cost_analysis()) / interval
     self.state = state
     self.step = step0
     self.last_loss = float("nan")
@@ -233,25 +237,13 @@ class JaxStep:
     metrics = None
     for _ in range(n):
       step = mesh_lib.replicate(np.int32(self.step), self.mesh)
-      self.state, metrics = self.compiled(self.state, self.batch, step)
+      program = self.programs[self.variant_of(self.step)]
+      self.state, metrics = program(self.state, self.batch, step)
       self.step += 1
     jax.block_until_ready((self.state, metrics))
     dt = (time.perf_counter() - t0) / n
     self.last_loss = float(metrics["loss"])
     return dt
-
-
-def lowered_flops(train_step, init_state, batch, step0, mesh, seed) -> float:
-  """XLA's FLOPs of a step lowered (not compiled) from abstract shapes."""
-  repl, dsh = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  state = jax.eval_shape(init_state, jax.random.key(seed))
-  key = jax.random.key(seed + 1)
-
-  def step_fn(state, batch, step):
-    return train_step(state, batch, jax.random.fold_in(key, step), step)
-
-  fn = jax.jit(step_fn, in_shardings=(repl, dsh, repl), out_shardings=(repl, repl))
-  return _flops(fn.lower(state, mesh_lib.to_global(batch, mesh), np.int32(step0)).cost_analysis())
 
 
 class TorchMMPeak:
@@ -472,22 +464,6 @@ def progressive_rows(family: str, args, mesh) -> list[Row]:
         batch = task.stream(stage).batch(0)
         step = functools.partial(task.train_step, stage=stage)
         init = functools.partial(task.init_state, stage=stage)
-        no_reg = None
-        if interval > 1:
-
-          def no_reg():
-            c2 = c.copy_and_resolve_references()
-            c2.loss.reg = "none"
-            t2, _, _ = build(c2)
-            return lowered_flops(
-              functools.partial(t2.train_step, stage=stage),
-              functools.partial(t2.init_state, stage=stage),
-              batch,
-              step0,
-              mesh,
-              args.seed,
-            )
-
         return JaxStep(
           train_step=step,
           init_state=init,
@@ -496,7 +472,7 @@ def progressive_rows(family: str, args, mesh) -> list[Row]:
           mesh=mesh,
           seed=args.seed,
           interval=interval,
-          flops_without_reg=no_reg,
+          step_variant=task.step_variant,
         )
 
       batch = make_schedule(c).batch_sizes[-1]  # the last stage's minibatch

@@ -22,6 +22,15 @@ ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
   "changes are always refused.",
 )
 
+MESH_MODEL = flags.DEFINE_integer(
+  "mesh_model",
+  1,
+  "train: split the parameters and optimizer state of every large layer over groups of "
+  "this many devices (a data x model mesh, fully sharded data parallelism) for models "
+  "too large to replicate on each device; batches still split over every device. "
+  "Must divide the device count. 1: replicate (data parallelism only).",
+)
+
 #: OSErrors that are the file system saying no (not bugs): reported in one line.
 _USER_ERRNOS = {
   errno.EACCES,
@@ -120,6 +129,11 @@ def _guarded(main):
     logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines off the progress bar
     try:
       maybe_initialize_distributed()
+      if MESH_MODEL.value != 1:
+        from zoo.training import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+
+        mesh_lib.set_default_model_axis(MESH_MODEL.value)
+        mesh_lib.make_mesh()  # a model axis that does not divide the devices: one line now
       return main(argv)
     except ZooError as e:
       fail(str(e))

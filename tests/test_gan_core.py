@@ -3,6 +3,7 @@
 import dataclasses
 
 import flax.linen as nn
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,9 +145,32 @@ def test_lazy_regulariser_applied_every_k_steps_and_scaled():
       s, _batch(), jax.random.key(0), st, objective=obj, tx_g=tx, tx_d=tx
     )
   )
+  # The same step compiled per pattern (what the loop does): only the taken branch.
+  static = {
+    pattern: jax.jit(
+      lambda s, st, pattern=pattern: core.train_step(
+        s,
+        _batch(),
+        jax.random.key(0),
+        st,
+        objective=obj,
+        tx_g=tx,
+        tx_d=tx,
+        config=cfg,
+        d_regularizer=reg,
+        regularize=pattern,
+      )
+    )
+    for pattern in ((True,), (False,))
+  }
   for step in range(5):
     new, m = step_fn(state, jnp.int32(step))
     ref, _ = plain(state, jnp.int32(step))
+    pattern = core.regularization_pattern(step, cfg)
+    assert pattern == (step % 4 == 0,)
+    s_new, s_m = static[pattern](state, jnp.int32(step))
+    chex.assert_trees_all_close(s_new, new, rtol=1e-6)
+    assert set(s_m) == set(m) and all(np.allclose(s_m[k], m[k], rtol=1e-6) for k in m)
     dw = new["d"]["params"]["Dense_0"]["kernel"] - ref["d"]["params"]["Dense_0"]["kernel"]
     if step % 4 == 0:
       # 4 * d(w^2)/dw = 8 w = 4.0 at w = 0.5, times -lr.
@@ -156,6 +180,55 @@ def test_lazy_regulariser_applied_every_k_steps_and_scaled():
     else:
       np.testing.assert_allclose(dw, 0.0, atol=1e-7)
       assert float(m["D_reg"]) == 0.0
+
+
+def test_a_step_compiled_without_the_regulariser_does_none_of_its_work():
+  obj, tx, state = _setup()
+
+  def reg(d_vars, batch, fake, rng, step):  # a gradient of a gradient, as R1
+    x = batch["x"]
+    f = lambda x: jnp.sum(jnp.tanh(x @ d_vars["params"]["Dense_0"]["kernel"]) ** 2)  # noqa: E731
+    return jnp.sum(jax.grad(f)(x) ** 2), {}
+
+  def flops(pattern):
+    fn = jax.jit(
+      lambda s, st: core.train_step(
+        s,
+        _batch(),
+        jax.random.key(0),
+        st,
+        objective=obj,
+        tx_g=tx,
+        tx_d=tx,
+        config=core.StepConfig(reg_interval=4),
+        d_regularizer=reg,
+        regularize=pattern,
+      )
+    )
+    cost = fn.lower(state, jnp.int32(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"]
+
+  assert flops((False,)) < flops((True,))
+
+
+def test_regularization_pattern():
+  assert core.regularization_pattern(5, core.StepConfig(reg_interval=1)) is None
+  assert core.regularization_pattern(8, core.StepConfig(reg_interval=4)) == (True,)
+  assert core.regularization_pattern(9, core.StepConfig(reg_interval=4)) == (False,)
+  # n_critic D updates per step: update number step * n_critic + k.
+  cfg = core.StepConfig(n_critic=3, reg_interval=4)
+  assert [core.regularization_pattern(s, cfg) for s in range(4)] == [
+    (True, False, False),
+    (False, True, False),
+    (False, False, True),
+    (False, False, False),
+  ]
+  obj, tx, state = _setup()
+  with pytest.raises(ValueError, match="n_critic"):
+    core.train_step(
+      state, _batch(), jax.random.key(0), 0, objective=obj, tx_g=tx, tx_d=tx, regularize=(True,) * 2
+    )
 
 
 def test_ema_half_life_and_update():

@@ -16,6 +16,7 @@ from PIL import Image
 from launch.configs import progan as config_lib
 from zoo.errors import ZooError
 from zoo.models import export as export_lib
+from zoo.gan import progressive
 from zoo.tasks import progan as task_lib
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import mesh as mesh_lib
@@ -139,6 +140,24 @@ def test_sigkill_mid_fade_then_resume_matches_uninterrupted(trained, tmp_path):
   resumed = task_lib.train_and_evaluate(tiny_config(save_every=1), victim, log=None)
   assert resumed.step == 20
   chex.assert_trees_all_close(_state(resumed), _state(straight), rtol=1e-5, atol=1e-5)
+
+
+def test_lazy_regularisation_compiled_per_pattern_matches_one_program(tmp_path, monkeypatch):
+  """The loop compiles one step per lazy-regularisation pattern (the regulariser only where
+  it runs); the run equals the single program that decides inside (lax.cond)."""
+  c = tiny_config(**{"loss.reg_interval": 3, "schedule.final_stable_images": 0})
+  c.model.start, c.schedule.batch_sizes = (8, 8), (8, 8)  # 8x8 -> 16x16
+  task = task_lib.ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
+  assert [task.step_variant(s) for s in range(4)] == [(True,), (False,), (False,), (True,)]
+  per_pattern = task_lib.train_and_evaluate(c, str(tmp_path / "a"), log=None)
+  monkeypatch.setattr(progressive.StagedGANTask, "step_variant", lambda self, step: None)
+  one_program = task_lib.train_and_evaluate(c, str(tmp_path / "b"), log=None)
+  assert per_pattern.step == one_program.step == 8
+  for a, b in zip(per_pattern.history, one_program.history, strict=True):
+    np.testing.assert_allclose(a["D_reg"], b["D_reg"], rtol=1e-5, err_msg=str(a["step"]))
+  chex.assert_trees_all_close(
+    jax.device_get(per_pattern.state), jax.device_get(one_program.state), rtol=1e-5, atol=1e-6
+  )
 
 
 @pytest.mark.slow
@@ -288,9 +307,20 @@ def test_adam_is_reset_where_each_fade_starts_and_ends(trained):
   task = task_lib.ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
   state = jax.tree.map(jnp.asarray, jax.device_get(res.state))
   assert int(state["d"]["opt_state"][0].count) > 0
-  kept = task._reset_at_fade_end(state, 15, 2)  # pylint: disable=protected-access
+
+  def reset_at_fade_end(state, step, stage):
+    return progressive.reset_optimizers_at_fade_end(
+      state,
+      step,
+      stage,
+      schedule=task.schedule,
+      optimizers={"g": task.tx_g, "d": task.tx_d},
+      enabled=True,
+    )
+
+  kept = reset_at_fade_end(state, 15, 2)
   assert int(kept["d"]["opt_state"][0].count) == int(state["d"]["opt_state"][0].count)
-  reset = task._reset_at_fade_end(state, 16, 2)  # pylint: disable=protected-access
+  reset = reset_at_fade_end(state, 16, 2)
   assert int(reset["d"]["opt_state"][0].count) == 0
   assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(reset["g"]["opt_state"][0].mu))
   # The straight run reset at step 16: its count is the 4 steps since.

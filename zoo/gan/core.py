@@ -172,13 +172,30 @@ def _global_norm(tree) -> Array:
   return optax.tree.norm(tree)
 
 
+def regularization_pattern(step: int, config: StepConfig) -> tuple[bool, ...] | None:
+  """Which of ``step``'s critic iterations apply the lazy regulariser, as Python booleans.
+
+  Pass it to :func:`train_step` as ``regularize`` and compile one program per pattern:
+  the regulariser (R1 is a gradient of a gradient) then costs nothing on the steps that
+  skip it, where a ``lax.cond`` inside one program makes every step pay for the branch
+  it does not take (BENCHMARKS.md). ``None`` when every D update is regularised
+  (``reg_interval <= 1``).
+  """
+  if config.reg_interval <= 1:
+    return None
+  n, k = config.n_critic, config.reg_interval
+  return tuple((int(step) * n + i) % k == 0 for i in range(n))
+
+
 def _regularised(
   d_loss_fn: Callable,
   regularizer: Callable | None,
   d_update: Array,
   interval: int,
+  static: bool | None = None,
 ) -> Callable:
-  """``d_loss_fn`` plus the lazily applied, interval-scaled regulariser."""
+  """``d_loss_fn`` plus the lazily applied, interval-scaled regulariser; ``static``: whether
+  this update applies it, known when tracing (else decided by ``lax.cond`` on ``d_update``)."""
   if regularizer is None:
     return d_loss_fn
 
@@ -190,9 +207,15 @@ def _regularised(
       pen, m = regularizer(params)
       return scale * pen, dict(m)
 
-    shapes = jax.eval_shape(on)
-    off = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
-    pen, m = jax.lax.cond(apply, on, off) if interval > 1 else on()
+    def off():  # the same metrics, zero: every program logs the same keys
+      return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(on))
+
+    if interval <= 1 or static is True:
+      pen, m = on()
+    elif static is False:
+      pen, m = off()
+    else:
+      pen, m = jax.lax.cond(apply, on, off)
     return loss + pen, ({**metrics, **m, "D_reg": pen}, collections)
 
   return total
@@ -209,6 +232,7 @@ def train_step(
   tx_d: optax.GradientTransformation,
   config: StepConfig = StepConfig(),
   d_regularizer: Callable | None = None,
+  regularize: tuple[bool, ...] | None = None,
 ) -> tuple[State, Metrics]:
   """One alternating update (see the module docstring); pure and jit-able.
 
@@ -223,6 +247,9 @@ def train_step(
     config: :class:`StepConfig`.
     d_regularizer: optional ``(d_vars, batch, fake, rng, step) -> (penalty, metrics)``
       (R1, R2, gradient penalty...), applied lazily per ``config.reg_interval``.
+    regularize: :func:`regularization_pattern` of ``step`` (one static boolean per critic
+      iteration), so that the program holds only the branch it runs; ``None`` decides
+      inside the program (``lax.cond``), which any ``step`` may use.
 
   Returns:
     ``(new_state, metrics)``. Metrics: ``D`` and ``G`` (the players' objectives,
@@ -230,6 +257,8 @@ def train_step(
     own metrics, and ``loss`` (= ``G``, NaN when either player's loss is not
     finite, so the loop's non-finite check covers both).
   """
+  if regularize is not None and len(regularize) != config.n_critic:
+    raise ValueError(f"regularize has {len(regularize)} entries for n_critic={config.n_critic}")
   step = jnp.asarray(step)
   g, d = state["g"], state["d"]
   g_collections = _collections(g)
@@ -260,7 +289,13 @@ def train_step(
       def regularizer(params, d_collections=d_collections, fake_sg=fake_sg, r_reg=r_reg):
         return d_regularizer({"params": params, **d_collections}, batch, fake_sg, r_reg, step)
 
-    loss_fn = _regularised(d_loss_fn, regularizer, step * config.n_critic + k, config.reg_interval)
+    loss_fn = _regularised(
+      d_loss_fn,
+      regularizer,
+      step * config.n_critic + k,
+      config.reg_interval,
+      None if regularize is None else bool(regularize[k]),
+    )
     (d_loss, (d_metrics, d_updated)), d_grads = jax.value_and_grad(loss_fn, has_aux=True)(
       d["params"]
     )

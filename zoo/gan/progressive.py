@@ -210,9 +210,43 @@ class StagedGANTask:
 
   A subclass sets ``config`` (with ``schedule.reset_optimizer`` and ``ema.half_life_images``),
   ``schedule`` (:class:`Schedule`), ``losses`` (:class:`zoo.gan.objectives.LossConfig`),
-  ``tx_g``/``tx_d``, and defines ``networks(stage) -> (G, D)`` and
-  ``init_variables(net, rng) -> variables``.
+  ``tx_g``/``tx_d``, and defines ``networks(stage) -> (G, D)``,
+  ``init_variables(net, rng) -> variables`` and ``objective(stage, alpha)`` (a
+  :mod:`zoo.gan.objectives` objective with a ``regularizer()``).
   """
+
+  def step_variant(self, step: int):
+    """Which D updates of ``step`` apply a lazy regulariser (the loop compiles one step per
+    pattern, see :func:`zoo.gan.core.regularization_pattern`); ``None`` when all do."""
+    return core.regularization_pattern(step, self.losses.step_config())
+
+  def train_step(self, state, batch, rng, step, stage, variant=None):
+    """One step at ``stage``: Adam reset where a fade ends, real images blended across
+    the fade like the fakes, then the core's alternating update."""
+    state = reset_optimizers_at_fade_end(
+      state,
+      step,
+      stage,
+      schedule=self.schedule,
+      optimizers={"g": self.tx_g, "d": self.tx_d},
+      enabled=self.config.schedule.reset_optimizer,
+    )
+    alpha = self.schedule.alpha(step, stage)
+    batch = {**batch, "image": lod_blend(batch["image"], alpha, stage)}
+    obj = self.objective(stage, alpha)
+    state, metrics = core.train_step(
+      state,
+      batch,
+      rng,
+      step,
+      objective=obj,
+      tx_g=self.tx_g,
+      tx_d=self.tx_d,
+      config=self.step_config(stage),
+      d_regularizer=obj.regularizer(),
+      regularize=variant,
+    )
+    return state, {**metrics, "alpha": alpha, "stage": jnp.float32(stage)}
 
   def stage_at(self, step: int) -> int:
     return self.schedule.stage_at(step)

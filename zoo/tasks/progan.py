@@ -174,36 +174,6 @@ class ProGANTask(progressive.StagedGANTask):
       losses=self.losses,
     )
 
-  def _reset_at_fade_end(self, state, step, stage):
-    """The reference resets Adam whenever the level of detail's floor or ceiling changes:
-    at the start of a fade (done by :meth:`grow`) and again where the fade ends."""
-    return progressive.reset_optimizers_at_fade_end(
-      state,
-      step,
-      stage,
-      schedule=self.schedule,
-      optimizers={"g": self.tx_g, "d": self.tx_d},
-      enabled=self.config.schedule.reset_optimizer,
-    )
-
-  def train_step(self, state, batch, rng, step, stage):
-    state = self._reset_at_fade_end(state, step, stage)
-    alpha = self.schedule.alpha(step, stage)
-    real = progressive.lod_blend(batch["image"], alpha, stage)  # during the fade
-    obj = self.objective(stage, alpha)
-    state, metrics = core.train_step(
-      state,
-      {**batch, "image": real},
-      rng,
-      step,
-      objective=obj,
-      tx_g=self.tx_g,
-      tx_d=self.tx_d,
-      config=self.step_config(stage),
-      d_regularizer=obj.regularizer(),
-    )
-    return state, {**metrics, "alpha": alpha, "stage": jnp.float32(stage)}
-
   def stream(self, stage: int) -> stream_lib.ShardedStream:
     factor = self.final[0] // self.schedule.resolution(stage)[0]
 

@@ -283,31 +283,6 @@ class T2FTask(progressive.StagedGANTask):
       cond_grad=self.cond_grad,
     )
 
-  def train_step(self, state, batch, rng, step, stage):
-    state = progressive.reset_optimizers_at_fade_end(
-      state,
-      step,
-      stage,
-      schedule=self.schedule,
-      optimizers={"g": self.tx_g, "d": self.tx_d},
-      enabled=self.config.schedule.reset_optimizer,
-    )
-    alpha = self.schedule.alpha(step, stage)
-    batch = {**batch, "image": progressive.lod_blend(batch["image"], alpha, stage)}
-    obj = self.objective(stage, alpha)
-    state, metrics = core.train_step(
-      state,
-      batch,
-      rng,
-      step,
-      objective=obj,
-      tx_g=self.tx_g,
-      tx_d=self.tx_d,
-      config=self.step_config(stage),
-      d_regularizer=obj.regularizer(),
-    )
-    return state, {**metrics, "alpha": alpha, "stage": jnp.float32(stage)}
-
   # ---- data -----------------------------------------------------------------
   @property
   def source(self):

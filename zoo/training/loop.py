@@ -1,8 +1,9 @@
 """The generic training loop shared by every system in the zoo.
 
 A *task* bundles one system's model, losses and data (see :class:`Task`). The
-loop compiles ``task.train_step`` once with ``jax.jit`` over a 1-D ``data``
-mesh (batch sharded, state replicated, state buffers donated), derives the
+loop compiles ``task.train_step`` once with ``jax.jit`` over the device mesh
+(batch sharded; state replicated, or split over a ``model`` axis, see
+:mod:`zoo.training.mesh`; state buffers donated), derives the
 step's RNG as ``fold_in(key, step)`` and reads batch ``step`` from the task's
 deterministic stream, so a run restarted from its workdir resumes exactly where
 it stopped: params, optimizer state, step, RNG and data position.
@@ -16,6 +17,11 @@ stage, grows the state when ``stage_at`` moves on (with a key that depends only
 on the seed and the stage, so a resumed run grows exactly as an uninterrupted
 one), evaluates and writes samples at the end of every stage, and records the
 state's stage in each checkpoint, from which a resume rebuilds the abstract state.
+
+Step variants: a task that defines ``step_variant(step)`` (a hashable known in Python,
+such as which updates of a lazily regularised GAN step apply the regulariser) gets one
+compiled step per (stage, variant), called as ``train_step(..., variant=v)``: each
+program holds only the work its steps do.
 
 Every ``save_every`` steps, at the end, and on SIGTERM it writes an orbax
 checkpoint; a non-finite loss stops the run with :class:`NonFiniteLossError`
@@ -219,6 +225,14 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
   ckdir = ckpt_lib.checkpoint_dir(workdir)
   lead = jax.process_index() == 0
 
+  def init_fn(stage):
+    return functools.partial(task.init_state, stage=stage) if staged else task.init_state
+
+  @functools.cache
+  def state_sh(stage):
+    """The state's shardings at ``stage``: replicated, or split over the model axis."""
+    return mesh_lib.state_sharding(mesh, jax.eval_shape(init_fn(stage), init_key))
+
   # 1. Everything that may refuse, before anything in the workdir changes.
   changes, skipped = [], ()
   if ckpt_lib.list_steps(ckdir):
@@ -244,8 +258,10 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
             f"schedule reaches stage {stage} only later (step {at} is in stage "
             f"{task.stage_at(at)}): the schedule differs from the run's"
           )
-      init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
-      return jax.eval_shape(init, init_key)
+      shapes = jax.eval_shape(init_fn(stage), init_key)
+      return jax.tree.map(
+        lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes, state_sh(stage)
+      )
 
     def damaged(step, why, using):
       then = f", resuming from step {using}" if using is not None else ""
@@ -261,8 +277,7 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
     say(f"[{task.name}] resumed from step {start}{at} in {workdir}")
   else:
     stage = task.stage_at(0) if staged else None
-    init = functools.partial(task.init_state, stage=stage) if staged else task.init_state
-    state = jax.jit(init, out_shardings=repl)(init_key)
+    state = jax.jit(init_fn(stage), out_shardings=state_sh(stage))(init_key)
     start = 0
 
   # 2. The resume is good: now the workdir changes.
@@ -295,28 +310,38 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
   ck = ckpt_lib.Checkpointer(ckdir, max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpoints)
   writer = MetricWriter(os.path.join(workdir, "tb"))
 
-  def step_fn(state, batch, step, stage=None):
+  variant_of = getattr(task, "step_variant", None)
+
+  def step_fn(state, batch, step, stage=None, variant=None):
     rng = jax.random.fold_in(train_key, step)
-    if stage is None:
-      return task.train_step(state, batch, rng, step)
-    return task.train_step(state, batch, rng, step, stage)
+    args = (state, batch, rng, step) if stage is None else (state, batch, rng, step, stage)
+    return task.train_step(*args, **({} if variant_of is None else {"variant": variant}))
 
   compiled: dict[Any, Callable] = {}
 
-  def jstep(stage):
-    if stage not in compiled:  # one compilation per stage: shapes and networks differ
-      compiled[stage] = jax.jit(
-        functools.partial(step_fn, stage=stage),
-        in_shardings=(repl, dsh, repl),
-        out_shardings=(repl, repl),
+  def jstep(stage, step):
+    # One compilation per stage (shapes and networks differ) and step variant.
+    key = (stage, None if variant_of is None else variant_of(step))
+    if key not in compiled:
+      compiled[key] = jax.jit(
+        functools.partial(step_fn, stage=stage, variant=key[1]),
+        in_shardings=(state_sh(stage), dsh, repl),
+        out_shardings=(state_sh(stage), repl),
         donate_argnums=(0,),
       )
-    return compiled[stage]
+    return compiled[key]
 
   def grow(state, new_stage):
     rng = jax.random.fold_in(init_key, new_stage)  # same growth on resume
-    fn = jax.jit(functools.partial(task.grow, stage=new_stage), out_shardings=repl)
+    fn = jax.jit(functools.partial(task.grow, stage=new_stage), out_shardings=state_sh(new_stage))
     return fn(state, rng)
+
+  def for_host(state):
+    # Evaluation and samples read the state on every process: gather what FSDP split
+    # across hosts (within one process every shard is addressable as it is).
+    if mesh_lib.model_axis_size(mesh) > 1 and jax.process_count() > 1:
+      return jax.jit(lambda s: s, out_shardings=repl)(state)
+    return state
 
   def meta_of(stage):
     return {"task": task.name, **({"stage": int(stage)} if staged else {})}
@@ -347,7 +372,7 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
           progress.write(f"[{task.name}] step {step}: grew to stage {stage}")
         batch = mesh_lib.to_global(next(batches), mesh)
         step_arr = mesh_lib.replicate(np.int32(step), mesh)
-        state, metrics = jstep(stage)(state, batch, step_arr)
+        state, metrics = jstep(stage, step)(state, batch, step_arr)
         pending.append((step, metrics))
         step += 1
         progress.update(1)
@@ -372,7 +397,7 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
         if do_save:
           ck.save(step, state, meta_of(stage))
         if do_eval:
-          results = dict(task.evaluate(state, step))
+          results = dict(task.evaluate(for_host(state), step))
           if results:
             writer.scalars(step, results)
             eval_history.append({"step": step, **results})
@@ -380,7 +405,7 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
               f"[{task.name}] step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items())
             )
         if do_sample:
-          task.write_samples(state, step, workdir, writer)
+          task.write_samples(for_host(state), step, workdir, writer)
         if stop:
           stopped = True
           progress.write(
