@@ -117,6 +117,25 @@ def test_nonfinite_loss_is_reported_as_nan_loss():
   assert np.isnan(float(m["loss"]))
 
 
+def _lazy_step(obj, tx, reg, pattern=None, interval=4):
+  """``jit((state, step) -> train_step(...))`` with ``reg`` every ``interval`` D updates,
+  decided in the program (``pattern=None``) or fixed when compiling."""
+  return jax.jit(
+    lambda s, st: core.train_step(
+      s,
+      _batch(),
+      jax.random.key(0),
+      st,
+      objective=obj,
+      tx_g=tx,
+      tx_d=tx,
+      config=core.StepConfig(reg_interval=interval),
+      d_regularizer=reg,
+      regularize=pattern,
+    )
+  )
+
+
 def test_lazy_regulariser_applied_every_k_steps_and_scaled():
   obj, tx, state = _setup()
   calls = []
@@ -127,42 +146,14 @@ def test_lazy_regulariser_applied_every_k_steps_and_scaled():
     return jnp.sum(w**2), {"reg_raw": jnp.sum(w**2)}
 
   cfg = core.StepConfig(reg_interval=4)
-  step_fn = jax.jit(
-    lambda s, st: core.train_step(
-      s,
-      _batch(),
-      jax.random.key(0),
-      st,
-      objective=obj,
-      tx_g=tx,
-      tx_d=tx,
-      config=cfg,
-      d_regularizer=reg,
-    )
-  )
+  step_fn = _lazy_step(obj, tx, reg)
   plain = jax.jit(
     lambda s, st: core.train_step(
       s, _batch(), jax.random.key(0), st, objective=obj, tx_g=tx, tx_d=tx
     )
   )
   # The same step compiled per pattern (what the loop does): only the taken branch.
-  static = {
-    pattern: jax.jit(
-      lambda s, st, pattern=pattern: core.train_step(
-        s,
-        _batch(),
-        jax.random.key(0),
-        st,
-        objective=obj,
-        tx_g=tx,
-        tx_d=tx,
-        config=cfg,
-        d_regularizer=reg,
-        regularize=pattern,
-      )
-    )
-    for pattern in ((True,), (False,))
-  }
+  static = {pattern: _lazy_step(obj, tx, reg, pattern) for pattern in ((True,), (False,))}
   for step in range(5):
     new, m = step_fn(state, jnp.int32(step))
     ref, _ = plain(state, jnp.int32(step))
@@ -191,20 +182,7 @@ def test_a_step_compiled_without_the_regulariser_does_none_of_its_work():
     return jnp.sum(jax.grad(f)(x) ** 2), {}
 
   def flops(pattern):
-    fn = jax.jit(
-      lambda s, st: core.train_step(
-        s,
-        _batch(),
-        jax.random.key(0),
-        st,
-        objective=obj,
-        tx_g=tx,
-        tx_d=tx,
-        config=core.StepConfig(reg_interval=4),
-        d_regularizer=reg,
-        regularize=pattern,
-      )
-    )
+    fn = _lazy_step(obj, tx, reg, pattern)
     cost = fn.lower(state, jnp.int32(1)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return cost["flops"]

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests import test_dcgan_cls_task, test_progan_task, test_stylegan, test_t2f
 from tests.conftest import REPO, free_port
 
 
@@ -24,50 +25,48 @@ def _env(extra):
   return env
 
 
-def run_two_processes(task, tmp_path, local_devices: int = 1):
-  """``(one, two)``: the npz of ``task`` trained by 1 process x 1 device and by
-  2 processes x ``local_devices`` devices each."""
+def _run_two(cmd, extra=None, local_devices: int = 1) -> None:
+  """Runs ``cmd`` as processes 0 and 1 of a 2-process jax.distributed job on localhost,
+  each with ``local_devices`` CPU devices, and checks that both exit 0."""
   port = free_port()
   procs = []
   for pid in range(2):
-    extra = {
+    env = {
+      **(extra or {}),
       "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
       "JAX_NUM_PROCESSES": "2",
       "JAX_PROCESS_ID": str(pid),
       "ZOO_TEST_LOCAL_DEVICES": str(local_devices),
     }
     if local_devices > 1:
-      extra["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={local_devices}"
-    env = _env(extra)
+      env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={local_devices}"
     procs.append(
       subprocess.Popen(
-        [
-          sys.executable,
-          "-m",
-          "tests.multiprocess_worker",
-          task,
-          str(tmp_path / "two"),
-          str(tmp_path / "two.npz"),
-        ],
-        env=env,
+        cmd,
+        env=_env(env),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
       )
     )
-  outs = [p.communicate(timeout=600)[0] for p in procs]
+  try:
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
   for p, o in zip(procs, outs):
     assert p.returncode == 0, o[-3000:]
+
+
+def run_two_processes(task, tmp_path, local_devices: int = 1):
+  """``(one, two)``: the npz of ``task`` trained by 1 process x 1 device and by
+  2 processes x ``local_devices`` devices each."""
+  worker = [sys.executable, "-m", "tests.multiprocess_worker", task]
+  _run_two([*worker, str(tmp_path / "two"), str(tmp_path / "two.npz")], None, local_devices)
   single = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "tests.multiprocess_worker",
-      task,
-      str(tmp_path / "one"),
-      str(tmp_path / "one.npz"),
-    ],
+    [*worker, str(tmp_path / "one"), str(tmp_path / "one.npz")],
     env=_env({}),
     cwd=REPO,
     capture_output=True,
@@ -193,67 +192,17 @@ LAUNCHES = {
   ),
   "dcgan_cls": (
     {
-      "model.resolution": 32,
-      "model.ngf": 8,
-      "model.ndf": 8,
-      "model.latent_dim": 8,
-      "model.proj_dim": 8,
-      "data.num_faces": 24,
-      "data.captions_per_face": 2,
-      "batch_size": 8,
+      **test_dcgan_cls_task.TINY,
       "num_steps": 3,
       "eval.num_samples": 0,
-      "log_every": 1,
       "save_every": 0,
-      "eval_every": 0,
       "sample_every": 0,
     },
     True,
   ),
-  "progan": (
-    {
-      "model.latent_dim": 8,
-      "model.fmap_base": 32,
-      "model.fmap_max": 8,
-      "data.num_train": 32,
-      "num_samples": 4,
-      **_PROGRESSIVE,
-    },
-    False,
-  ),
-  "t2f": (
-    {
-      "model.latent_dim": 8,
-      "model.ca_dim": 8,
-      "model.embed_dim": 8,
-      "model.hidden_dim": 8,
-      "model.num_layers": 1,
-      "model.cond_dim": 4,
-      "model.fmap_base": 32,
-      "model.fmap_max": 8,
-      "data.num_faces": 16,
-      "data.captions_per_face": 2,
-      "num_captions": 2,
-      "num_latents": 2,
-      **_PROGRESSIVE,
-    },
-    True,
-  ),
-  "stylegan": (
-    {
-      "model.latent_dim": 8,
-      "model.w_dim": 8,
-      "model.mapping_layers": 2,
-      "model.mapping_hidden": 8,
-      "model.fmap_base": 32,
-      "model.fmap_max": 8,
-      "data.num_train": 32,
-      "num_samples": 4,
-      "eval.fd": "off",
-      **_PROGRESSIVE,
-    },
-    False,
-  ),
+  "progan": ({**test_progan_task.TINY, **_PROGRESSIVE}, False),
+  "t2f": ({**test_t2f.TINY, **_PROGRESSIVE}, True),
+  "stylegan": ({**test_stylegan.TINY, **_PROGRESSIVE}, False),
 }
 
 #: StyleGAN's first layer normalises a constant input with zero-initialised noise, so the
@@ -340,36 +289,7 @@ def test_launcher_two_processes_of_two_devices_match_one(family, tmp_path, reque
   overrides, needs_judges = LAUNCHES[family]
   atol = _PARAM_ATOL.get(family, 1e-4)
   extra = request.getfixturevalue("judges") if needs_judges else {}
-  port = free_port()
-  procs = []
-  for pid in range(2):
-    env = _env(
-      {
-        **extra,
-        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-        "JAX_NUM_PROCESSES": "2",
-        "JAX_PROCESS_ID": str(pid),
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-      }
-    )
-    procs.append(
-      subprocess.Popen(
-        _launch_cmd(family, tmp_path / "two", overrides),
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-      )
-    )
-  try:
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, o in zip(procs, outs):
-    assert p.returncode == 0, o[-3000:]
+  _run_two(_launch_cmd(family, tmp_path / "two", overrides), extra, local_devices=2)
   single = subprocess.run(
     _launch_cmd(family, tmp_path / "one", overrides),
     env=_env(extra),
