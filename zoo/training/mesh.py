@@ -78,9 +78,7 @@ def make_mesh(devices=None, *, model: int | None = None) -> Mesh:
   if model == 1:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
   if len(devices) % model:
-    raise ConfigError(
-      f"a model axis of {model} devices does not divide the {len(devices)} devices"
-    )
+    raise ConfigError(f"a model axis of {model} devices does not divide the {len(devices)} devices")
   grid = np.asarray(devices).reshape(len(devices) // model, model)
   return Mesh(grid, (DATA_AXIS, MODEL_AXIS))
 
