@@ -229,9 +229,18 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
     return functools.partial(task.init_state, stage=stage) if staged else task.init_state
 
   @functools.cache
+  def abstract_state(stage):
+    """The state at ``stage`` as ShapeDtypeStructs carrying their shardings (replicated,
+    or split over the model axis)."""
+    shapes = jax.eval_shape(init_fn(stage), init_key)
+    return jax.tree.map(
+      lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
+      shapes,
+      mesh_lib.state_sharding(mesh, shapes),
+    )
+
   def state_sh(stage):
-    """The state's shardings at ``stage``: replicated, or split over the model axis."""
-    return mesh_lib.state_sharding(mesh, jax.eval_shape(init_fn(stage), init_key))
+    return jax.tree.map(lambda x: x.sharding, abstract_state(stage))
 
   # 1. Everything that may refuse, before anything in the workdir changes.
   changes, skipped = [], ()
@@ -258,10 +267,7 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
             f"schedule reaches stage {stage} only later (step {at} is in stage "
             f"{task.stage_at(at)}): the schedule differs from the run's"
           )
-      shapes = jax.eval_shape(init_fn(stage), init_key)
-      return jax.tree.map(
-        lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes, state_sh(stage)
-      )
+      return abstract_state(stage)
 
     def damaged(step, why, using):
       then = f", resuming from step {using}" if using is not None else ""

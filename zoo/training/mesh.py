@@ -30,12 +30,16 @@ MIN_SHARDED_ELEMENTS = 2**14
 _default_model = 1
 
 
+def _check_model_axis(model) -> int:
+  if not isinstance(model, int) or isinstance(model, bool) or model < 1:
+    raise ConfigError(f"the model axis must be a positive integer, got {model!r}")
+  return model
+
+
 def set_default_model_axis(model: int) -> None:
   """The model-axis size :func:`make_mesh` uses when not given one (``--mesh_model``)."""
   global _default_model
-  if not isinstance(model, int) or isinstance(model, bool) or model < 1:
-    raise ConfigError(f"the model axis must be a positive integer, got {model!r}")
-  _default_model = model
+  _default_model = _check_model_axis(model)
 
 
 def maybe_initialize_distributed() -> None:
@@ -72,9 +76,7 @@ def make_mesh(devices=None, *, model: int | None = None) -> Mesh:
   ``--mesh_model``, else 1). Consecutive devices form a model group, so on a multi-host
   job a group stays inside one host when ``model`` divides its device count."""
   devices = list(jax.devices() if devices is None else devices)
-  model = _default_model if model is None else model
-  if not isinstance(model, int) or isinstance(model, bool) or model < 1:
-    raise ConfigError(f"the model axis must be a positive integer, got {model!r}")
+  model = _default_model if model is None else _check_model_axis(model)
   if model == 1:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
   if len(devices) % model:
