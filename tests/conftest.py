@@ -13,6 +13,7 @@ optimisations. Both change how long programs take to build, not what they comput
 
 import atexit
 import os
+import pathlib
 import shutil
 import tempfile
 
@@ -26,8 +27,16 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# A test that needs the face classifier or caption encoder points these at the session's
+# tiny ones. Unset, the zoo would train the full-size models in ./runs (many minutes), so
+# here they name a path below a plain file: such a test fails at once, naming the variable.
+_guard = tempfile.mkdtemp(prefix="zoo-test-guard-")
+atexit.register(shutil.rmtree, _guard, ignore_errors=True)
+for _var in ("ZOO_FACE_CLASSIFIER", "ZOO_TEXT_ENCODER"):
+  pathlib.Path(_guard, f"{_var}-was-not-set-by-this-test").touch()
+  os.environ.setdefault(_var, os.path.join(_guard, f"{_var}-was-not-set-by-this-test", "run"))
+
 import csv  # noqa: E402
-import pathlib  # noqa: E402
 import socket  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -137,15 +146,19 @@ def tiny_face_classifier(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_text_encoder(tmp_path_factory):
+def tiny_text_encoder(tmp_path_factory, tiny_face_classifier):
   """``(workdir, result)`` of a tiny caption encoder trained once per session on the
-  embedded captioned faces; point ``ZOO_TEXT_ENCODER`` at it where a task needs it."""
+  embedded captioned faces, judged by the session's tiny face classifier; point
+  ``ZOO_TEXT_ENCODER`` at it where a task needs it."""
   from zoo.tasks import text_encoder as text_task  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path_factory.mktemp("tiny_text_encoder") / "text")
-  result = text_task.train_and_evaluate(
-    text_task.default_config("tiny"), workdir, log_fn=lambda m: None
-  )
+  # Without this the encoder would train the full-size default classifier in ./runs.
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("ZOO_FACE_CLASSIFIER", tiny_face_classifier)
+    result = text_task.train_and_evaluate(
+      text_task.default_config("tiny"), workdir, log_fn=lambda m: None
+    )
   return workdir, result
 
 
