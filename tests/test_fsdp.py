@@ -77,8 +77,10 @@ def test_pix2pix_two_by_two_matches_one_device(small_leaves_shard, tmp_path):
   for a, b in zip(runs["fsdp"].history, runs["one"].history, strict=True):
     for k in ("G_GAN", "G_L1", "D"):
       np.testing.assert_allclose(a[k], b[k], rtol=1e-4, err_msg=f"{k} at {a['step']}")
+  # Adam scales every element's step to about lr (2e-4): where a gradient is near zero,
+  # summation-order noise alone can move a weight by a fraction of that step.
   chex.assert_trees_all_close(
-    jax.device_get(runs["fsdp"].state), jax.device_get(runs["one"].state), rtol=1e-4, atol=1e-5
+    jax.device_get(runs["fsdp"].state), jax.device_get(runs["one"].state), rtol=1e-4, atol=1e-4
   )
   # The checkpoint holds the whole state: a 1-device resume reads it back.
   resumed = pix2pix_task.train_and_evaluate(
