@@ -2,17 +2,23 @@
 
 Every stream is the zoo's own (``zoo.data.stream.ShardedStream`` under each task), built as
 training builds it, iterated from step 0 with its prefetching reader threads; the rate is
-batches per second over ``--batches`` batches after 3 warm-up batches.
+batches per second over ``--batches`` batches after 3 warm-up batches. With ``--steps``
+(the default) the same run also times the jitted train step each stream feeds (median
+of ``--step_repeats`` after compiling, the benchmark's ``JaxStep``), so the ratio
+stream / step compares numbers taken minutes apart, not days. The embedded faces are
+drawn once per example and then held in memory, so their rate is given twice: the first
+epoch (drawing) and a later one (``--cached``).
 
   python benchmarks/data_rate.py --batches 40
 
-Rows: the embedded faces at 64 / 128 / 256 (ProGAN's stream, batch 16), an image folder of
-JPEGs resized on the fly (ProGAN, 64, batch 16), and pix2pix's A|B pairs (edges2faces at 64,
-batch 8, and at 256, batch 1, with jitter). Compare with BENCHMARKS.md's step times: the
-goal is >= 20x the batches per second the step consumes.
+Rows: the embedded faces at 32 / 64 / 128 / 256 (ProGAN's stream at the last stage of the
+CPU config grown to that size, its batch 16), an image folder of JPEGs resized on the fly
+(ProGAN, 64), and pix2pix's A|B pairs (edges2faces at 64, batch 8, and at 256, batch 1,
+with jitter). The goal is >= 20x the batches per second the step consumes.
 """
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -26,6 +32,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.bench_common import med  # noqa: E402
+from benchmarks.gan_step import JaxStep  # noqa: E402
 from launch.configs import pix2pix as p2p_cfg  # noqa: E402
 from launch.configs import progan as progan_cfg  # noqa: E402
 from zoo.tasks import pix2pix as p2p_task  # noqa: E402
@@ -42,42 +50,100 @@ def rate(it, n: int) -> float:
   return n / (time.perf_counter() - t0)
 
 
-def progan_stream(resolution: int, source: str = ""):
+def progan_task_at(resolution: int, source: str = ""):
   c = progan_cfg.get_config()
   c.schedule.resolution = (resolution, resolution)
   c.data.source = source
   c.eval.fd = "off"
   task = progan_task.ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
   stage = task.schedule.num_stages - 1
-  return task.stream(stage).iterate(0), task.schedule.batch_sizes[stage]
+  return task, stage, task.schedule.batch_sizes[stage]
 
 
-def pix2pix_stream(variant: str | None):
+def progan_step(task, stage, batch) -> JaxStep:
+  sched = task.schedule
+  return JaxStep(
+    train_step=functools.partial(task.train_step, stage=stage),
+    init_state=functools.partial(task.init_state, stage=stage),
+    batch=batch,
+    step0=sched.starts[stage] + sched.fades[stage] + 1,  # after the fade: alpha = 1
+    mesh=task.mesh,
+    seed=0,
+    step_variant=task.step_variant,
+  )
+
+
+def pix2pix_task(variant: str | None):
   c = p2p_cfg.get_config(variant)
   task = p2p_task.build_task(c, mesh_lib.make_mesh(jax.devices()[:1]))
-  return task.train_batches(0), c.batch_size, p2p_task.image_size(c)[0]
+  return task, c.batch_size, p2p_task.image_size(c)[0]
+
+
+def cached_rate(st, a) -> float | None:
+  """The rate in the second epoch, once the rendered faces are held in memory (ProGAN's
+  embedded faces are drawn once per example and kept)."""
+  if not a.cached:
+    return None
+  for step in range(st.steps_per_epoch):  # draw every example once
+    st.batch(step)
+  return rate(st.iterate(st.steps_per_epoch), a.batches)
+
+
+def step_seconds(make, repeats: int) -> float:
+  step = make()
+  step()  # the first call after compiling
+  return med([step() for _ in range(repeats)])
 
 
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--batches", type=int, default=40)
+  p.add_argument("--steps", action=argparse.BooleanOptionalAction, default=True)
+  p.add_argument("--step_repeats", type=int, default=5)
+  p.add_argument("--cached", action=argparse.BooleanOptionalAction, default=True)
   a = p.parse_args()
-  rows = []
-  for res in (64, 128, 256):
-    it, bs = progan_stream(res)
-    rows.append((f"faces {res}x{res} (ProGAN stream)", bs, rate(it, a.batches)))
+  rows = []  # (name, batch, batches/s, batches/s from the cache or None, make_step or None)
+  for res in (32, 64, 128, 256):
+    task, stage, bs = progan_task_at(res)
+    st = task.stream(stage)
+    r = rate(st.iterate(0), a.batches)
+    make = functools.partial(progan_step, task, stage, st.batch(0))
+    rows.append((f"faces {res}x{res} (ProGAN stream)", bs, r, cached_rate(st, a), make))
   with tempfile.TemporaryDirectory() as d:
     rng = np.random.default_rng(0)
     for i in range(200):
       Image.fromarray(rng.integers(0, 256, (300, 240, 3), np.uint8)).save(f"{d}/{i}.jpg")
-    it, bs = progan_stream(64, d)
-    rows.append(("image folder, 200 JPEGs 300x240 -> 64x64", bs, rate(it, a.batches)))
+    task, stage, bs = progan_task_at(64, d)
+    st = task.stream(stage)
+    r = rate(st.iterate(0), a.batches)
+    make = functools.partial(progan_step, task, stage, st.batch(0))
+    rows.append(("image folder, 200 JPEGs 300x240 -> 64x64 (ProGAN)", bs, r, None, make))
   for variant in (None, "paper"):
-    it, bs, size = pix2pix_stream(variant)
-    rows.append((f"A|B pairs edges2faces {size}x{size} (pix2pix)", bs, rate(it, a.batches)))
-  print("| stream | batch | batches/s | images/s |\n|---|---|---|---|")
-  for name, bs, r in rows:
-    print(f"| {name} | {bs} | {r:.1f} | {r * bs:.0f} |")
+    task, bs, size = pix2pix_task(variant)
+    r = rate(task.train_batches(0), a.batches)
+    make = functools.partial(
+      JaxStep,
+      train_step=task.train_step,
+      init_state=task.init_state,
+      batch=task.stream.batch(0),
+      step0=1,
+      mesh=task.mesh,
+      seed=0,
+    )
+    rows.append((f"A|B pairs edges2faces {size}x{size} (pix2pix)", bs, r, None, make))
+  print(
+    "| stream | batch | batches/s | images/s | step (s) | stream / step "
+    "| later epochs: batches/s | stream / step |"
+  )
+  print("|---|---|---|---|---|---|---|---|")
+  for name, bs, r, rc, make in rows:
+    step = step_seconds(make, a.step_repeats) if a.steps and make is not None else None
+    cells = [f"{r:.1f}", f"{r * bs:.0f}", "-", "-", "-", "-"]
+    if step is not None:
+      cells[2:4] = f"{step:.3f}", f"{r * step:.0f}x"
+    if rc is not None:
+      cells[4:6] = f"{rc:.0f}", ("-" if step is None else f"{rc * step:.0f}x")
+    print(f"| {name} | {bs} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

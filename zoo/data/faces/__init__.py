@@ -498,7 +498,11 @@ def _block_mode(img: Image.Image, ss: int, ids: Sequence[int]) -> np.ndarray:
 _LABEL_LUT = _PART_LABEL.tolist() + [0] * (256 - NUM_PARTS)
 
 
-def _render(attrs, height, width, rng, supersample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render(
+  attrs, height, width, rng, supersample, *, label_map: bool = True, part_map: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+  """``(image, label_map, part_map)``, a map ``None`` where not asked for: each map's
+  block majority costs about as much as the image itself."""
   height, width = int(height), int(width)
   _check_size(height, width)
   a = _attr_codes(attrs)
@@ -510,9 +514,9 @@ def _render(attrs, height, width, rng, supersample) -> tuple[np.ndarray, np.ndar
   pal = c.img.copy()
   pal.putpalette(_part_colors(a, j).tobytes())
   image = np.asarray(pal.convert("RGB").reduce(ss))
-  label_map = _block_mode(parts.point(_LABEL_LUT), ss, range(len(LABELS)))
-  part_map = _block_mode(parts, ss, range(NUM_PARTS))
-  return image, label_map, part_map
+  labels = _block_mode(parts.point(_LABEL_LUT), ss, range(len(LABELS))) if label_map else None
+  part_ids = _block_mode(parts, ss, range(NUM_PARTS)) if part_map else None
+  return image, labels, part_ids
 
 
 def render_example(
@@ -548,7 +552,7 @@ def render_face(
   supersample: int | None = None,
 ) -> np.ndarray:
   """Render one face: uint8 [height, width, 3]."""
-  return _render(attrs, height, width, rng, supersample)[0]
+  return _render(attrs, height, width, rng, supersample, label_map=False, part_map=False)[0]
 
 
 def render_label_map(
@@ -565,7 +569,7 @@ def render_label_map(
   Pass an equal ``rng`` (same seed / same Generator state / same :class:`Jitter`)
   as to :func:`render_face` to get a pixel-aligned map.
   """
-  return _render(attrs, height, width, rng, supersample)[1]
+  return _render(attrs, height, width, rng, supersample, part_map=False)[1]
 
 
 def colorize_label_map(label_map: np.ndarray) -> np.ndarray:
@@ -756,22 +760,32 @@ def make_example(
   height: int = 64,
   width: int = 64,
   all_attributes: bool = True,
+  views: Sequence[str] = ("image", "label_map", "edges"),
 ) -> dict[str, Any]:
   """Example ``index`` of the stream ``(seed, split)``: a pure function of its arguments.
 
   Returns ``image`` uint8 [H,W,3], ``label_map`` uint8 [H,W], ``edges`` uint8 [H,W,3],
-  ``attributes`` ``{name: int}``, ``caption`` str.
+  ``attributes`` ``{name: int}``, ``caption`` str. ``views`` picks which of the
+  three pictures to draw (each map costs about as much as the image); a picture is the
+  same whichever others are drawn with it.
   """
   r_attr, r_jit, r_cap = _example_rngs(seed, split, index)
   attrs = {k: int(v[0]) for k, v in sample_attributes(r_attr, 1).items()}
-  views = render_example(attrs, height=height, width=width, rng=r_jit)
-  return {
-    "image": views["image"],
-    "label_map": views["label_map"],
-    "edges": np.repeat(views["edges"][..., None], 3, axis=-1),
-    "attributes": attrs,
-    "caption": caption(attrs, r_cap, all_attributes=all_attributes),
+  unknown = set(views) - {"image", "label_map", "edges"}
+  if unknown:
+    raise ValueError(f"unknown views {sorted(unknown)}: choose from image, label_map, edges")
+  image, label_map, part_map = _render(
+    attrs, height, width, r_jit, None, label_map="label_map" in views, part_map="edges" in views
+  )
+  ex = {
+    "image": image,
+    "label_map": label_map,
+    "edges": None if part_map is None else np.repeat(edge_map(part_map)[..., None], 3, axis=-1),
   }
+  ex = {k: v for k, v in ex.items() if k in views}
+  ex["attributes"] = attrs
+  ex["caption"] = caption(attrs, r_cap, all_attributes=all_attributes)
+  return ex
 
 
 def make_faces(

@@ -86,7 +86,12 @@ class CaptionedFaces:
     img = self._images.get(face)
     if img is None:
       ex = faces.make_example(
-        face, seed=self.seed, split=self.split, height=self.height, width=self.width
+        face,
+        seed=self.seed,
+        split=self.split,
+        height=self.height,
+        width=self.width,
+        views=("image",),
       )
       img = ex["image"]
       with self._lock:

@@ -277,7 +277,9 @@ class SyntheticEdgesFaces:
         return hit
     lo, hi = self._faces.MIN_SIZE, self._faces.MAX_SIZE
     rh, rw = min(max(h, lo), hi), min(max(w, lo), hi)
-    ex = self._faces.make_example(int(index), seed=self.seed, split=self.split, height=rh, width=rw)
+    ex = self._faces.make_example(
+      int(index), seed=self.seed, split=self.split, height=rh, width=rw, views=("image", "edges")
+    )
     a, b = _resize(ex["edges"], (h, w)), _resize(ex["image"], (h, w))
     out = (b, a) if self.direction == "BtoA" else (a, b)
     if self._cache is not None:

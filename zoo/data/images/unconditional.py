@@ -179,7 +179,9 @@ class RenderedFaces(_Cached):
 
   def _load(self, index: int) -> np.ndarray:
     h, w = self.size
-    ex = self._faces.make_example(index, seed=self.seed, split=self.split, height=h, width=w)
+    ex = self._faces.make_example(
+      index, seed=self.seed, split=self.split, height=h, width=w, views=("image",)
+    )
     return ex["image"]
 
   def __getitem__(self, index: int) -> np.ndarray:
