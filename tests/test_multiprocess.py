@@ -205,19 +205,18 @@ LAUNCHES = {
   "stylegan": ({**test_stylegan.TINY, **_PROGRESSIVE}, False),
 }
 
-#: StyleGAN's first layer normalises a constant input with zero-initialised noise, so the
-#: gradients of its bias and noise scale are cancellations of terms around 1e6 and only
-#: their rounding (which the summation order decides) is left; Adam turns that into a +-lr
-#: step. The losses agree to 1e-4; the params to a few learning-rate steps, and Adam's
-#: moments (at b1 = 0 the last gradient itself) are not compared.
-_PARAM_ATOL = {"stylegan": 5e-3}
+#: Some gradients are mathematically zero and computed as the rounding left by a
+#: cancellation, which the summation order decides; Adam (eps 1e-8) turns that noise into a
+#: step of up to lr in either direction, so those params agree only to a few lr steps.
+#: * StyleGAN: the first layer normalises a constant input with zero-initialised noise, so
+#:   the gradients of its bias and noise scale cancel terms around 1e6. Adam's moments (at
+#:   b1 = 0 the last gradient itself) are not compared.
+#: * DCGAN-CLS (lr 2e-4): a unit of D's text projection that is positive for the whole batch
+#:   shifts every position of the joint layer equally, and the joint batch norm takes that
+#:   shift away, so its bias gradient is rounding noise (~1e-9, of either sign).
+#: The losses agree to 1e-4 at every step in every family.
+_PARAM_ATOL = {"stylegan": 5e-3, "dcgan_cls": 1e-3}
 _SKIP_OPT_STATE = {"stylegan"}
-
-#: Found by this test (docs/multihost.md, "Known problems"): in DCGAN-CLS's first D update,
-#: the gradient of D(real, right caption) over a mesh of 2 processes x 2 devices differs
-#: by up to 9% from the 1-process one, while the forward pass, the other two D terms, 1
-#: process x 4 devices and 2 processes x 1 device all agree to 1e-7.
-_KNOWN_BAD = {"dcgan_cls": "XLA CPU: a 2x2-process D gradient differs (docs/multihost.md)"}
 
 #: The one family the default (CI) set runs; the others are slow.
 _REPRESENTATIVE = "progan"
@@ -270,16 +269,7 @@ def _launch_cmd(family, workdir, overrides):
 
 @pytest.mark.parametrize(
   "family",
-  [
-    f
-    if f == _REPRESENTATIVE
-    else pytest.param(
-      f,
-      marks=[pytest.mark.slow]
-      + ([pytest.mark.xfail(reason=_KNOWN_BAD[f], strict=True)] if f in _KNOWN_BAD else []),
-    )
-    for f in LAUNCHES
-  ],
+  [f if f == _REPRESENTATIVE else pytest.param(f, marks=pytest.mark.slow) for f in LAUNCHES],
 )
 def test_launcher_two_processes_of_two_devices_match_one(family, tmp_path, request):
   """``python -m launch.FAMILY`` as 2 processes x 2 CPU devices (jax.distributed on
