@@ -546,38 +546,32 @@ def make_norm(
 # --------------------------------------------------------------------------
 
 
-# Output phase (a, b) of a 4x4, stride-2, padding-1 transposed convolution:
-# y[2m + a, 2n + b] = sum over its taps of x[m + dy, n + dx] @ K[ky, kx]  (dy, dx, ky, kx).
-_UP2_TAPS = {
-  (0, 0): ((0, 0, 1, 1), (0, -1, 1, 3), (-1, 0, 3, 1), (-1, -1, 3, 3)),
-  (0, 1): ((0, 1, 1, 0), (0, 0, 1, 2), (-1, 1, 3, 0), (-1, 0, 3, 2)),
-  (1, 0): ((1, 0, 0, 1), (1, -1, 0, 3), (0, 0, 2, 1), (0, -1, 2, 3)),
-  (1, 1): ((1, 1, 0, 0), (1, 0, 0, 2), (0, 1, 2, 0), (0, 0, 2, 2)),
-}
-
-
 def conv_transpose_4x4_s2(x: Array, kernel: Array) -> Array:
   """``nn.ConvTranspose(C, (4, 4), strides=2, padding=((2, 2), (2, 2)), transpose_kernel=True)``
-  (Torch's ``SpatialFullConvolution(4, 4, 2, 2, 1, 1)``) as four matmuls, one per output phase.
+  (Torch's ``SpatialFullConvolution(4, 4, 2, 2, 1, 1)``) as one matmul and sixteen
+  shifted adds (col2im).
 
   XLA:CPU runs the gradient of a strided transposed convolution as a slow generic loop
-  (seconds per layer at DCGAN sizes); each output phase is a 2x2 stencil of the input,
-  so gathering its four taps and multiplying keeps forward and backward at matmul speed.
+  (seconds per layer at DCGAN sizes). Here every input pixel is multiplied by all sixteen
+  taps at once (``[B*H*W, C_in] @ [C_in, 16*C_out]``, one wide matmul), and tap
+  ``(ky, kx)`` of input pixel ``(m, n)`` lands on output pixel
+  ``(2m - 1 + ky, 2n - 1 + kx)``. The backward pass is slices and one matmul too.
   ``x`` [B, H, W, C_in], ``kernel`` [4, 4, C_out, C_in] (flax's transposed-kernel layout)
   -> [B, 2H, 2W, C_out].
   """
-  b, h, w, _ = x.shape
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  phases = []
-  for a, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
-    taps = _UP2_TAPS[(a, c)]
-    cols = jnp.concatenate(
-      [xp[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx, _, _ in taps], axis=-1
-    )
-    k = jnp.concatenate([kernel[ky, kx].T for _, _, ky, kx in taps], axis=0)
-    phases.append(cols @ k)
-  y = jnp.stack(phases, axis=3).reshape(b, h, w, 2, 2, -1)
-  return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, -1)
+  b, h, w, c_in = x.shape
+  c_out = kernel.shape[2]
+  k = kernel.transpose(3, 0, 1, 2).reshape(c_in, 16 * c_out)
+  taps = (x.reshape(-1, c_in) @ k).reshape(b, h, w, 4, 4, c_out)
+  # Output row 2m - 1 + ky, shifted by one, is row 2 * (m + ky // 2) + ky % 2 of a
+  # (2H + 2)-row canvas: block m + ky // 2, phase ky % 2. The same for columns.
+  out = jnp.zeros((b, h + 1, 2, w + 1, 2, c_out), x.dtype)
+  for ky in range(4):
+    for kx in range(4):
+      out = out.at[:, ky // 2 : ky // 2 + h, ky % 2, kx // 2 : kx // 2 + w, kx % 2].add(
+        taps[:, :, :, ky, kx]
+      )
+  return out.reshape(b, 2 * h + 2, 2 * w + 2, c_out)[:, 1:-1, 1:-1]
 
 
 class ConvTranspose2x(nn.Module):
