@@ -28,6 +28,7 @@ from zoo.errors import CheckpointError, ZooError
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop
 from zoo.training import workdir as workdir_lib
+from zoo.training import restore as restore_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -269,6 +270,15 @@ def test_workdir_that_is_a_file(tmp_path):
   _assert_one_line_error(_run("sketch_rnn", f, *_args(SKETCH)), "is a file")
   _assert_one_line_error(_run("sketch_rnn", f / "sub", *_args(SKETCH)), "is a file")
   assert f.read_text() == "x"
+
+
+def test_url_workdir_is_refused_not_made_a_local_folder():
+  url = "gs://some-bucket/zoo-test-run"
+  _assert_one_line_error(_run("sketch_rnn", url, *_args(SKETCH)), "is a gs:// URL")
+  assert not (REPO / "gs:").exists()
+  for call in (workdir_lib.check_usable, restore_lib.read_config):
+    with pytest.raises(CheckpointError, match="mount the bucket"):
+      call(url)
 
 
 def _damage(workdir, step: int, kind: str) -> None:

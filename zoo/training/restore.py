@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 
 from zoo.errors import CheckpointError, ZooError
 from zoo.training import checkpoint as ckpt_lib
+from zoo.training import workdir as workdir_lib
 
 #: ``(config, meta) -> abstract state pytree`` (leaves: anything with shape and dtype).
 AbstractFn = Callable[[dict, dict], Any]
@@ -152,7 +153,7 @@ def _filter_event_loop_noise() -> None:
 
 
 def _check_workdir(workdir: str) -> str:
-  workdir = os.fspath(workdir)
+  workdir = workdir_lib.check_local(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise CheckpointError(f"workdir {workdir!r} is a file, not a directory")
   if not os.path.isdir(workdir):

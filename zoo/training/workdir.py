@@ -26,6 +26,7 @@ import datetime
 import errno
 import json
 import os
+import re
 import socket
 import threading
 from typing import Any, Callable, Iterable, Mapping
@@ -44,12 +45,25 @@ OVERRIDE_FLAG = "--allow_config_change"
 # ---------------------------------------------------------------------------
 
 
-def check_usable(workdir: str) -> str:
-  """``workdir`` as a path; one-line CheckpointError when it (or a parent) is a file or is
-  not writable. Creates nothing."""
+def check_local(workdir: str) -> str:
+  """``workdir`` as a path; one-line CheckpointError for a URL such as ``gs://...``, which
+  the local file API would take for a relative folder named ``gs:``."""
   workdir = os.fspath(workdir)
   if not workdir:
     raise CheckpointError("--workdir is empty")
+  scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", workdir)
+  if scheme:
+    raise CheckpointError(
+      f"workdir {workdir!r} is a {scheme.group(1)}:// URL; workdirs are local paths: mount "
+      "the bucket (e.g. gcsfuse) and pass the mounted path (docs/multihost.md)"
+    )
+  return workdir
+
+
+def check_usable(workdir: str) -> str:
+  """``workdir`` as a path; one-line CheckpointError when it is a URL, or it (or a parent)
+  is a file or is not writable. Creates nothing."""
+  workdir = check_local(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise CheckpointError(f"workdir {workdir!r} is a file, not a directory")
   probe = os.path.abspath(workdir)
