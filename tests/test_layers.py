@@ -196,6 +196,42 @@ def test_blur_impulse_and_resampling_values():
   chex.assert_type(out, jnp.bfloat16)
 
 
+@pytest.mark.parametrize("mode", ["zero", "edge", "reflect"])
+@pytest.mark.parametrize("taps", [(1, 2, 1), (1, 3, 3, 1)])
+def test_blur_equals_the_depthwise_convolution_with_gradients(mode, taps):
+  """The separable shifted adds against the 2-D filter as a depthwise convolution of the
+  2-D-padded input: values, first and second derivatives (R1 differentiates twice)."""
+  k2 = L.blur_kernel_2d(taps)
+  kh = k2.shape[0]
+  pads = ((0, 0), ((kh - 1) // 2, kh // 2), ((kh - 1) // 2, kh // 2), (0, 0))
+
+  def ref(x):
+    xp = jnp.pad(x, pads, mode={"zero": "constant"}.get(mode, mode))
+    w = jnp.asarray(np.tile(k2[:, :, None, None], (1, 1, 1, x.shape[-1])))
+    return jax.lax.conv_general_dilated(
+      xp,
+      w,
+      (1, 1),
+      "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=x.shape[-1],
+    )
+
+  def ours(x):
+    return L.blur(x, kernel=taps, padding_mode=mode)
+
+  def grad(f):
+    return jax.grad(lambda x: jnp.sum(jnp.sin(f(x)) * x))
+
+  def grad_of_grad(f):
+    return jax.grad(lambda x: jnp.sum(grad(f)(x) ** 2))
+
+  x = jax.random.normal(jax.random.key(0), (2, 7, 5, 3))
+  np.testing.assert_allclose(ours(x), ref(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grad(ours)(x), grad(ref)(x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(grad_of_grad(ours)(x), grad_of_grad(ref)(x), rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------------------
 # StyleGAN modules
 # --------------------------------------------------------------------------
