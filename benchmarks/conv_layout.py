@@ -20,6 +20,7 @@ kernel gradient), against the same-run 2048^2 ``jnp.dot``. JAX's transposed conv
 is ``lax.conv_transpose`` without the kernel flip: the same shapes and work as PyTorch's.
 
   python benchmarks/conv_layout.py --repeats 20
+  python benchmarks/conv_layout.py --preset dcgan --repeats 10   # DCGAN-CLS's layers
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ LAYERS = [
   ("enc 64->32, 128->256 b1", "down", 1, 64, 128, 256),
   ("enc 64->32, 128->256 b8", "down", 8, 64, 128, 256),
   ("enc 64->32, 128->256 b32", "down", 32, 64, 128, 256),
+]
+
+
+#: DCGAN-CLS at 64x64 (ngf = ndf = 64): D at batch 64, G at 128 (GAN-INT doubles it).
+DCGAN_LAYERS = [
+  ("D 64->32, 3->64", "down", 64, 64, 3, 64),
+  ("D 32->16, 64->128", "down", 64, 32, 64, 128),
+  ("D 16->8, 128->256", "down", 64, 16, 128, 256),
+  ("D 8->4, 256->512", "down", 64, 8, 256, 512),
+  ("G 4->8, 512->256", "up", 128, 4, 512, 256),
+  ("G 8->16, 256->128", "up", 128, 8, 256, 128),
+  ("G 16->32, 128->64", "up", 128, 16, 128, 64),
+  ("G 32->64, 64->3", "up", 128, 32, 64, 3),
 ]
 
 
@@ -146,6 +160,7 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument("--repeats", type=int, default=20)
   p.add_argument("--layers", default="", help="comma-separated row numbers (default all)")
+  p.add_argument("--preset", default="pix2pix", choices=("pix2pix", "dcgan"))
   a = p.parse_args()
   import torch  # pylint: disable=g-import-not-at-top
 
@@ -156,7 +171,8 @@ def main():
     f"{torch.get_num_threads()}, {bench_common.versions(torch)}, load {bench_common.load()}, "
     f"git {bench_common.git_head()}"
   )
-  rows = [LAYERS[int(i)] for i in a.layers.split(",")] if a.layers else LAYERS
+  table = LAYERS if a.preset == "pix2pix" else DCGAN_LAYERS
+  rows = [table[int(i)] for i in a.layers.split(",")] if a.layers else table
   print(
     "| layer | batch | JAX lax NHWC (ms) | JAX lax NCHW (ms) | JAX zoo layer (ms) | "
     "torch NCHW (ms) | torch channels_last (ms) | zoo speedup (best torch / zoo) | "
