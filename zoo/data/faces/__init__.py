@@ -752,6 +752,10 @@ def example_attributes(index: int, *, seed: int = 0, split: str | None = None) -
   return {k: int(v[0]) for k, v in sample_attributes(r_attr, 1).items()}
 
 
+#: What :func:`make_example` can make besides the attributes.
+VIEWS = ("image", "label_map", "edges", "caption")
+
+
 def make_example(
   index: int,
   *,
@@ -760,31 +764,32 @@ def make_example(
   height: int = 64,
   width: int = 64,
   all_attributes: bool = True,
-  views: Sequence[str] = ("image", "label_map", "edges"),
+  views: Sequence[str] = ("image", "label_map", "edges", "caption"),
 ) -> dict[str, Any]:
   """Example ``index`` of the stream ``(seed, split)``: a pure function of its arguments.
 
   Returns ``image`` uint8 [H,W,3], ``label_map`` uint8 [H,W], ``edges`` uint8 [H,W,3],
-  ``attributes`` ``{name: int}``, ``caption`` str. ``views`` picks which of the
-  three pictures to draw (each map costs about as much as the image); a picture is the
-  same whichever others are drawn with it.
+  ``caption`` str and ``attributes`` ``{name: int}``. ``views`` picks which of the first
+  four to make (each map costs about as much as the image, the caption a tenth of it);
+  ``attributes`` always come. A view is the same whichever others are made with it.
   """
+  unknown = set(views) - set(VIEWS)
+  if unknown:
+    raise ValueError(f"unknown views {sorted(unknown)}: choose from {', '.join(VIEWS)}")
   r_attr, r_jit, r_cap = _example_rngs(seed, split, index)
   attrs = {k: int(v[0]) for k, v in sample_attributes(r_attr, 1).items()}
-  unknown = set(views) - {"image", "label_map", "edges"}
-  if unknown:
-    raise ValueError(f"unknown views {sorted(unknown)}: choose from image, label_map, edges")
-  image, label_map, part_map = _render(
-    attrs, height, width, r_jit, None, label_map="label_map" in views, part_map="edges" in views
-  )
-  ex = {
-    "image": image,
-    "label_map": label_map,
-    "edges": None if part_map is None else np.repeat(edge_map(part_map)[..., None], 3, axis=-1),
-  }
+  ex: dict[str, Any] = {}
+  if {"image", "label_map", "edges"} & set(views):
+    image, label_map, part_map = _render(
+      attrs, height, width, r_jit, None, label_map="label_map" in views, part_map="edges" in views
+    )
+    ex["image"], ex["label_map"] = image, label_map
+    if part_map is not None:
+      ex["edges"] = np.repeat(edge_map(part_map)[..., None], 3, axis=-1)
+  if "caption" in views:
+    ex["caption"] = caption(attrs, r_cap, all_attributes=all_attributes)
   ex = {k: v for k, v in ex.items() if k in views}
   ex["attributes"] = attrs
-  ex["caption"] = caption(attrs, r_cap, all_attributes=all_attributes)
   return ex
 
 
