@@ -6,7 +6,7 @@ the family's task class and config, exactly as ``zoo.training.loop`` compiles it
 ``fold_in(key, step)``), and in the same process a PyTorch re-implementation of the same
 networks, losses and update order written for the benchmark only
 (``benchmarks/torch_gans.py``: pix2pix, DCGAN-CLS; ``benchmarks/torch_progressive.py``:
-ProGAN, StyleGAN). The two are timed in alternating rounds (JAX, PyTorch, then a large
+ProGAN, StyleGAN, T2F). The two are timed in alternating rounds (JAX, PyTorch, then a large
 ``jnp.dot`` / ``torch.mm``, the machine's matmul limit under the same load), ``--repeats``
 rounds after one warm-up step each; the table reports medians.
 
@@ -23,6 +23,13 @@ Rows (defaults; see ``--help`` for the flags that pick them):
   non-saturating logistic loss with R1 (gamma 10) on every step (``r1``) and lazily,
   every ``--lazy-interval`` steps (``r1lazy``, with StyleGAN2's Adam correction).
 * stylegan: the same resolutions, ``r1`` and ``r1lazy`` (its config's recipe).
+* t2f: the default config (LSTM caption encoder trained with G, conditioning
+  augmentation, ProGAN G and D with the text embedding entering D's last block) at its
+  final 32x32 stage after the fade, batch 16: WGAN-GP + drift, the matching-aware
+  ``D(real, wrong caption)`` term weighted 1/2 (``loss.balanced_mismatch``) and the CA's
+  KL (weight 1) in G's loss. The captions are the embedded captioned faces', encoded
+  with the vocabulary of the config's full training captions (only batch 0 is read);
+  the PyTorch side gets the same word ids. Evaluation is off (no face classifier).
 
 A lazy row's timing unit is a block of ``--lazy-interval`` consecutive steps (exactly one
 of which applies R1) and the reported time is the block's mean per step. As in the loop,
@@ -47,6 +54,7 @@ Usage::
   python benchmarks/gan_step.py --families pix2pix --pix2pix 64x8 --repeats 3
   python benchmarks/gan_step.py --families progan --prog-resolutions 32 --progan-losses wgangp
   python benchmarks/gan_step.py --families dcgan_cls --dcgan-batch 16 --no-torch
+  python benchmarks/gan_step.py --families t2f --repeats 3
 
 Process settings (before JAX / PyTorch start), as ``benchmarks/sketch_rnn_step.py``:
 ``OMP_WAIT_POLICY=PASSIVE`` (PyTorch's OpenMP threads sleep instead of spinning on a
@@ -84,7 +92,7 @@ from benchmarks.bench_common import (  # noqa: E402
   versions,
 )
 
-FAMILIES = ("pix2pix", "dcgan_cls", "progan", "stylegan")
+FAMILIES = ("pix2pix", "dcgan_cls", "progan", "stylegan", "t2f")
 PROGAN_LOSSES = ("wgangp", "r1", "r1lazy")
 STYLEGAN_LOSSES = ("r1", "r1lazy")
 
@@ -111,6 +119,7 @@ def parse_args(argv=None):
   p.add_argument("--prog-batch", type=int, default=0, help="0: the config's (16)")
   p.add_argument("--progan-losses", default=",".join(PROGAN_LOSSES))
   p.add_argument("--stylegan-losses", default=",".join(STYLEGAN_LOSSES))
+  p.add_argument("--t2f-batch", type=int, default=0, help="0: the T2F config's (16)")
   p.add_argument("--lazy-interval", type=int, default=16, help="R1 interval of the r1lazy rows")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch references")
   p.add_argument("--torch-threads", type=int, default=0, help="0: the core count")
@@ -140,11 +149,13 @@ from launch.configs import dcgan_cls as dcgan_cfg
 from launch.configs import pix2pix as p2p_cfg
 from launch.configs import progan as progan_cfg
 from launch.configs import stylegan as stylegan_cfg
+from launch.configs import t2f as t2f_cfg
 from zoo.gan.progressive import make_schedule
 from zoo.tasks import dcgan_cls as dcgan_task
 from zoo.tasks import pix2pix as p2p_task
 from zoo.tasks import progan as progan_task
 from zoo.tasks import stylegan as stylegan_task
+from zoo.tasks import t2f as t2f_task
 from zoo.training import mesh as mesh_lib
 
 
@@ -509,6 +520,82 @@ def progressive_rows(family: str, args, mesh) -> list[Row]:
   return rows
 
 
+def t2f_rows(args, mesh) -> list[Row]:
+  """The T2F row: the default config (LSTM encoder) at its last stage, after the fade."""
+  c = t2f_cfg.get_config()
+  if args.t2f_batch:
+    c.schedule.batch_sizes = (args.t2f_batch,)
+  sched = make_schedule(c)
+  batch = sched.batch_sizes[-1]
+  stage = sched.num_stages - 1
+  res = sched.resolution(stage)[0]
+  # The vocabulary of the config's whole training data (a real run's embedding table);
+  # the task itself reads a tiny source (captions only, no image rendered) for batch 0.
+  vocab = t2f_task.build_vocabulary(c)
+  c.data.num_faces = -(-batch // c.data.captions_per_face)
+  c.eval.num_samples = 0
+  c.eval.fd = False
+  m, lc = c.model, c.loss
+  source = t2f_task.training_source(c)
+  captions = [source.caption(i)[0] for i in range(batch)]
+  tokens, lengths = vocab.encode(captions, c.text.max_len)
+
+  def make_jax(c=c):
+    task = t2f_task.T2FTask(c, mesh, vocab=vocab, classifier=None, log=None, source=source)
+    s = task.schedule
+    step0 = s.starts[stage] + s.fades[stage] + 1  # alpha = 1
+    return JaxStep(
+      train_step=functools.partial(task.train_step, stage=stage),
+      init_state=functools.partial(task.init_state, stage=stage),
+      batch=task.stream(stage).batch(0),
+      step0=step0,
+      mesh=mesh,
+      seed=args.seed,
+      step_variant=task.step_variant,
+    )
+
+  def make_torch(c=c):
+    if m.text_encoder != "lstm" or m.d_condition != "embedding":
+      raise NotImplementedError("the PyTorch T2F has the LSTM encoder and D on the embedding")
+    if (lc.d_loss, lc.g_loss, lc.reg, lc.reg_interval, lc.n_critic) != ("wgan", "wgan", "gp", 1, 1):
+      raise NotImplementedError("the PyTorch T2F has WGAN-GP, every step, one critic")
+    if not lc.matching_aware or m.normalize_latents or not m.use_pixelnorm:
+      raise NotImplementedError("the PyTorch T2F has the matching-aware term and pixel norm")
+    return _torch_progressive().t2f_step(
+      res,
+      batch,
+      vocab_size=len(vocab),
+      tokens=tokens,
+      lengths=lengths,
+      max_len=c.text.max_len,
+      latent_dim=m.latent_dim,
+      ca_dim=m.ca_dim,
+      embed_dim=m.embed_dim,
+      hidden_dim=m.hidden_dim,
+      num_layers=m.num_layers,
+      cond_dim=m.cond_dim,
+      fmap_base=m.fmap_base,
+      fmap_max=m.fmap_max,
+      kl_weight=float(lc.kl_weight),
+      balanced_mismatch=bool(lc.balanced_mismatch),
+      cond_grad=bool(lc.cond_grad),
+    )
+
+  mismatch = "D(wrong)/2" if lc.balanced_mismatch else "D(wrong)"
+  return [
+    Row(
+      "t2f",
+      f"{res}x{res} b{batch} fmap{m.fmap_base}/{m.fmap_max} z{m.latent_dim}+ca{m.ca_dim} "
+      f"lstm{m.num_layers}x{m.hidden_dim} L{c.text.max_len} V{len(vocab)}",
+      f"WGAN-GP+drift+{mismatch}+KL",
+      batch,
+      1,
+      make_jax,
+      make_torch,
+    )
+  ]
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -532,14 +619,16 @@ def _diff(a, b):
 
 def torch_param_counts(step) -> tuple[int | None, int | None]:
   """``(G, D)`` trainable parameters of a PyTorch step: its ``g_params`` / ``d_params``
-  attributes (``torch_gans``), else those of its ``g`` / ``d`` modules
-  (``torch_progressive``); None when it carries neither."""
+  attributes (``torch_gans``), else the ``requires_grad`` parameters of its ``g`` / ``d``
+  modules (``torch_progressive``; T2F's G includes its LSTM encoder and CA, less the
+  frozen zero ``bias_hh`` of ``nn.LSTM``, which flax's LSTM cell does not have); None
+  when it carries neither."""
   out = []
   for name in ("g", "d"):
     n = getattr(step, f"{name}_params", None)
     module = getattr(step, name, None)
     if not isinstance(n, int) and hasattr(module, "parameters"):
-      n = sum(p.numel() for p in module.parameters())
+      n = sum(p.numel() for p in module.parameters() if p.requires_grad)
     out.append(n if isinstance(n, int) else None)
   return out[0], out[1]
 
@@ -731,6 +820,8 @@ def main(args):
       rows += pix2pix_rows(args, mesh)
     elif f == "dcgan_cls":
       rows += dcgan_rows(args, mesh)
+    elif f == "t2f":
+      rows += t2f_rows(args, mesh)
     else:
       rows += progressive_rows(f, args, mesh)
   dot = DotPeak(args.dot_size)

@@ -1,4 +1,4 @@
-"""PyTorch reference of the ProGAN / StyleGAN training step at the last stage (benchmark only).
+"""PyTorch reference of the ProGAN / StyleGAN / T2F training step at the last stage (benchmark only).
 
 Used by ``benchmarks/gan_step.py`` to time the zoo's progressive GANs against the same
 networks, losses and optimiser written in PyTorch. Not imported by the ``zoo`` package or
@@ -22,6 +22,13 @@ NCHW here, NHWC in the zoo):
   resolution above 4x4 being nearest 2x upsampling, 3x3 conv and the ``[1, 2, 1]`` blur;
 * StyleGAN D: ProGAN's with the blur between the two convs of each block (before the
   average pooling, leaky ReLU after the pooling).
+* T2F (``zoo.models.t2f``, LSTM encoder, ``d_condition='embedding'``): G is a word
+  embedding and stacked LSTM over the padded caption (the top layer's output at the last
+  word), the conditioning augmentation (equalized linear to ``mu, logvar``,
+  ``c = mu + exp(logvar / 2) eps``) and ProGAN's G on ``[c, z]`` (no latent pixel norm);
+  D is ProGAN's with the text embedding, compressed by a linear layer and replicated over
+  4x4, concatenated after the last block's 3x3 conv and merged by a 1x1 conv. See
+  :func:`t2f_step` for its losses and update order.
 
 As in the zoo, a network of stage ``s >= 1`` also holds (and runs) the toRGB / fromRGB of
 the previous resolution and blends it in with ``lerp(old, new, alpha)``; with ``alpha = 1``
@@ -62,7 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["channels_at", "param_counts", "progan_step", "stylegan_step"]
+__all__ = ["channels_at", "param_counts", "progan_step", "stylegan_step", "t2f_step"]
 
 LRELU_SLOPE = 0.2
 SQRT2 = math.sqrt(2.0)
@@ -192,13 +199,23 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = MBSTD_GROUP, eps: float 
 
 
 class ProGANGenerator(nn.Module):
-  def __init__(self, stage: int, latent_dim: int, fmap_base: int, fmap_max: int, channels=3):
+  def __init__(
+    self,
+    stage: int,
+    latent_dim: int,
+    fmap_base: int,
+    fmap_max: int,
+    channels=3,
+    *,
+    normalize_latents: bool = True,
+  ):
     super().__init__()
 
     def nf(level):
       return channels_at(level, fmap_base=fmap_base, fmap_max=fmap_max)
 
     self.stage = stage
+    self.normalize_latents = normalize_latents
     c0 = nf(0)
     self.c0 = c0
     self.dense = EqDense(latent_dim, START * START * c0, gain=math.sqrt(2.0) / 4, bias=False)
@@ -211,7 +228,8 @@ class ProGANGenerator(nn.Module):
     self.to_rgb_prev = EqConv(nf(stage - 1), channels, 1, gain=1.0) if stage else None
 
   def forward(self, z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    x = self.dense(pixel_norm(z)).view(z.shape[0], self.c0, START, START)
+    x = self.dense(pixel_norm(z) if self.normalize_latents else z)
+    x = x.view(z.shape[0], self.c0, START, START)
     x = pixel_norm(_lrelu(x + self.bias.view(1, -1, 1, 1)))
     h = pixel_norm(_lrelu(self.conv(x)))
     prev = h
@@ -259,7 +277,8 @@ class Discriminator(nn.Module):
     self.dense0 = EqDense(nf(0) * START * START, nf(-1))
     self.dense1 = EqDense(nf(-1), 1, gain=1.0)
 
-  def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+  def trunk(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """fromRGB and the blocks down to the start resolution (the fade included)."""
     h = _lrelu(self.from_rgb(x))
     if self.from_rgb_prev is not None:
       h = self.blocks[0](h)
@@ -267,7 +286,10 @@ class Discriminator(nn.Module):
       h = _lerp(old, h, alpha)
       for block in self.blocks[1:]:
         h = block(h)
-    h = _lrelu(self.conv(minibatch_stddev(h)))
+    return h
+
+  def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    h = _lrelu(self.conv(minibatch_stddev(self.trunk(x, alpha))))
     h = _lrelu(self.dense0(h.flatten(1)))
     return self.dense1(h)[:, 0]
 
@@ -384,6 +406,97 @@ class StyleGANGenerator(nn.Module):
     idx = torch.arange(self.num_ws, device=device)
     ws = torch.where((idx[None, :] < cross[:, None])[..., None], w1[:, None], w2[:, None])
     return self.synthesis(ws)
+
+
+# --------------------------------------------------------------------------
+# T2F
+# --------------------------------------------------------------------------
+
+
+class LSTMEncoder(nn.Module):
+  """``zoo.models.text.LSTMEncoder``: word embedding -> ``num_layers`` stacked LSTMs over
+  all ``L`` padded steps -> the top layer's output at ``lengths - 1`` (zeros for length 0).
+
+  flax's ``OptimizedLSTMCell`` has one bias per gate (on its hidden-to-hidden kernels);
+  ``nn.LSTM`` has two that are only ever summed, ``bias_ih`` and ``bias_hh``. The second
+  is held at zero and frozen (``requires_grad=False``), so the function and the trainable
+  parameters are those of the zoo's cell while the fused LSTM kernel is still used.
+  """
+
+  def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int):
+    super().__init__()
+    self.embed = nn.Embedding(vocab_size, embed_dim)
+    self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True)
+    for name, p in self.lstm.named_parameters():
+      if name.startswith("bias_hh"):
+        with torch.no_grad():
+          p.zero_()
+        p.requires_grad_(False)
+
+  def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    b, steps = tokens.shape
+    x, _ = self.lstm(self.embed(tokens))
+    lengths = lengths.clamp(0, steps)
+    h = x[torch.arange(b, device=x.device), (lengths - 1).clamp(0, steps - 1)]
+    return torch.where(lengths[:, None] > 0, h, torch.zeros_like(h))
+
+
+class T2FGenerator(nn.Module):
+  """``zoo.models.t2f.TextConditionalGenerator`` (the LSTM variant): encoder -> CA
+  (``EqDense(2 ca_dim, gain 1)`` -> mu, logvar; ``c = mu + exp(logvar / 2) eps``) ->
+  ProGAN's generator on ``[c, z]`` (not pixel-normalised, the T2F config's
+  ``normalize_latents=False``). Returns ``(images, emb, mu, logvar)``."""
+
+  def __init__(
+    self,
+    stage: int,
+    *,
+    vocab_size: int,
+    embed_dim: int,
+    hidden_dim: int,
+    num_layers: int,
+    ca_dim: int,
+    latent_dim: int,
+    fmap_base: int,
+    fmap_max: int,
+    channels=3,
+  ):
+    super().__init__()
+    self.encoder = LSTMEncoder(vocab_size, embed_dim, hidden_dim, num_layers)
+    self.ca = EqDense(hidden_dim, 2 * ca_dim, gain=1.0)
+    self.generator = ProGANGenerator(
+      stage, ca_dim + latent_dim, fmap_base, fmap_max, channels, normalize_latents=False
+    )
+    self.ca_dim = ca_dim
+
+  def forward(self, tokens, lengths, z, eps, alpha: float = 1.0):
+    emb = self.encoder(tokens, lengths)
+    h = self.ca(emb)
+    mu, logvar = h[:, : self.ca_dim], h[:, self.ca_dim :]
+    c = mu + torch.exp(0.5 * logvar) * eps
+    return self.generator(torch.cat([c, z], dim=1), alpha), emb, mu, logvar
+
+
+class ConditionalDiscriminator(Discriminator):
+  """``zoo.models.t2f.ConditionalDiscriminator``: ProGAN's D whose last block is
+  minibatch stddev -> 3x3 conv -> concat(``compress(cond)`` (linear, gain 1) replicated
+  over 4x4) -> 1x1 conv -> dense -> dense(1); ``(x, cond) -> [B]``."""
+
+  def __init__(
+    self, stage: int, fmap_base: int, fmap_max: int, *, cond_features: int, cond_dim: int
+  ):
+    super().__init__(stage, fmap_base, fmap_max, blur=False)
+    c0 = channels_at(0, fmap_base=fmap_base, fmap_max=fmap_max)
+    self.compress = EqDense(cond_features, cond_dim, gain=1.0)
+    self.conv_cond = EqConv(c0 + cond_dim, c0, 1)
+
+  def forward(self, x: torch.Tensor, cond: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:  # pylint: disable=arguments-differ
+    h = _lrelu(self.conv(minibatch_stddev(self.trunk(x, alpha))))
+    y = self.compress(cond)
+    y = y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    h = _lrelu(self.conv_cond(torch.cat([h, y], dim=1)))
+    h = _lrelu(self.dense0(h.flatten(1)))
+    return self.dense1(h)[:, 0]
 
 
 # --------------------------------------------------------------------------
@@ -551,6 +664,132 @@ def stylegan_step(
     device=device,
     name="StyleGAN (mixing 0.9)",
   )
+
+
+def _trainable(module: nn.Module) -> list[torch.Tensor]:
+  return [p for p in module.parameters() if p.requires_grad]
+
+
+def t2f_step(
+  resolution: int,
+  batch: int,
+  *,
+  vocab_size: int,
+  tokens=None,
+  lengths=None,
+  max_len: int = 64,
+  latent_dim: int = 64,
+  ca_dim: int = 64,
+  embed_dim: int = 64,
+  hidden_dim: int = 128,
+  num_layers: int = 1,
+  cond_dim: int = 32,
+  fmap_base: int = 256,
+  fmap_max: int = 128,
+  kl_weight: float = 1.0,
+  balanced_mismatch: bool = True,
+  cond_grad: bool = True,
+) -> Callable[[], None]:
+  """One T2F training step at ``resolution`` (the last stage, alpha 1), as
+  ``zoo.tasks.t2f`` with its default ``'embedding'`` condition and the LSTM encoder.
+
+  ``tokens`` ``[batch, max_len]`` / ``lengths`` ``[batch]`` (numpy or tensors): the
+  batch's encoded captions; None draws random word ids and lengths.
+
+  Step (``zoo.gan.core.train_step`` with ``zoo.gan.objectives.LearnedConditionObjective``):
+  G (encoder, CA, ProGAN G) runs once on ``z`` and the CA noise, its graph kept; D is
+  updated with the fakes and the text embedding detached (D never changes the encoder):
+  ``mean D(fake) - mean D(real) + 1e-3 mean D(real)^2`` plus the matching-aware term
+  ``mean D(real, wrong)`` (wrong = the embedding rolled by one), weighted 1/2 with
+  ``D(fake)``'s 1/2 when ``balanced_mismatch``, plus WGAN-GP (lambda 10) on
+  ``eps real + (1 - eps) fake`` with the condition fixed; then G (D frozen) on
+  ``-mean D(fake, emb) + kl_weight mean KL(N(mu, sigma^2) || N(0, I))``, the adversarial
+  term reaching the encoder through D's condition input too when ``cond_grad``; G's
+  optimizer owns the encoder and the CA. Finally G's EMA (all of G's trainable tensors).
+  """
+  device = _device()
+  stage = _stage(resolution)
+  g = T2FGenerator(
+    stage,
+    vocab_size=vocab_size,
+    embed_dim=embed_dim,
+    hidden_dim=hidden_dim,
+    num_layers=num_layers,
+    ca_dim=ca_dim,
+    latent_dim=latent_dim,
+    fmap_base=fmap_base,
+    fmap_max=fmap_max,
+  ).to(device)
+  d = ConditionalDiscriminator(
+    stage, fmap_base, fmap_max, cond_features=hidden_dim, cond_dim=cond_dim
+  ).to(device)
+  g_params, d_params = _trainable(g), _trainable(d)
+  opt_g, opt_d = _adam(g_params), _adam(d_params)
+  ema = [p.detach().clone() for p in g_params]
+  ema_weight = 1.0 - 0.5 ** (batch / EMA_HALF_LIFE_IMAGES)
+  real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+  if tokens is None:
+    lengths = torch.randint(1, max_len + 1, (batch,))
+    tokens = torch.randint(2, vocab_size, (batch, max_len))
+    tokens = torch.where(torch.arange(max_len)[None] < lengths[:, None], tokens, 0)
+  tokens = torch.as_tensor(tokens, dtype=torch.long, device=device)
+  lengths = torch.as_tensor(lengths, dtype=torch.long, device=device)
+  if tokens.shape[0] != batch or lengths.shape != (batch,):
+    raise ValueError(f"tokens / lengths must be [{batch}, L] / [{batch}]")
+
+  def step() -> None:
+    z = torch.randn(batch, latent_dim, device=device)
+    eps_ca = torch.randn(batch, ca_dim, device=device)
+    fake, emb, mu, logvar = g(tokens, lengths, z, eps_ca)  # G's graph is kept for its update
+    fake_d, cond_d = fake.detach(), emb.detach()
+
+    # ---- D ----
+    real_s, fake_s = d(real, cond_d), d(fake_d, cond_d)
+    d_loss = fake_s.mean() - real_s.mean() + DRIFT * real_s.square().mean()
+    wrong_s = d(real, torch.roll(cond_d, 1, dims=0))
+    if balanced_mismatch:
+      d_loss = d_loss + 0.5 * (wrong_s.mean() - fake_s.mean())
+    else:
+      d_loss = d_loss + wrong_s.mean()
+    eps = torch.rand(batch, 1, 1, 1, device=device)
+    _, grad = _input_grad(lambda x: d(x, cond_d), eps * real + (1.0 - eps) * fake_d)
+    norm = torch.sqrt(grad.square().sum(dim=(1, 2, 3)) + 1e-12)
+    pen = GP_LAMBDA * (norm - 1.0).square().mean()
+    d_loss = d_loss + pen
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+
+    # ---- G (encoder and CA included), against the updated D ----
+    for p in d_params:
+      p.requires_grad_(False)
+    adv = -d(fake, emb if cond_grad else cond_d).mean()
+    kl = 0.5 * (logvar.exp() + mu.square() - 1.0 - logvar).sum(dim=1).mean()
+    g_loss = adv + kl_weight * kl
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    for p in d_params:
+      p.requires_grad_(True)
+
+    # ---- EMA of G ----
+    with torch.no_grad():
+      torch._foreach_lerp_(ema, g_params, ema_weight)
+
+    step.metrics = {"D": d_loss.detach(), "G": g_loss.detach(), "D_reg": pen.detach()}
+    if device.type == "cuda":
+      torch.cuda.synchronize(device)
+
+  step.metrics = {}
+  step.g, step.d, step.ema = g, d, ema
+  adam = "fused" if device.type == "cuda" else "foreach"
+  mismatch = "D(wrong)/2" if balanced_mismatch else "D(wrong)"
+  step.describe = (
+    f"T2F torch {torch.__version__} eager NCHW on {device}: {resolution}x{resolution} "
+    f"b{batch}, LSTM {num_layers}x{hidden_dim} over {tokens.shape[1]} steps, WGAN-GP (10) + "
+    f"drift 1e-3 + {mismatch}, KL x{kl_weight:g}, Adam ({adam}), EMA of G"
+  )
+  return step
 
 
 def param_counts(kind: str, resolution: int, **kwargs) -> tuple[int, int]:
