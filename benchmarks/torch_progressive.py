@@ -511,6 +511,20 @@ def _adam(params) -> torch.optim.Optimizer:
   return torch.optim.Adam(params, lr=LR, betas=BETAS, eps=EPS, foreach=True)
 
 
+def _g_update(opt_g, d_params, objective) -> torch.Tensor:
+  """One G step against a frozen D: ``objective()`` builds G's loss with D's parameters
+  out of the graph; returns the loss."""
+  for p in d_params:
+    p.requires_grad_(False)
+  loss = objective()
+  opt_g.zero_grad(set_to_none=True)
+  loss.backward()
+  opt_g.step()
+  for p in d_params:
+    p.requires_grad_(True)
+  return loss
+
+
 def _input_grad(d: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
   """``(D(x), d sum D(x) / dx)`` with the graph kept for the outer gradient."""
   x = x.detach().requires_grad_(True)
@@ -571,15 +585,11 @@ def _make_step(
     opt_d.step()
 
     # ---- G, against the updated D ----
-    for p in d_params:
-      p.requires_grad_(False)
-    s = d(fake)
-    g_loss = -s.mean() if reg == "gp" else F.softplus(-s).mean()
-    opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    opt_g.step()
-    for p in d_params:
-      p.requires_grad_(True)
+    def g_objective():
+      s = d(fake)
+      return -s.mean() if reg == "gp" else F.softplus(-s).mean()
+
+    g_loss = _g_update(opt_g, d_params, g_objective)
 
     # ---- EMA of G ----
     with torch.no_grad():
@@ -761,16 +771,12 @@ def t2f_step(
     opt_d.step()
 
     # ---- G (encoder and CA included), against the updated D ----
-    for p in d_params:
-      p.requires_grad_(False)
-    adv = -d(fake, emb if cond_grad else cond_d).mean()
-    kl = 0.5 * (logvar.exp() + mu.square() - 1.0 - logvar).sum(dim=1).mean()
-    g_loss = adv + kl_weight * kl
-    opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    opt_g.step()
-    for p in d_params:
-      p.requires_grad_(True)
+    def g_objective():
+      adv = -d(fake, emb if cond_grad else cond_d).mean()
+      kl = 0.5 * (logvar.exp() + mu.square() - 1.0 - logvar).sum(dim=1).mean()
+      return adv + kl_weight * kl
+
+    g_loss = _g_update(opt_g, d_params, g_objective)
 
     # ---- EMA of G ----
     with torch.no_grad():
