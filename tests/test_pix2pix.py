@@ -14,7 +14,6 @@ from PIL import Image
 
 from launch.configs import pix2pix as config_lib
 from zoo.errors import ConfigError
-from zoo.gan import core as gan_core
 from zoo.losses import gan as gan_lib
 from zoo.losses import pix2pix as p2p_losses
 from zoo.models import pix2pix as models

@@ -234,7 +234,7 @@ def test_cell_flat_state_roundtrip(kind):
 def test_recurrent_dropout_masks_differ_per_step():
   cell = scan_cell(LSTMCell)(num_units=RNN, use_recurrent_dropout=True, dropout_keep_prob=0.5)
   xs = jnp.ones((B, T, 5))
-  params = cell.init(jax.random.key(0), cell.initialize_carry(B), xs, True)
+  cell.init(jax.random.key(0), cell.initialize_carry(B), xs, True)
   u = RNN
   # zero weights; i, o saturated open; forget gate closed; j = 1 -> h = tanh(g)
   bias = np.zeros(4 * u, np.float32)
