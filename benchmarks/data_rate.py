@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.bench_common import med  # noqa: E402
-from benchmarks.gan_step import JaxStep  # noqa: E402
+from benchmarks.gan_step import last_stage_step, pix2pix_step  # noqa: E402
 from launch.configs import pix2pix as p2p_cfg  # noqa: E402
 from launch.configs import progan as progan_cfg  # noqa: E402
 from zoo.tasks import pix2pix as p2p_task  # noqa: E402
@@ -58,19 +58,6 @@ def progan_task_at(resolution: int, source: str = ""):
   task = progan_task.ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
   stage = task.schedule.num_stages - 1
   return task, stage, task.schedule.batch_sizes[stage]
-
-
-def progan_step(task, stage, batch) -> JaxStep:
-  sched = task.schedule
-  return JaxStep(
-    train_step=functools.partial(task.train_step, stage=stage),
-    init_state=functools.partial(task.init_state, stage=stage),
-    batch=batch,
-    step0=sched.starts[stage] + sched.fades[stage] + 1,  # after the fade: alpha = 1
-    mesh=task.mesh,
-    seed=0,
-    step_variant=task.step_variant,
-  )
 
 
 def pix2pix_task(variant: str | None):
@@ -107,7 +94,7 @@ def main():
     task, stage, bs = progan_task_at(res)
     st = task.stream(stage)
     r = rate(st.iterate(0), a.batches)
-    make = functools.partial(progan_step, task, stage, st.batch(0))
+    make = functools.partial(last_stage_step, task, seed=0)
     rows.append((f"faces {res}x{res} (ProGAN stream)", bs, r, cached_rate(st, a), make))
   with tempfile.TemporaryDirectory() as d:
     rng = np.random.default_rng(0)
@@ -116,20 +103,12 @@ def main():
     task, stage, bs = progan_task_at(64, d)
     st = task.stream(stage)
     r = rate(st.iterate(0), a.batches)
-    make = functools.partial(progan_step, task, stage, st.batch(0))
+    make = functools.partial(last_stage_step, task, seed=0)
     rows.append(("image folder, 200 JPEGs 300x240 -> 64x64 (ProGAN)", bs, r, None, make))
   for variant in (None, "paper"):
     task, bs, size = pix2pix_task(variant)
     r = rate(task.train_batches(0), a.batches)
-    make = functools.partial(
-      JaxStep,
-      train_step=task.train_step,
-      init_state=task.init_state,
-      batch=task.stream.batch(0),
-      step0=1,
-      mesh=task.mesh,
-      seed=0,
-    )
+    make = functools.partial(pix2pix_step, task, seed=0)
     rows.append((f"A|B pairs edges2faces {size}x{size} (pix2pix)", bs, r, None, make))
   print(
     "| stream | batch | batches/s | images/s | step (s) | stream / step "

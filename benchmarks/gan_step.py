@@ -257,6 +257,37 @@ class JaxStep:
     return dt
 
 
+def last_stage_step(task, *, seed: int, interval: int = 1, batch=None) -> JaxStep:
+  """A staged task's (ProGAN, StyleGAN, T2F) step at its last stage after the fade
+  (alpha = 1), from a step that is a multiple of ``interval``; ``batch`` defaults to
+  that stage's batch 0."""
+  sched = task.schedule
+  stage = sched.num_stages - 1
+  first = sched.starts[stage] + sched.fades[stage] + 1
+  return JaxStep(
+    train_step=functools.partial(task.train_step, stage=stage),
+    init_state=functools.partial(task.init_state, stage=stage),
+    batch=task.stream(stage).batch(0) if batch is None else batch,
+    step0=-(-first // interval) * interval,
+    mesh=task.mesh,
+    seed=seed,
+    interval=interval,
+    step_variant=task.step_variant,
+  )
+
+
+def pix2pix_step(task, *, seed: int) -> JaxStep:
+  """pix2pix's step on its batch 0 (pix2pix has no stages)."""
+  return JaxStep(
+    train_step=task.train_step,
+    init_state=task.init_state,
+    batch=task.stream.batch(0),
+    step0=1,
+    mesh=task.mesh,
+    seed=seed,
+  )
+
+
 class TorchMMPeak:
   """GFLOP/s of one ``n x n x n`` float32 ``torch.mm`` (best of 3)."""
 
@@ -325,15 +356,7 @@ def pix2pix_rows(args, mesh) -> list[Row]:
     n_layers = 3 if c.netD == "basic" else c.n_layers_D
 
     def make_jax(c=c):
-      task = p2p_task.build_task(c, mesh)
-      return JaxStep(
-        train_step=task.train_step,
-        init_state=task.init_state,
-        batch=task.stream.batch(0),
-        step0=1,
-        mesh=mesh,
-        seed=args.seed,
-      )
+      return pix2pix_step(p2p_task.build_task(c, mesh), seed=args.seed)
 
     def make_torch(c=c, size=size, batch=batch, n_layers=n_layers):
       from benchmarks import torch_gans  # pylint: disable=g-import-not-at-top
@@ -461,30 +484,9 @@ def progressive_rows(family: str, args, mesh) -> list[Row]:
       c.eval.fd = "off"
       m = c.model
 
-      def build(c, interval=interval):
-        task = task_cls(c, mesh, log=None)
-        stage = task.schedule.num_stages - 1
-        sched = task.schedule
-        # A step after the last stage's fade (alpha = 1), a multiple of the interval.
-        first = sched.starts[stage] + sched.fades[stage] + 1
-        step0 = -(-first // interval) * interval
-        return task, stage, step0
-
       def make_jax(c=c, interval=interval):
-        task, stage, step0 = build(c)
-        batch = task.stream(stage).batch(0)
-        step = functools.partial(task.train_step, stage=stage)
-        init = functools.partial(task.init_state, stage=stage)
-        return JaxStep(
-          train_step=step,
-          init_state=init,
-          batch=batch,
-          step0=step0,
-          mesh=mesh,
-          seed=args.seed,
-          interval=interval,
-          step_variant=task.step_variant,
-        )
+        task = task_cls(c, mesh, log=None)
+        return last_stage_step(task, seed=args.seed, interval=interval)
 
       batch = make_schedule(c).batch_sizes[-1]  # the last stage's minibatch
       common = {"fmap_base": m.fmap_base, "fmap_max": m.fmap_max, "latent_dim": m.latent_dim}
@@ -542,17 +544,7 @@ def t2f_rows(args, mesh) -> list[Row]:
 
   def make_jax(c=c):
     task = t2f_task.T2FTask(c, mesh, vocab=vocab, classifier=None, log=None, source=source)
-    s = task.schedule
-    step0 = s.starts[stage] + s.fades[stage] + 1  # alpha = 1
-    return JaxStep(
-      train_step=functools.partial(task.train_step, stage=stage),
-      init_state=functools.partial(task.init_state, stage=stage),
-      batch=task.stream(stage).batch(0),
-      step0=step0,
-      mesh=mesh,
-      seed=args.seed,
-      step_variant=task.step_variant,
-    )
+    return last_stage_step(task, seed=args.seed)
 
   def make_torch(c=c):
     if m.text_encoder != "lstm" or m.d_condition != "embedding":

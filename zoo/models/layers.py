@@ -277,16 +277,21 @@ class MinibatchStdDev(nn.Module):
 # --------------------------------------------------------------------------
 
 
-def blur_kernel_2d(taps: Sequence[float] = (1, 2, 1)) -> np.ndarray:
-  """Separable 2-D filter ``outer(taps, taps)`` normalised to sum to one."""
+def _blur_taps(taps: Sequence[float]) -> np.ndarray:
+  """The 1-D taps normalised to sum to one (float64); the 2-D filter is their outer
+  product, which then sums to one too."""
   k = np.asarray(taps, dtype=np.float64)
   if k.ndim != 1 or k.size == 0:
     raise ValueError(f"taps must be a non-empty 1-D sequence, got {taps!r}")
-  k2 = np.outer(k, k)
-  total = k2.sum()
-  if total == 0:
+  if k.sum() == 0:
     raise ValueError("filter taps sum to zero")
-  return (k2 / total).astype(np.float32)
+  return k / k.sum()
+
+
+def blur_kernel_2d(taps: Sequence[float] = (1, 2, 1)) -> np.ndarray:
+  """Separable 2-D filter ``outer(taps, taps)`` normalised to sum to one."""
+  k = _blur_taps(taps)
+  return np.outer(k, k).astype(np.float32)
 
 
 _PAD_MODES = {"zero": "constant", "edge": "edge", "reflect": "reflect"}
@@ -310,10 +315,7 @@ def blur(x: Array, *, kernel: Sequence[float] = (1, 2, 1), padding_mode: str = "
     raise ValueError(f"blur expects NHWC input, got shape {x.shape}")
   if padding_mode not in _PAD_MODES:
     raise ValueError(f"padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
-  taps = np.asarray(kernel, dtype=np.float64)
-  if taps.ndim != 1 or taps.size == 0 or taps.sum() == 0:
-    blur_kernel_2d(kernel)  # raises the error that names the problem
-  taps = taps / taps.sum()
+  taps = _blur_taps(kernel)
   # The filter is separable: one pass of shifted, weighted adds along H, then along W.
   # XLA CPU runs the equivalent depthwise convolution (and its first and second
   # derivatives, which R1 takes) an order of magnitude slower than these fused adds.

@@ -783,12 +783,14 @@ def make_example(
     image, label_map, part_map = _render(
       attrs, height, width, r_jit, None, label_map="label_map" in views, part_map="edges" in views
     )
-    ex["image"], ex["label_map"] = image, label_map
+    if "image" in views:
+      ex["image"] = image
+    if label_map is not None:
+      ex["label_map"] = label_map
     if part_map is not None:
       ex["edges"] = np.repeat(edge_map(part_map)[..., None], 3, axis=-1)
   if "caption" in views:
     ex["caption"] = caption(attrs, r_cap, all_attributes=all_attributes)
-  ex = {k: v for k, v in ex.items() if k in views}
   ex["attributes"] = attrs
   return ex
 
