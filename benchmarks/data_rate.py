@@ -14,7 +14,9 @@ epoch (drawing) and a later one (``--cached``).
 Rows: the embedded faces at 32 / 64 / 128 / 256 (ProGAN's stream at the last stage of the
 CPU config grown to that size, its batch 16), an image folder of JPEGs resized on the fly
 (ProGAN, 64), and pix2pix's A|B pairs (edges2faces at 64, batch 8, and at 256, batch 1,
-with jitter). The goal is >= 20x the batches per second the step consumes.
+with jitter). The drawn sources (faces, pairs) are timed for each ``--render_processes``
+count: 0 draws in the reader threads, N > 0 in N worker processes. The goal is >= 20x the
+batches per second the step consumes.
 """
 
 import argparse
@@ -50,18 +52,20 @@ def rate(it, n: int) -> float:
   return n / (time.perf_counter() - t0)
 
 
-def progan_task_at(resolution: int, source: str = ""):
+def progan_task_at(resolution: int, source: str = "", processes: int = 0):
   c = progan_cfg.get_config()
   c.schedule.resolution = (resolution, resolution)
   c.data.source = source
+  c.data.render_processes = processes
   c.eval.fd = "off"
   task = progan_task.ProGANTask(c, mesh_lib.make_mesh(jax.devices()[:1]), log=None)
   stage = task.schedule.num_stages - 1
   return task, stage, task.schedule.batch_sizes[stage]
 
 
-def pix2pix_task(variant: str | None):
+def pix2pix_task(variant: str | None, processes: int = 0):
   c = p2p_cfg.get_config(variant)
+  c.render_processes = processes
   task = p2p_task.build_task(c, mesh_lib.make_mesh(jax.devices()[:1]))
   return task, c.batch_size, p2p_task.image_size(c)[0]
 
@@ -76,6 +80,10 @@ def cached_rate(st, a) -> float | None:
   return rate(st.iterate(st.steps_per_epoch), a.batches)
 
 
+def _drawers(n: int) -> str:
+  return f"{n} processes" if n else "the reader threads"
+
+
 def step_seconds(make, repeats: int) -> float:
   step = make()
   step()  # the first call after compiling
@@ -88,14 +96,19 @@ def main():
   p.add_argument("--steps", action=argparse.BooleanOptionalAction, default=True)
   p.add_argument("--step_repeats", type=int, default=5)
   p.add_argument("--cached", action=argparse.BooleanOptionalAction, default=True)
+  p.add_argument("--render_processes", default="0,2", help="comma-separated counts")
   a = p.parse_args()
+  procs = [int(n) for n in a.render_processes.split(",")]
   rows = []  # (name, batch, batches/s, batches/s from the cache or None, make_step or None)
   for res in (32, 64, 128, 256):
-    task, stage, bs = progan_task_at(res)
-    st = task.stream(stage)
-    r = rate(st.iterate(0), a.batches)
-    make = functools.partial(last_stage_step, task, seed=0)
-    rows.append((f"faces {res}x{res} (ProGAN stream)", bs, r, cached_rate(st, a), make))
+    for n in procs:
+      task, stage, bs = progan_task_at(res, processes=n)
+      st = task.stream(stage)
+      r = rate(st.iterate(0), a.batches)
+      make = functools.partial(last_stage_step, task, seed=0)
+      name = f"faces {res}x{res} (ProGAN stream), drawn by {_drawers(n)}"
+      rows.append((name, bs, r, cached_rate(st, a), make))
+      task.source._memo.close()  # pylint: disable=protected-access
   with tempfile.TemporaryDirectory() as d:
     rng = np.random.default_rng(0)
     for i in range(200):
@@ -106,10 +119,13 @@ def main():
     make = functools.partial(last_stage_step, task, seed=0)
     rows.append(("image folder, 200 JPEGs 300x240 -> 64x64 (ProGAN)", bs, r, None, make))
   for variant in (None, "paper"):
-    task, bs, size = pix2pix_task(variant)
-    r = rate(task.train_batches(0), a.batches)
-    make = functools.partial(pix2pix_step, task, seed=0)
-    rows.append((f"A|B pairs edges2faces {size}x{size} (pix2pix)", bs, r, None, make))
+    for n in procs:
+      task, bs, size = pix2pix_task(variant, n)
+      r = rate(task.train_batches(0), a.batches)
+      make = functools.partial(pix2pix_step, task, seed=0)
+      name = f"A|B pairs edges2faces {size}x{size} (pix2pix), drawn by {_drawers(n)}"
+      rows.append((name, bs, r, None, make))
+      task.sources["train"]._memo.close()  # pylint: disable=protected-access
   print(
     "| stream | batch | batches/s | images/s | step (s) | stream / step "
     "| later epochs: batches/s | stream / step |"

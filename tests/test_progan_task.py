@@ -217,6 +217,7 @@ def _one_line(excinfo):
     ({"loss.reg": "r3"}, "reg"),
     ({"optim.lr": 0.0}, "lr"),
     ({"eval.num_real": 0}, "eval.num_real"),
+    ({"data.render_processes": -1}, "data.render_processes"),
     ({"data.source": "/no/such/folder"}, "does not exist"),
     ({"data.source": "tfds:no_such_dataset_xyz"}, "not prepared"),
   ],
@@ -239,6 +240,12 @@ def test_bad_folders_are_one_line(tmp_path):
   with pytest.raises(ZooError) as e:
     task_lib.train_and_evaluate(tiny_config(**{"data.source": str(d)}), str(tmp_path / "b"))
   assert "broken.png" in _one_line(e)
+
+
+def test_render_processes_may_change_on_resume():
+  # They draw the same faces as the reader threads (tests/test_stream.py).
+  assert task_lib.RESUME_KEYS.kind("data.render_processes") == "free"
+  assert task_lib.RESUME_KEYS.kind("data.num_train") == "data"
 
 
 def test_resume_with_other_channels_or_schedule_refused(trained, tmp_path):

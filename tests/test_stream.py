@@ -193,3 +193,71 @@ def test_every_domain_stream_is_a_sharded_stream(tmp_path):
     for name in ("batch", "iterate", "global_indices", "indices", "permutation", "row_rng"):
       assert getattr(type(s), name) is getattr(ShardedStream, name), (type(s), name)
     assert_batches_equal(next(s.iterate(1)), s.batch(1))
+
+
+# ---------------------------------------------------------------------------
+# Memo: the cache of costly sources, with misses drawn by worker processes.
+# ---------------------------------------------------------------------------
+
+
+class _Counting:
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, key):
+    self.calls.append(key)
+    return np.full(3, key)
+
+
+def test_memo_makes_each_item_once():
+  load = _Counting()
+  memo = stream_lib.Memo(load)
+  got = memo.get_many([3, 1, 3]) + [memo.get(1), memo.get(2)]
+  assert [int(x[0]) for x in got] == [3, 1, 3, 1, 2]
+  assert sorted(load.calls) == [1, 2, 3] and len(memo) == 3
+  uncached = stream_lib.Memo(load, cache=False)
+  uncached.get(5), uncached.get(5)
+  assert load.calls.count(5) == 2 and len(uncached) == 0
+
+
+def test_memo_pickles_without_its_items():
+  import pickle
+
+  memo = stream_lib.Memo(np.arange, processes=2)
+  memo.get(4)
+  copy = pickle.loads(pickle.dumps(memo))
+  assert len(copy) == 0 and copy.processes == 2 and copy.load is np.arange
+  with pytest.raises(ValueError, match="processes"):
+    stream_lib.Memo(np.arange, processes=-1)
+
+
+def test_faces_drawn_by_processes_equal_those_drawn_in_threads():
+  from zoo.data.images import unconditional
+
+  threads = unconditional.RenderedFaces("train", (32, 32), num_examples=64)
+  procs = unconditional.RenderedFaces("train", (32, 32), num_examples=64, processes=2)
+  try:
+    a = ShardedStream(threads, batch_size=8, collate=unconditional.collate_images, seed=1)
+    b = ShardedStream(procs, batch_size=8, collate=unconditional.collate_images, seed=1)
+    seen = set()
+    for k in (0, 3, 8, 9):  # 8, 9: the second epoch, partly from the cache
+      x, y = a.batch(k), b.batch(k)
+      np.testing.assert_array_equal(x["image"], y["image"])
+      seen |= set(x["index"].tolist())
+    assert len(procs._memo) == len(seen)  # pylint: disable=protected-access
+  finally:
+    procs._memo.close()  # pylint: disable=protected-access
+
+
+def test_pairs_drawn_by_processes_equal_those_drawn_in_threads():
+  def batches(processes):
+    src = paired.open_source("", "train", synthetic_sizes={"train": 12}, processes=processes)
+    s = paired.PairedBatches(src, batch_size=4, load_size=36, crop_size=32, seed=2)
+    try:
+      return [s.batch(k) for k in (0, 4)]
+    finally:
+      src._memo.close()  # pylint: disable=protected-access
+
+  for x, y in zip(batches(0), batches(2)):
+    for key in ("A", "B", "index"):
+      np.testing.assert_array_equal(x[key], y[key])

@@ -69,7 +69,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     dict(lr=1e-3, b1=0.0, b2=0.99, eps=1e-8, lazy_adam_correction=False)
   )
   c.ema = ml_collections.ConfigDict(dict(half_life_images=10_000))  # 0: no EMA of G
-  c.data = ml_collections.ConfigDict(dict(source="", num_train=20_000, seed=0, data_dir=""))
+  # render_processes: processes drawing the embedded faces in their first epoch (drawing
+  # holds the GIL, so reader threads cannot draw in parallel); 0 draws in those threads.
+  c.data = ml_collections.ConfigDict(
+    dict(source="", num_train=20_000, seed=0, data_dir="", render_processes=0)
+  )
   c.eval = ml_collections.ConfigDict(
     # fd: 'auto' uses a trained face classifier when one exists, 'train' trains it first.
     # num_real: validation faces whose predicted attributes are the real distribution

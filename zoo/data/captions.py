@@ -111,7 +111,6 @@ import hashlib
 import inspect
 import json
 import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -123,7 +122,7 @@ from PIL import Image, UnidentifiedImageError
 
 from zoo.data.images.decode import to_rgb8_image
 from zoo.data.images.unconditional import IMAGE_EXTENSIONS, center_crop_resize, to_float
-from zoo.data.stream import ShardedStream
+from zoo.data.stream import Memo, ShardedStream
 from zoo.errors import ConfigError, ZooError
 
 __all__ = [
@@ -573,8 +572,7 @@ class CaptionedImages:
             im.verify()
         except Exception as e:  # pylint: disable=broad-except  # PIL raises many types
           raise _unreadable(p, e) from None
-    self._cache: dict[int, np.ndarray] | None = {} if cache else None
-    self._lock = threading.Lock()
+    self._memo = Memo(self._load, cache=cache)
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -591,15 +589,7 @@ class CaptionedImages:
 
   def image(self, index: int) -> np.ndarray:
     """The uint8 ``[H, W, 3]`` image of example ``index``."""
-    if self._cache is None:
-      return self._load(index)
-    with self._lock:
-      hit = self._cache.get(index)
-    if hit is None:
-      hit = self._load(index)
-      with self._lock:
-        self._cache[index] = hit
-    return hit
+    return self._memo.get(int(index))
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     index = int(index)

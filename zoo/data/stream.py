@@ -21,8 +21,11 @@ batches. ``iterate(start)`` prefetches with grain reader threads.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
 import grain
@@ -34,11 +37,102 @@ _NUM_CACHED_EPOCHS = 4
 
 
 class Source(Protocol):
-  """Random access to examples: ``len(source)`` and ``source[i]``."""
+  """Random access to examples: ``len(source)`` and ``source[i]``.
+
+  A source may also have ``get_many(indices) -> list`` (the examples of a batch in one
+  call), which :meth:`ShardedStream.batch` then uses, e.g. to make them in parallel.
+  """
 
   def __len__(self) -> int: ...
 
   def __getitem__(self, index: int) -> Any: ...
+
+
+class Memo:
+  """The in-memory cache of a source whose items are costly to make (drawn faces,
+  decoded and resized images): ``get(key)`` is ``load(key)``, made once.
+
+  Args:
+    load: ``key -> item``. With ``processes > 0`` it runs in worker processes, so it
+      and its items must pickle (a module-level function or a ``functools.partial``
+      of one).
+    cache: keep what was made (else every call makes it again).
+    processes: worker processes that make the misses of :meth:`get_many` (0: the
+      calling thread). Drawing a face is Python driving Pillow, which holds the GIL,
+      so reader threads cannot draw in parallel but processes can. They are spawned
+      (a fork of a process running JAX is unsafe) at the first miss and stop with the
+      memo.
+
+  Thread-safe. Pickling a memo (for another process) keeps ``load`` and the settings,
+  not the cached items or the workers.
+  """
+
+  def __init__(self, load: Callable[[Any], Any], *, cache: bool = True, processes: int = 0):
+    if int(processes) < 0:
+      raise ValueError(f"processes must be >= 0, got {processes}")
+    self.load = load
+    self.cache = bool(cache)
+    self.processes = int(processes)
+    self._reset()
+
+  def _reset(self) -> None:
+    self._items: dict[Hashable, Any] = {}
+    self._lock = threading.Lock()
+    self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+  def __getstate__(self) -> dict[str, Any]:
+    return {"load": self.load, "cache": self.cache, "processes": self.processes}
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    self.__dict__.update(state)
+    self._reset()
+
+  def __len__(self) -> int:
+    """Items held."""
+    return len(self._items)
+
+  def get(self, key: Hashable) -> Any:
+    with self._lock:
+      hit = self._items.get(key)
+    if hit is None:
+      hit = self.load(key)
+      self._keep([key], [hit])
+    return hit
+
+  def get_many(self, keys: Sequence[Hashable]) -> list[Any]:
+    """``[get(k) for k in keys]``, the misses made together (by the workers, if any)."""
+    if not self.processes:
+      return [self.get(k) for k in keys]
+    with self._lock:
+      found = {k: self._items[k] for k in keys if k in self._items}
+    misses = list(dict.fromkeys(k for k in keys if k not in found))
+    if misses:
+      chunk = -(-len(misses) // self.processes)
+      made = list(self._workers().map(self.load, misses, chunksize=chunk))
+      self._keep(misses, made)
+      found.update(zip(misses, made))
+    return [found[k] for k in keys]
+
+  def _keep(self, keys: Sequence[Hashable], items: Sequence[Any]) -> None:
+    if self.cache:
+      with self._lock:
+        self._items.update(zip(keys, items))
+
+  def _workers(self) -> concurrent.futures.ProcessPoolExecutor:
+    with self._lock:
+      if self._pool is None:
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+          self.processes, mp_context=multiprocessing.get_context("spawn")
+        )
+        weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+      return self._pool
+
+  def close(self) -> None:
+    """Stop the worker processes (the cache stays)."""
+    with self._lock:
+      pool, self._pool = self._pool, None
+    if pool is not None:
+      pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
@@ -170,7 +264,11 @@ class ShardedStream:
   def batch(self, step: int) -> Any:
     """This process's part of global batch ``step``."""
     idx = self.indices(step)
-    items = [self.source[int(i)] for i in idx]
+    get_many = getattr(self.source, "get_many", None)
+    if get_many is not None:
+      items = get_many([int(i) for i in idx])
+    else:
+      items = [self.source[int(i)] for i in idx]
     if self.transform is not None:
       items = [self.transform(it, self.row_rng(step, r)) for it, r in zip(items, self.rows())]
     return self.collate(items, idx)

@@ -120,6 +120,7 @@ def validate_config(c) -> None:
     "num_test",
     "max_dataset_size",
     "num_workers",
+    "render_processes",
     "crop_width",
     "load_width",
     "num_downs",
@@ -467,6 +468,7 @@ def open_split(c, split: str, *, required: bool = True):
     seed=c.seed,
     cache=c.cache_images,
     required=required,
+    processes=c.render_processes if split == "train" else 0,
   )
 
 
@@ -488,6 +490,7 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
     "num_eval",
     "eval_batch_size",
     "num_workers",
+    "render_processes",
     "cache_images",
     "eval_mode",
     "phase",

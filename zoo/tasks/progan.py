@@ -80,6 +80,11 @@ def validate_config(c, *, family: str = "progan", networks=models.make_progan) -
     c.data.num_train >= max(sched.batch_sizes) or c.data.source not in ("", "faces"),
     f"data.num_train={c.data.num_train} must be >= the largest batch size",
   )
+  procs = c.data.get("render_processes", 0)
+  need(
+    isinstance(procs, int) and not isinstance(procs, bool) and procs >= 0,
+    f"data.render_processes={procs!r} must be an integer >= 0",
+  )
   for key in _LOOP_KEYS:
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")
   need(
@@ -107,7 +112,7 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
   shape=("model",) + progressive.SCHEDULE_SHAPE_KEYS,
   free=workdir_lib.LOOP_FREE
   + progressive.SCHEDULE_FREE_KEYS
-  + ("eval", "num_samples", "data.data_dir"),
+  + ("eval", "num_samples", "data.data_dir", "data.render_processes"),
 )
 
 
@@ -149,6 +154,7 @@ class ProGANTask(progressive.StagedGANTask):
       num_examples=c.data.num_train,
       seed=c.data.seed,
       data_dir=c.data.data_dir,
+      processes=c.data.get("render_processes", 0),
     )
     if len(self.source) < max(self.schedule.batch_sizes):
       raise ConfigError(

@@ -19,13 +19,13 @@ order of :data:`zoo.data.faces.ATTRIBUTE_NAMES`), ``mentions`` bool [A], ``face`
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from zoo.data import faces
+from zoo.data.stream import Memo
 
 _CAPTION_MAGIC = 0xCA9
 
@@ -71,8 +71,7 @@ class CaptionedFaces:
     self.height, self.width = int(size[0]), int(size[1])
     faces._check_size(self.height, self.width)  # pylint: disable=protected-access
     self.num_faces, self.captions_per_face = int(num_faces), int(captions_per_face)
-    self._images: dict[int, np.ndarray] = {}
-    self._lock = threading.Lock()
+    self._images = Memo(self._draw)
 
   def __len__(self) -> int:
     return self.num_faces * self.captions_per_face
@@ -83,20 +82,12 @@ class CaptionedFaces:
     return self.num_faces
 
   def image(self, face: int) -> np.ndarray:
-    img = self._images.get(face)
-    if img is None:
-      ex = faces.make_example(
-        face,
-        seed=self.seed,
-        split=self.split,
-        height=self.height,
-        width=self.width,
-        views=("image",),
-      )
-      img = ex["image"]
-      with self._lock:
-        self._images[face] = img
-    return img
+    return self._images.get(int(face))
+
+  def _draw(self, face: int) -> np.ndarray:
+    return faces.make_example(
+      face, seed=self.seed, split=self.split, height=self.height, width=self.width, views=("image",)
+    )["image"]
 
   def caption(self, index: int) -> tuple[str, np.ndarray, dict[str, int]]:
     face, variant = divmod(int(index), self.captions_per_face)

@@ -32,9 +32,9 @@ Batches are dicts of numpy arrays: ``A`` float32 ``[b, h, w, input_nc]`` and
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -148,8 +148,7 @@ class AlignedFolder:
     if max_size > 0:
       paths = paths[:max_size]
     self.paths = paths
-    self._cache: dict[Any, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
-    self._lock = threading.Lock()
+    self._memo = stream.Memo(self._load, cache=cache)
     for p in paths:
       self._check(p, check_square)
 
@@ -191,19 +190,15 @@ class AlignedFolder:
 
   def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """``(A, B)`` resized (bicubic) to ``size``, uint8 [h, w, 3]."""
-    hw = _hw(size)
-    key = (int(index), hw)
-    if self._cache is not None:
-      with self._lock:
-        hit = self._cache.get(key)
-      if hit is not None:
-        return hit
+    return self._memo.get((int(index), _hw(size)))
+
+  def load_many(self, indices: Sequence[int], size) -> list[tuple[np.ndarray, np.ndarray]]:
+    return self._memo.get_many([(int(i), _hw(size)) for i in indices])
+
+  def _load(self, key: tuple[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    index, hw = key
     a, b = self.read(index)
-    out = (np.ascontiguousarray(_resize(a, hw)), np.ascontiguousarray(_resize(b, hw)))
-    if self._cache is not None:
-      with self._lock:
-        self._cache[key] = out
-    return out
+    return np.ascontiguousarray(_resize(a, hw)), np.ascontiguousarray(_resize(b, hw))
 
 
 class SyntheticEdgesFaces:
@@ -228,6 +223,7 @@ class SyntheticEdgesFaces:
     seed: int = 0,
     direction: str = "AtoB",
     cache: bool = True,
+    processes: int = 0,
   ):
     from zoo.data import faces  # pylint: disable=g-import-not-at-top
 
@@ -243,8 +239,8 @@ class SyntheticEdgesFaces:
     self.seed = int(seed)
     self.direction = direction
     self.has_target = True
-    self._cache: dict[Any, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
-    self._lock = threading.Lock()
+    draw = functools.partial(_draw_pair, seed=self.seed, split=self.split, direction=direction)
+    self._memo = stream.Memo(draw, cache=cache, processes=processes)
 
   def __len__(self) -> int:
     return self.num_examples
@@ -268,24 +264,28 @@ class SyntheticEdgesFaces:
     return out
 
   def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = _hw(size)
-    key = (int(index), (h, w))
-    if self._cache is not None:
-      with self._lock:
-        hit = self._cache.get(key)
-      if hit is not None:
-        return hit
-    lo, hi = self._faces.MIN_SIZE, self._faces.MAX_SIZE
-    rh, rw = min(max(h, lo), hi), min(max(w, lo), hi)
-    ex = self._faces.make_example(
-      int(index), seed=self.seed, split=self.split, height=rh, width=rw, views=("image", "edges")
-    )
-    a, b = _resize(ex["edges"], (h, w)), _resize(ex["image"], (h, w))
-    out = (b, a) if self.direction == "BtoA" else (a, b)
-    if self._cache is not None:
-      with self._lock:
-        self._cache[key] = out
-    return out
+    return self._memo.get((int(index), _hw(size)))
+
+  def load_many(self, indices: Sequence[int], size) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of ``indices``, those not yet drawn drawn together (in the worker
+    processes when the source has them)."""
+    return self._memo.get_many([(int(i), _hw(size)) for i in indices])
+
+
+def _draw_pair(
+  key: tuple[int, tuple[int, int]], *, seed: int, split: str, direction: str
+) -> tuple[np.ndarray, np.ndarray]:
+  """``(A, B)`` of :class:`SyntheticEdgesFaces` example ``key = (index, (h, w))``."""
+  from zoo.data import faces  # pylint: disable=g-import-not-at-top
+
+  index, (h, w) = key
+  lo, hi = faces.MIN_SIZE, faces.MAX_SIZE
+  rh, rw = min(max(h, lo), hi), min(max(w, lo), hi)
+  ex = faces.make_example(
+    index, seed=seed, split=split, height=rh, width=rw, views=("image", "edges")
+  )
+  a, b = _resize(ex["edges"], (h, w)), _resize(ex["image"], (h, w))
+  return (b, a) if direction == "BtoA" else (a, b)
 
 
 # ---------------------------------------------------------------------------
@@ -336,6 +336,10 @@ class _AtSize:
 
   def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
     return (int(index), *self.source.load(int(index), self.hw))
+
+  def get_many(self, indices: Sequence[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    pairs = self.source.load_many(indices, self.hw)
+    return [(int(i), a, b) for i, (a, b) in zip(indices, pairs)]
 
 
 class PairedBatches(stream.ShardedStream):
@@ -468,10 +472,13 @@ def open_source(
   seed: int = 0,
   cache: bool = True,
   required: bool = True,
+  processes: int = 0,
 ):
   """The source of ``split``: ``dataroot/split`` or, for ``dataroot=''``, edges2faces.
 
   With ``required=False`` a missing split folder gives ``None`` instead of an error.
+  ``processes`` draw the embedded pairs (:class:`zoo.data.stream.Memo`); a folder's
+  images are decoded by the stream's reader threads, as Pillow decodes outside the GIL.
   """
   if split not in SPLITS:
     raise PairedDataError(f"split={split!r}, expected one of {SPLITS}")
@@ -482,7 +489,9 @@ def open_source(
       if required:
         raise PairedDataError(f"the synthetic {split} split is empty (size {n})")
       return None
-    src = SyntheticEdgesFaces(split, n, seed=seed, direction=direction, cache=cache)
+    src = SyntheticEdgesFaces(
+      split, n, seed=seed, direction=direction, cache=cache, processes=processes
+    )
     if max_size > 0:
       src.num_examples = min(src.num_examples, max_size)
     return src

@@ -19,8 +19,8 @@ each level of detail).
 
 from __future__ import annotations
 
+import functools
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.data.images.decode import to_rgb8_image
+from zoo.data.stream import Memo
 from zoo.errors import ZooError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -66,30 +67,11 @@ def list_images(folder: str) -> list[str]:
   return files
 
 
-class _Cached:
-  """Thread-safe memo of ``load(i)``."""
-
-  def __init__(self, cache: bool):
-    self._cache: dict[int, np.ndarray] | None = {} if cache else None
-    self._lock = threading.Lock()
-
-  def _get(self, index: int, load) -> np.ndarray:
-    if self._cache is None:
-      return load(index)
-    with self._lock:
-      hit = self._cache.get(index)
-    if hit is None:
-      hit = load(index)
-      with self._lock:
-        self._cache[index] = hit
-    return hit
-
-
-class ImageFolder(_Cached):
+class ImageFolder:
   """Images of a folder at ``size``; see the module docstring."""
 
   def __init__(self, folder: str, size: Sequence[int], *, max_images: int = 0, cache=True):
-    super().__init__(cache)
+    self._memo = Memo(self._load, cache=cache)
     files = list_images(folder)
     self.files = files[:max_images] if max_images else files
     self.size = (int(size[0]), int(size[1]))
@@ -120,16 +102,16 @@ class ImageFolder(_Cached):
       raise ImageDataError(f"unreadable image {path!r} ({type(e).__name__}: {e})") from None
 
   def __getitem__(self, index: int) -> np.ndarray:
-    return self._get(int(index), self._load)
+    return self._memo.get(int(index))
 
 
-class TfdsImages(_Cached):
+class TfdsImages:
   """The ``image`` feature of a prepared TFDS dataset (never downloads)."""
 
   def __init__(
     self, name: str, split: str, size: Sequence[int], *, data_dir: str | None = None, cache=False
   ):
-    super().__init__(cache)
+    self._memo = Memo(self._load, cache=cache)
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     self.size = (int(size[0]), int(size[1]))
@@ -156,36 +138,45 @@ class TfdsImages(_Cached):
     return center_crop_resize(Image.fromarray(np.asarray(ex["image"])), self.size)
 
   def __getitem__(self, index: int) -> np.ndarray:
-    return self._get(int(index), self._load)
+    return self._memo.get(int(index))
 
 
-class RenderedFaces(_Cached):
-  """The synthetic faces of a split at ``size``, rendered on first use and kept."""
+def _draw_face(index: int, *, seed: int, split: str, size: tuple[int, int]) -> np.ndarray:
+  from zoo.data import faces  # pylint: disable=g-import-not-at-top
 
-  def __init__(self, split: str, size: Sequence[int], *, num_examples: int, seed: int = 0):
-    super().__init__(True)
+  ex = faces.make_example(
+    index, seed=seed, split=split, height=size[0], width=size[1], views=("image",)
+  )
+  return ex["image"]
+
+
+class RenderedFaces:
+  """The synthetic faces of a split at ``size``, drawn on first use and kept in memory;
+  ``processes`` > 0 draws each batch's new faces in that many worker processes
+  (:class:`zoo.data.stream.Memo`)."""
+
+  def __init__(
+    self, split: str, size: Sequence[int], *, num_examples: int, seed: int = 0, processes: int = 0
+  ):
     from zoo.data import faces  # pylint: disable=g-import-not-at-top
 
-    self._faces = faces
     self.split, self.seed = {"val": "valid"}.get(split, split), int(seed)
     self.size = (int(size[0]), int(size[1]))
     self.num_examples = int(num_examples)
     lo, hi = faces.MIN_SIZE, faces.MAX_SIZE
     if not all(lo <= s <= hi for s in self.size):
       raise ImageDataError(f"synthetic faces come in sizes {lo}..{hi}, not {self.size}")
+    draw = functools.partial(_draw_face, seed=self.seed, split=self.split, size=self.size)
+    self._memo = Memo(draw, processes=processes)
 
   def __len__(self) -> int:
     return self.num_examples
 
-  def _load(self, index: int) -> np.ndarray:
-    h, w = self.size
-    ex = self._faces.make_example(
-      index, seed=self.seed, split=self.split, height=h, width=w, views=("image",)
-    )
-    return ex["image"]
-
   def __getitem__(self, index: int) -> np.ndarray:
-    return self._get(int(index), self._load)
+    return self._memo.get(int(index))
+
+  def get_many(self, indices: Sequence[int]) -> list[np.ndarray]:
+    return self._memo.get_many([int(i) for i in indices])
 
 
 def open_images(
@@ -196,10 +187,12 @@ def open_images(
   num_examples: int = 0,
   seed: int = 0,
   data_dir: str = "",
+  processes: int = 0,
 ):
-  """The source named by ``spec``: ``''``/``'faces'``, ``'tfds:NAME'`` or a folder path."""
+  """The source named by ``spec``: ``''``/``'faces'``, ``'tfds:NAME'`` or a folder path;
+  ``processes`` draw the embedded faces (:class:`RenderedFaces`)."""
   if spec in ("", "faces"):
-    return RenderedFaces(split, size, num_examples=num_examples, seed=seed)
+    return RenderedFaces(split, size, num_examples=num_examples, seed=seed, processes=processes)
   if spec.startswith("tfds:"):
     split = {"valid": "validation", "val": "validation"}.get(split, split)
     return TfdsImages(spec[len("tfds:") :], split, size, data_dir=data_dir)
