@@ -466,33 +466,30 @@ def _part_colors(a: dict[str, int], j: Jitter) -> np.ndarray:
   return np.round(col).astype(np.uint8)
 
 
-_ONE_HOT_PALETTES: dict[tuple[int, ...], bytes] = {}
-
-
 def _block_mode(img: Image.Image, ss: int, ids: Sequence[int]) -> np.ndarray:
-  """Per ``ss x ss`` block majority of the ids in an 'L' image -> uint8 [h, w].
+  """Per ``ss x ss`` block majority of the ids in an 'L' image -> uint8 [h, w]; values
+  outside ``ids`` do not vote and ties go to the smaller id.
 
-  The coverage of each present id is box-filtered by Pillow (three ids per RGB
-  conversion through a one-hot palette); ties go to the smaller id.
+  Most blocks hold one id; only the mixed ones (along part boundaries) are counted.
   """
-  hist = img.histogram()
-  ks = [k for k in ids if hist[k]]
-  cover = []
-  for g in range(0, len(ks), 3):
-    grp = tuple(ks[g : g + 3])
-    pal = _ONE_HOT_PALETTES.get(grp)
-    if pal is None:
-      p = np.zeros((256, 3), np.uint8)
-      for ch, k in enumerate(grp):
-        p[k, ch] = 255
-      pal = _ONE_HOT_PALETTES[grp] = p.tobytes()
-    q = img.copy()
-    q.putpalette(pal)
-    r = np.asarray(q.convert("RGB").reduce(ss))
-    cover.extend(r[..., ch] for ch in range(len(grp)))
-  if len(ks) == 1:
-    return np.full(cover[0].shape, ks[0], np.uint8)
-  return np.asarray(ks, np.uint8)[np.argmax(np.stack(cover), axis=0)]
+  a = np.asarray(img)
+  h, w = a.shape[0] // ss, a.shape[1] // ss
+  blocks = a.reshape(h, ss, w, ss).swapaxes(1, 2).reshape(h * w, ss * ss)
+  out = blocks[:, 0].copy()
+  voter = np.zeros(256, bool)
+  voter[np.fromiter(ids, np.intp)] = True
+  rows = np.flatnonzero((blocks != out[:, None]).any(axis=1) | ~voter[out])
+  if len(rows):
+    sub = blocks[rows]
+    present = np.flatnonzero(np.bincount(sub.ravel(), minlength=256).astype(bool) & voter)
+    slot = np.full(256, len(present), np.intp)  # non-voters count in a last, dropped slot
+    slot[present] = np.arange(len(present))
+    k = len(present) + 1
+    counts = np.bincount(
+      (slot[sub] + k * np.arange(len(rows))[:, None]).ravel(), minlength=k * len(rows)
+    ).reshape(len(rows), k)[:, :-1]
+    out[rows] = present.astype(np.uint8)[np.argmax(counts, axis=1)]
+  return out.reshape(h, w)
 
 
 _LABEL_LUT = _PART_LABEL.tolist() + [0] * (256 - NUM_PARTS)
