@@ -576,3 +576,27 @@ def test_faces_batches_resume():
   assert len(got) == 3
   for k, b in zip((2, 3, 4), got):
     _assert_batches_equal(b, s.batch(k))
+
+
+def _naive_block_mode(a, ss, ids):
+  h, w = a.shape[0] // ss, a.shape[1] // ss
+  out = np.zeros((h, w), np.uint8)
+  for i in range(h):
+    for j in range(w):
+      block = a[i * ss : (i + 1) * ss, j * ss : (j + 1) * ss].ravel().tolist()
+      votes = {k: block.count(k) for k in ids}
+      out[i, j] = min(ids, key=lambda k: (-votes[k], k))  # most votes, then smaller id
+  return out
+
+
+@pytest.mark.parametrize("ss", [2, 4])
+def test_block_mode_is_the_majority_with_ties_to_the_smaller_id(ss):
+  from PIL import Image
+
+  rng = np.random.default_rng(ss)
+  a = np.repeat(np.repeat(rng.integers(0, 6, (6, 5)), ss, 0), ss, 1).astype(np.uint8)
+  a[:ss, :] = rng.integers(0, 6, (ss, a.shape[1]))  # mixed blocks, ties included
+  a[-ss:, :ss] = [[3, 1] * (ss // 2)] * ss  # an exact tie between 1 and 3
+  got = faces._block_mode(Image.fromarray(a), ss, range(6))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(got, _naive_block_mode(a, ss, range(6)))
+  assert got[-1, 0] == 1
