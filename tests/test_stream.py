@@ -261,3 +261,42 @@ def test_pairs_drawn_by_processes_equal_those_drawn_in_threads():
   for x, y in zip(batches(0), batches(2)):
     for key in ("A", "B", "index"):
       np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_memo_workers_die_with_a_killed_parent():
+  # The parent is SIGKILLed (no shutdown): its workers must neither keep the parent's
+  # stdout open (subprocess.run would wait forever) nor live on.
+  import os
+  import subprocess
+  import sys
+  import textwrap
+  import time
+
+  code = textwrap.dedent(
+    """
+    import os, signal
+    import numpy as np
+    from zoo.data.stream import Memo
+    memo = Memo(np.arange, processes=2)
+    memo.get_many([1, 2, 3, 4])
+    print(*[p for p in memo._pool._processes], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+  )
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(
+    [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+  )
+  pids = [int(p) for p in out.stdout.split()]
+  assert len(pids) == 2, out.stderr[-2000:]
+  deadline = time.monotonic() + 15
+  alive = pids
+  while alive and time.monotonic() < deadline:
+    time.sleep(0.2)
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and _running(p)]
+  assert not alive, f"memo workers {alive} outlived their parent"
+
+
+def _running(pid):
+  with open(f"/proc/{pid}/stat") as f:
+    return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited

@@ -52,7 +52,7 @@ def reference_defaults() -> ml_collections.ConfigDict:
   c.num_workers = 4  # threads loading a batch
   # Processes drawing the embedded edges2faces (dataroot=''): drawing holds the GIL, so
   # threads cannot draw in parallel. 0 draws in the loading threads.
-  c.render_processes = 0
+  c.render_processes = 2
   # Model.
   c.netG = "unet"  # unet (depth from the image size) | unet_128 | unet_256
   c.num_downs = 0  # 0: log2 of the short image side

@@ -72,7 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # render_processes: processes drawing the embedded faces in their first epoch (drawing
   # holds the GIL, so reader threads cannot draw in parallel); 0 draws in those threads.
   c.data = ml_collections.ConfigDict(
-    dict(source="", num_train=20_000, seed=0, data_dir="", render_processes=0)
+    dict(source="", num_train=20_000, seed=0, data_dir="", render_processes=2)
   )
   c.eval = ml_collections.ConfigDict(
     # fd: 'auto' uses a trained face classifier when one exists, 'train' trains it first.

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
@@ -122,7 +124,10 @@ class Memo:
     with self._lock:
       if self._pool is None:
         self._pool = concurrent.futures.ProcessPoolExecutor(
-          self.processes, mp_context=multiprocessing.get_context("spawn")
+          self.processes,
+          mp_context=multiprocessing.get_context("spawn"),
+          initializer=_worker_init,
+          initargs=(os.getpid(),),
         )
         weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
       return self._pool
@@ -147,6 +152,21 @@ def check_sharding(batch_size: int, process_index: int, process_count: int) -> i
       "each process must load the same number of rows"
     )
   return batch_size // process_count
+
+
+def _worker_init(parent: int) -> None:
+  """A memo worker holds neither its parent's stdout/stderr (whoever reads them would wait
+  on it) nor outlives the parent (SIGKILL gives the pool no chance to stop it)."""
+  devnull = os.open(os.devnull, os.O_RDWR)
+  for fd in (0, 1, 2):
+    os.dup2(devnull, fd)
+
+  def exit_when_orphaned():
+    while os.getppid() == parent:
+      time.sleep(1.0)
+    os._exit(0)
+
+  threading.Thread(target=exit_when_orphaned, daemon=True).start()
 
 
 class ShardedStream:
