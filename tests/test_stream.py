@@ -300,3 +300,26 @@ def test_memo_workers_die_with_a_killed_parent():
 def _running(pid):
   with open(f"/proc/{pid}/stat") as f:
     return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+
+
+def test_memo_workers_do_not_rerun_an_unguarded_script(tmp_path):
+  # Spawned workers would import the parent's main module: a script without an
+  # ``if __name__ == '__main__'`` guard would start over in every worker.
+  import os
+  import subprocess
+  import sys
+
+  script = tmp_path / "unguarded.py"
+  script.write_text(
+    "import numpy as np\n"
+    "from zoo.data.stream import Memo\n"
+    "print('started', flush=True)\n"
+    "print(sum(int(x.sum()) for x in Memo(np.arange, processes=2).get_many([3, 4, 5])))\n"
+  )
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "PYTHONPATH": root}
+  out = subprocess.run(
+    [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split() == ["started", str(3 + 6 + 10)]

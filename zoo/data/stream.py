@@ -24,13 +24,13 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
-import grain
 import numpy as np
 
 _PERM_MAGIC = 0x5EED
@@ -123,12 +123,7 @@ class Memo:
   def _workers(self) -> concurrent.futures.ProcessPoolExecutor:
     with self._lock:
       if self._pool is None:
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-          self.processes,
-          mp_context=multiprocessing.get_context("spawn"),
-          initializer=_worker_init,
-          initargs=(os.getpid(),),
-        )
+        self._pool = _start_pool(self.processes)
         weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
       return self._pool
 
@@ -152,6 +147,38 @@ def check_sharding(batch_size: int, process_index: int, process_count: int) -> i
       "each process must load the same number of rows"
     )
   return batch_size // process_count
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+def _start_pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
+  """``processes`` spawned workers, started now with ``__main__`` hidden from them.
+
+  A spawned child re-imports the parent's main module. Memo workers run only the
+  library's drawing code, so that import would cost seconds and about 200 MB each (the
+  launchers import JAX) and, in a user's script without an ``if __name__ ==
+  '__main__'`` guard, start the script over. Spawn skips it when ``__main__`` has neither
+  ``__spec__`` nor ``__file__``, so both are hidden while the workers start.
+  """
+  main = sys.modules.get("__main__")
+  with _MAIN_LOCK:
+    hidden = {k: main.__dict__.pop(k) for k in ("__spec__", "__file__") if k in vars(main)}
+    try:
+      if "__spec__" in hidden:
+        main.__spec__ = None
+      pool = concurrent.futures.ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+      )
+      # Each submit spawns a worker while none is idle: all of them start here.
+      for f in [pool.submit(time.sleep, 0.01) for _ in range(processes)]:
+        f.result()
+    finally:
+      main.__dict__.update(hidden)
+  return pool
 
 
 def _worker_init(parent: int) -> None:
@@ -303,6 +330,9 @@ class ShardedStream:
     if start_step < 0:
       raise ValueError(f"start_step must be >= 0, got {start_step}")
     stop = start_step + num_steps if num_steps is not None else start_step + 2**40
+    # Imported here: grain imports JAX, which Memo's drawing workers do not need.
+    import grain  # pylint: disable=g-import-not-at-top
+
     ds = grain.MapDataset.range(int(start_step), int(stop)).map(self.batch)
     opts = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
     return iter(ds.to_iter_dataset(opts))
