@@ -71,8 +71,8 @@ def pix2pix_task(variant: str | None, processes: int = 0):
 
 
 def cached_rate(st, a) -> float | None:
-  """The rate in the second epoch, once the rendered faces are held in memory (ProGAN's
-  embedded faces are drawn once per example and kept)."""
+  """The rate in the second epoch, once the drawn faces (or pairs) are held in memory:
+  they are drawn once per example and kept."""
   if not a.cached:
     return None
   for step in range(st.steps_per_epoch):  # draw every example once
@@ -124,7 +124,7 @@ def main():
       r = rate(task.train_batches(0), a.batches)
       make = functools.partial(pix2pix_step, task, seed=0)
       name = f"A|B pairs edges2faces {size}x{size} (pix2pix), drawn by {_drawers(n)}"
-      rows.append((name, bs, r, None, make))
+      rows.append((name, bs, r, cached_rate(task.stream, a), make))
       task.sources["train"]._memo.close()  # pylint: disable=protected-access
   print(
     "| stream | batch | batches/s | images/s | step (s) | stream / step "
