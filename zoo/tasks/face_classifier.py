@@ -34,6 +34,7 @@ import ml_collections
 
 from zoo.data import faces
 from zoo.data.faces import pipeline as faces_pipeline
+from zoo.data.stream import Memo
 from zoo.errors import ConfigError
 from zoo.eval import face_classifier as fc
 from zoo.eval import metrics
@@ -205,28 +206,26 @@ def attribute_losses(logits: Mapping[str, jax.Array], attrs: Mapping[str, jax.Ar
 
 class _CachedSource:
   """Wraps a :class:`FacesSource`, keeping only ``image``/``attributes``/``index`` of each
-  rendered example in memory (thread-safe enough: a race renders an example twice)."""
+  drawn example in memory."""
 
   def __init__(self, source):
     self.source = source
-    self._cache: dict[int, dict] = {}
+    self._memo = Memo(self._load)
 
   def __len__(self) -> int:
     return len(self.source)
 
   def __getattr__(self, name):  # split, seed, height, width, ... of the wrapped source
-    if name == "source":
+    if name in ("source", "_memo"):
       raise AttributeError(name)
     return getattr(self.source, name)
 
+  def _load(self, index: int) -> dict:
+    full = self.source[index]
+    return {"image": full["image"], "attributes": full["attributes"], "index": full["index"]}
+
   def __getitem__(self, index: int) -> dict:
-    index = int(index)
-    ex = self._cache.get(index)
-    if ex is None:
-      full = self.source[index]
-      ex = {"image": full["image"], "attributes": full["attributes"], "index": full["index"]}
-      self._cache[index] = ex
-    return ex
+    return self._memo.get(int(index))
 
 
 def cached_faces_batches(split: str, **kwargs) -> faces_pipeline.FacesBatches:

@@ -55,12 +55,24 @@ def _size(size: int | Sequence[int]) -> tuple[int, int]:
   return int(h), int(w)
 
 
+#: The drawn views (:data:`zoo.data.faces.VIEWS`) each batch view needs.
+_DRAWN = {
+  "image": "image",
+  "image_uint8": "image",
+  "label_map": "label_map",
+  "edges": "edges",
+  "edges_uint8": "edges",
+  "caption": "caption",
+}
+
+
 class FacesSource:
   """Random-access source: ``index -> dict`` of numpy arrays, rendered on demand.
 
   Items: ``image`` uint8 [H,W,3], ``label_map`` uint8 [H,W], ``edges`` uint8 [H,W,3],
-  ``attributes`` ``{name: np.int32}``, ``caption`` str, ``index`` np.int64.
-  Deterministic per ``(seed, split, index)``.
+  ``caption`` str (those of ``views`` only: each map costs about as much as the image),
+  ``attributes`` ``{name: np.int32}``, ``index`` np.int64. Deterministic per
+  ``(seed, split, index)``.
   """
 
   def __init__(
@@ -71,6 +83,7 @@ class FacesSource:
     num_examples: int | None = None,
     seed: int = 0,
     all_attributes: bool = True,
+    views: Sequence[str] = faces.VIEWS,
   ):
     if split not in faces.SPLITS:
       raise ValueError(f"split must be one of {faces.SPLITS}, got {split!r}")
@@ -80,6 +93,7 @@ class FacesSource:
     self.num_examples = int(DEFAULT_NUM_EXAMPLES[split] if num_examples is None else num_examples)
     self.seed = int(seed)
     self.all_attributes = all_attributes
+    self.views = tuple(views)
 
   def __len__(self) -> int:
     return self.num_examples
@@ -97,6 +111,7 @@ class FacesSource:
       height=self.height,
       width=self.width,
       all_attributes=self.all_attributes,
+      views=self.views,
     )
     ex["attributes"] = {k: np.int32(v) for k, v in ex["attributes"].items()}
     ex["index"] = np.int64(index)
@@ -140,7 +155,12 @@ class FacesBatches(ShardedStream):
       raise ValueError(f"unknown views {sorted(unknown)}; choose from {VIEWS}")
     self.views = tuple(views)
     source = FacesSource(
-      split, size=size, num_examples=num_examples, seed=seed, all_attributes=all_attributes
+      split,
+      size=size,
+      num_examples=num_examples,
+      seed=seed,
+      all_attributes=all_attributes,
+      views=tuple(dict.fromkeys(_DRAWN[v] for v in self.views if v in _DRAWN)),
     )
     super().__init__(
       source,
