@@ -56,8 +56,8 @@ class Memo:
 
   Args:
     load: ``key -> item``. With ``processes > 0`` it runs in worker processes, so it
-      and its items must pickle (a module-level function or a ``functools.partial``
-      of one).
+      and its items must pickle: a function of an importable module (not of the script
+      being run, which the workers do not import), or a ``functools.partial`` of one.
     cache: keep what was made (else every call makes it again).
     processes: worker processes that make the misses of :meth:`get_many` (0: the
       calling thread). Drawing a face is Python driving Pillow, which holds the GIL,
@@ -162,8 +162,9 @@ def _start_pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
   ``__spec__`` nor ``__file__``, so both are hidden while the workers start.
   """
   main = sys.modules.get("__main__")
+  names = ("__spec__", "__file__") if main is not None else ()
   with _MAIN_LOCK:
-    hidden = {k: main.__dict__.pop(k) for k in ("__spec__", "__file__") if k in vars(main)}
+    hidden = {k: main.__dict__.pop(k) for k in names if k in vars(main)}
     try:
       if "__spec__" in hidden:
         main.__spec__ = None
@@ -177,7 +178,8 @@ def _start_pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
       for f in [pool.submit(time.sleep, 0.01) for _ in range(processes)]:
         f.result()
     finally:
-      main.__dict__.update(hidden)
+      if hidden:
+        main.__dict__.update(hidden)
   return pool
 
 
