@@ -343,3 +343,16 @@ def test_minibatch_discrimination_shapes_and_identical_rows():
   np.testing.assert_allclose(apply(params, x[:1])[:, 11:], 0.0, atol=1e-7)
   with pytest.raises(ValueError):
     layer.apply(params, x[None])
+
+
+@pytest.mark.parametrize("procs", [-1, True])
+def test_bad_render_processes_is_config_error(procs):
+  from launch.configs import dcgan_cls as config_lib  # pylint: disable=g-import-not-at-top
+  from zoo.tasks import dcgan_cls as task_lib  # pylint: disable=g-import-not-at-top
+
+  c = config_lib.get_config()
+  task_lib.validate_config(c)
+  c.data.render_processes = procs
+  with pytest.raises(ConfigError) as e:
+    task_lib.validate_config(c)
+  assert "data.render_processes" in str(e.value) and "\n" not in str(e.value)

@@ -323,3 +323,19 @@ def test_memo_workers_do_not_rerun_an_unguarded_script(tmp_path):
   )
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.split() == ["started", str(3 + 6 + 10)]
+
+
+def test_captioned_faces_drawn_by_processes_equal_those_drawn_in_threads():
+  from zoo.data.faces import captioned
+
+  threads = captioned.CaptionedFaces("train", (32, 32), num_faces=8, captions_per_face=2)
+  procs = captioned.CaptionedFaces("train", (32, 32), num_faces=8, captions_per_face=2, processes=2)
+  try:
+    idx = [5, 0, 15, 4, 5]
+    for x, y in zip([threads[i] for i in idx], procs.get_many(idx)):
+      np.testing.assert_array_equal(x["image"], y["image"])
+      assert x["caption"] == y["caption"] and x["face"] == y["face"]
+    with pytest.raises(IndexError):
+      procs.get_many([16])
+  finally:
+    procs._images.close()  # pylint: disable=protected-access

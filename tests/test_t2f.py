@@ -383,6 +383,7 @@ def test_generate_without_checkpoint(tmp_path):
     ({"schedule.resolution": (24, 24)}, "not model.start"),
     ({"text.max_len": 0}, "max_len"),
     ({"data.num_faces": 2}, "fewer than the largest batch"),
+    ({"data.render_processes": -2}, "data.render_processes"),
     ({"schedule.resolution": (8, 8)}, "16 to 256 pixels"),  # smaller than the faces come
   ],
 )

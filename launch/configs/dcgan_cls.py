@@ -82,8 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict(dict(d_loss="logistic", g_loss="nonsaturating", n_critic=1))
   c.optim = ml_collections.ConfigDict(dict(lr=2e-4, b1=0.5, b2=0.999))
   # source: '' = the embedded captioned faces, else a caption dataset folder (see above).
+  # render_processes: processes drawing the embedded faces in their first epoch (drawing
+  # holds the GIL); 0 draws in the stream's reader threads.
   c.data = ml_collections.ConfigDict(
-    dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="")
+    dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="", render_processes=2)
   )
   # '' = runs/text_encoder, or runs/text_encoder_<folder name> for a folder source.
   c.text = ml_collections.ConfigDict(dict(encoder_workdir=""))

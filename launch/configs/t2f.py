@@ -114,8 +114,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.ema = ml_collections.ConfigDict(dict(half_life_images=10_000))  # 0: no EMA of G
   # source: '' = the embedded captioned faces, else a caption dataset folder (see above).
+  # render_processes: processes drawing the embedded faces in their first epoch (drawing
+  # holds the GIL); 0 draws in the stream's reader threads.
   c.data = ml_collections.ConfigDict(
-    dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="")
+    dict(num_faces=10_000, captions_per_face=5, seed=0, source="", data_dir="", render_processes=2)
   )
   # Captions are at most 48 words; the reference pads to 100.
   # encoder_workdir: the pretrained caption encoder (model.text_encoder='pretrained');

@@ -246,8 +246,9 @@ def heldout_pairs(
 
 def open_pair_source(data, split: str, size: Sequence[int]):
   """The ``split`` pairs of ``data`` at ``size`` ``(H, W)``: the embedded
-  :class:`CaptionedFaces`, or the :class:`CaptionPairs` of the folder (CaptionDataError,
-  one line, for a bad folder or a split it does not have)."""
+  :class:`CaptionedFaces` (the train split's faces drawn by ``data.render_processes``
+  worker processes), or the :class:`CaptionPairs` of the folder (CaptionDataError, one
+  line, for a bad folder or a split it does not have)."""
   if not is_folder(data):
     return captioned.CaptionedFaces(
       split,
@@ -255,6 +256,7 @@ def open_pair_source(data, split: str, size: Sequence[int]):
       num_faces=data.num_faces,
       captions_per_face=data.captions_per_face,
       seed=data.seed,
+      processes=data.get("render_processes", 0) if split == "train" else 0,
     )
   prepared = prepare(data, size)
   if split not in prepared:

@@ -50,6 +50,11 @@ class Source(Protocol):
   def __getitem__(self, index: int) -> Any: ...
 
 
+def is_process_count(value: Any) -> bool:
+  """Whether ``value`` can be :class:`Memo`'s ``processes``: an int >= 0 (not a bool)."""
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class Memo:
   """The in-memory cache of a source whose items are costly to make (drawn faces,
   decoded and resized images): ``get(key)`` is ``load(key)``, made once.

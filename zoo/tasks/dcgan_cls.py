@@ -42,7 +42,7 @@ import optax
 from PIL import Image
 
 from zoo.data import caption_pairs
-from zoo.data.stream import ShardedStream
+from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
 from zoo.gan import core, objectives
@@ -63,7 +63,7 @@ from zoo.training.pictures import (
 
 RESUME_KEYS = workdir_lib.ResumeKeys(
   shape=("model", "text"),
-  free=workdir_lib.LOOP_FREE + ("eval", "num_captions", "num_latents"),
+  free=workdir_lib.LOOP_FREE + ("eval", "num_captions", "num_latents", "data.render_processes"),
 )
 _LOOP_KEYS = ("num_steps", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
@@ -85,6 +85,8 @@ def validate_config(c) -> None:
   )
   if not caption_pairs.is_folder(c.data):  # a folder's pairs are counted when it is opened
     need(c.data.num_faces * c.data.captions_per_face >= c.batch_size, "fewer pairs than a batch")
+  procs = c.data.get("render_processes", 0)
+  need(is_process_count(procs), f"data.render_processes={procs!r} must be an integer >= 0")
   need(c.eval.num_samples >= 0, "eval.num_samples must be >= 0")
   objectives.LossConfig.from_config(c.loss)
 

@@ -82,8 +82,7 @@ def validate_config(c, *, family: str = "progan", networks=models.make_progan) -
   )
   procs = c.data.get("render_processes", 0)
   need(
-    isinstance(procs, int) and not isinstance(procs, bool) and procs >= 0,
-    f"data.render_processes={procs!r} must be an integer >= 0",
+    stream_lib.is_process_count(procs), f"data.render_processes={procs!r} must be an integer >= 0"
   )
   for key in _LOOP_KEYS:
     need(isinstance(c[key], int) and c[key] >= 0, f"{key}={c[key]!r} must be an integer >= 0")

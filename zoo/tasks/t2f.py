@@ -64,7 +64,7 @@ from PIL import Image
 
 from zoo.data import caption_pairs
 from zoo.data.images import unconditional as image_data
-from zoo.data.stream import ShardedStream
+from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
 from zoo.gan import core, objectives, progressive
@@ -99,7 +99,7 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
   shape=("model",) + progressive.SCHEDULE_SHAPE_KEYS,
   free=workdir_lib.LOOP_FREE
   + progressive.SCHEDULE_FREE_KEYS
-  + ("eval", "num_captions", "num_latents"),
+  + ("eval", "num_captions", "num_latents", "data.render_processes"),
 )
 
 
@@ -154,6 +154,8 @@ def validate_config(c) -> None:
       f"data.num_faces x data.captions_per_face = {c.data.num_faces * c.data.captions_per_face} "
       "pairs is fewer than the largest batch size",
     )
+  procs = c.data.get("render_processes", 0)
+  need(is_process_count(procs), f"data.render_processes={procs!r} must be an integer >= 0")
   need(isinstance(c.text.max_len, int) and c.text.max_len >= 1, "text.max_len must be >= 1")
   need(isinstance(c.text.min_count, int) and c.text.min_count >= 1, "text.min_count must be >= 1")
   need(

@@ -792,6 +792,16 @@ def make_example(
   return ex
 
 
+def face_image(
+  index: int, *, seed: int = 0, split: str | None = None, height: int = 64, width: int = 64
+) -> np.ndarray:
+  """``make_example(...)['image']`` alone: uint8 ``[height, width, 3]``. A module-level
+  function, so worker processes can draw with it (:class:`zoo.data.stream.Memo`)."""
+  return make_example(
+    int(index), seed=seed, split=split, height=height, width=width, views=("image",)
+  )["image"]
+
+
 def make_faces(
   n: int,
   *,

@@ -19,6 +19,7 @@ order of :data:`zoo.data.faces.ATTRIBUTE_NAMES`), ``mentions`` bool [A], ``face`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,7 +53,9 @@ def _codes(attrs: dict[str, int]) -> np.ndarray:
 
 
 class CaptionedFaces:
-  """``num_faces * captions_per_face`` (image, caption) pairs of one faces split."""
+  """``num_faces * captions_per_face`` (image, caption) pairs of one faces split; each
+  face is drawn once and kept, by ``processes`` worker processes when > 0
+  (:class:`zoo.data.stream.Memo`)."""
 
   def __init__(
     self,
@@ -62,6 +65,7 @@ class CaptionedFaces:
     num_faces: int,
     captions_per_face: int = 5,
     seed: int = 0,
+    processes: int = 0,
   ):
     if split not in faces.SPLITS:
       raise ValueError(f"split must be one of {faces.SPLITS}, got {split!r}")
@@ -71,7 +75,10 @@ class CaptionedFaces:
     self.height, self.width = int(size[0]), int(size[1])
     faces._check_size(self.height, self.width)  # pylint: disable=protected-access
     self.num_faces, self.captions_per_face = int(num_faces), int(captions_per_face)
-    self._images = Memo(self._draw)
+    draw = functools.partial(
+      faces.face_image, seed=self.seed, split=self.split, height=self.height, width=self.width
+    )
+    self._images = Memo(draw, processes=processes)
 
   def __len__(self) -> int:
     return self.num_faces * self.captions_per_face
@@ -84,11 +91,6 @@ class CaptionedFaces:
   def image(self, face: int) -> np.ndarray:
     return self._images.get(int(face))
 
-  def _draw(self, face: int) -> np.ndarray:
-    return faces.make_example(
-      face, seed=self.seed, split=self.split, height=self.height, width=self.width, views=("image",)
-    )["image"]
-
   def caption(self, index: int) -> tuple[str, np.ndarray, dict[str, int]]:
     face, variant = divmod(int(index), self.captions_per_face)
     attrs = face_attributes(face, seed=self.seed, split=self.split)
@@ -98,18 +100,30 @@ class CaptionedFaces:
     return text, mentions, attrs
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    index = int(index)
-    if not 0 <= index < len(self):
-      raise IndexError(f"pair {index} out of range [0, {len(self)})")
-    face = index // self.captions_per_face
-    text, mentions, attrs = self.caption(index)
-    return {
-      "image": self.image(face),
-      "caption": text,
-      "attributes": _codes(attrs),
-      "mentions": mentions,
-      "face": face,
-    }
+    return self.get_many([index])[0]
+
+  def get_many(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """The pairs of ``indices``, their new faces drawn together (by the worker processes
+    when the source has them)."""
+    indices = [int(i) for i in indices]
+    for index in indices:
+      if not 0 <= index < len(self):
+        raise IndexError(f"pair {index} out of range [0, {len(self)})")
+    images = self._images.get_many([i // self.captions_per_face for i in indices])
+    out = []
+    for index, image in zip(indices, images):
+      text, mentions, attrs = self.caption(index)
+      face = index // self.captions_per_face
+      out.append(
+        {
+          "image": image,
+          "caption": text,
+          "attributes": _codes(attrs),
+          "mentions": mentions,
+          "face": face,
+        }
+      )
+    return out
 
   def all_captions(self) -> set[str]:
     """Every caption string of the source (no rendering)."""

@@ -141,15 +141,6 @@ class TfdsImages:
     return self._memo.get(int(index))
 
 
-def _draw_face(index: int, *, seed: int, split: str, size: tuple[int, int]) -> np.ndarray:
-  from zoo.data import faces  # pylint: disable=g-import-not-at-top
-
-  ex = faces.make_example(
-    index, seed=seed, split=split, height=size[0], width=size[1], views=("image",)
-  )
-  return ex["image"]
-
-
 class RenderedFaces:
   """The synthetic faces of a split at ``size``, drawn on first use and kept in memory;
   ``processes`` > 0 draws each batch's new faces in that many worker processes
@@ -166,7 +157,8 @@ class RenderedFaces:
     lo, hi = faces.MIN_SIZE, faces.MAX_SIZE
     if not all(lo <= s <= hi for s in self.size):
       raise ImageDataError(f"synthetic faces come in sizes {lo}..{hi}, not {self.size}")
-    draw = functools.partial(_draw_face, seed=self.seed, split=self.split, size=self.size)
+    h, w = self.size
+    draw = functools.partial(faces.face_image, seed=self.seed, split=self.split, height=h, width=w)
     self._memo = Memo(draw, processes=processes)
 
   def __len__(self) -> int:
