@@ -109,11 +109,10 @@ class CaptionedFaces:
     for index in indices:
       if not 0 <= index < len(self):
         raise IndexError(f"pair {index} out of range [0, {len(self)})")
-    images = self._images.get_many([i // self.captions_per_face for i in indices])
+    face_of = [i // self.captions_per_face for i in indices]
     out = []
-    for index, image in zip(indices, images):
+    for index, face, image in zip(indices, face_of, self._images.get_many(face_of)):
       text, mentions, attrs = self.caption(index)
-      face = index // self.captions_per_face
       out.append(
         {
           "image": image,

@@ -115,7 +115,23 @@ def list_images(folder: str) -> list[str]:
   return out
 
 
-class AlignedFolder:
+class _PairSource:
+  """``load``/``load_many`` of a pair source whose ``_memo`` (:class:`zoo.data.stream.Memo`)
+  makes ``(A, B)`` from the key ``(index, (h, w))``."""
+
+  _memo: stream.Memo
+
+  def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, B)`` at ``size``, uint8 [h, w, 3] (made once, then kept unless ``cache=False``)."""
+    return self._memo.get((int(index), _hw(size)))
+
+  def load_many(self, indices: Sequence[int], size) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of ``indices``, those not yet made made together (in the worker
+    processes when the source has them)."""
+    return self._memo.get_many([(int(i), _hw(size)) for i in indices])
+
+
+class AlignedFolder(_PairSource):
   """A folder of ``A | B`` side-by-side images (pix2pix's ``aligned`` dataset).
 
   Args:
@@ -188,20 +204,13 @@ class AlignedFolder:
     a, b = img[:, :half], img[:, half : 2 * half]
     return (b, a) if self.direction == "BtoA" else (a, b)
 
-  def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, B)`` resized (bicubic) to ``size``, uint8 [h, w, 3]."""
-    return self._memo.get((int(index), _hw(size)))
-
-  def load_many(self, indices: Sequence[int], size) -> list[tuple[np.ndarray, np.ndarray]]:
-    return self._memo.get_many([(int(i), _hw(size)) for i in indices])
-
   def _load(self, key: tuple[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     index, hw = key
     a, b = self.read(index)
     return np.ascontiguousarray(_resize(a, hw)), np.ascontiguousarray(_resize(b, hw))
 
 
-class SyntheticEdgesFaces:
+class SyntheticEdgesFaces(_PairSource):
   """Embedded "edges2faces": A = edge drawing, B = colour face (:mod:`zoo.data.faces`).
 
   Example ``i`` of split ``split`` is ``faces.make_example(i, seed=seed,
@@ -262,14 +271,6 @@ class SyntheticEdgesFaces:
       for k, v in self.attributes(int(i)).items():
         out[k][j] = v
     return out
-
-  def load(self, index: int, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    return self._memo.get((int(index), _hw(size)))
-
-  def load_many(self, indices: Sequence[int], size) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The pairs of ``indices``, those not yet drawn drawn together (in the worker
-    processes when the source has them)."""
-    return self._memo.get_many([(int(i), _hw(size)) for i in indices])
 
 
 def _draw_pair(
