@@ -108,7 +108,7 @@ def main():
       make = functools.partial(last_stage_step, task, seed=0)
       name = f"faces {res}x{res} (ProGAN stream), drawn by {_drawers(n)}"
       rows.append((name, bs, r, cached_rate(st, a), make))
-      task.source._memo.close()  # pylint: disable=protected-access
+      task.source.close()
   with tempfile.TemporaryDirectory() as d:
     rng = np.random.default_rng(0)
     for i in range(200):
@@ -125,7 +125,7 @@ def main():
       make = functools.partial(pix2pix_step, task, seed=0)
       name = f"A|B pairs edges2faces {size}x{size} (pix2pix), drawn by {_drawers(n)}"
       rows.append((name, bs, r, cached_rate(task.stream, a), make))
-      task.sources["train"]._memo.close()  # pylint: disable=protected-access
+      task.sources["train"].close()
   print(
     "| stream | batch | batches/s | images/s | step (s) | stream / step "
     "| later epochs: batches/s | stream / step |"

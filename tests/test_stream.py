@@ -1,5 +1,7 @@
 """The one batch stream primitive (zoo.data.stream.ShardedStream) and its users."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -231,6 +233,22 @@ def test_memo_pickles_without_its_items():
     stream_lib.Memo(np.arange, processes=-1)
 
 
+def test_closing_a_source_stops_its_workers_and_keeps_its_items():
+  from zoo.data.images import unconditional
+
+  with unconditional.RenderedFaces("train", (16, 16), num_examples=8, processes=2) as src:
+    first = src.get_many([3, 1, 3])
+    pool = src._memo._pool  # pylint: disable=protected-access
+    pids = list(pool._processes)  # pylint: disable=protected-access
+    assert pids and src.num_cached == 2
+  assert src._memo._pool is None  # pylint: disable=protected-access
+  for pid in pids:  # shutdown(wait=True) joined them
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
+  assert src[3] is first[0]  # from the cache
+  assert src.num_cached == 2
+
+
 def test_faces_drawn_by_processes_equal_those_drawn_in_threads():
   from zoo.data.images import unconditional
 
@@ -244,9 +262,9 @@ def test_faces_drawn_by_processes_equal_those_drawn_in_threads():
       x, y = a.batch(k), b.batch(k)
       np.testing.assert_array_equal(x["image"], y["image"])
       seen |= set(x["index"].tolist())
-    assert len(procs._memo) == len(seen)  # pylint: disable=protected-access
+    assert procs.num_cached == len(seen)
   finally:
-    procs._memo.close()  # pylint: disable=protected-access
+    procs.close()
 
 
 def test_pairs_drawn_by_processes_equal_those_drawn_in_threads():
@@ -256,7 +274,7 @@ def test_pairs_drawn_by_processes_equal_those_drawn_in_threads():
     try:
       return [s.batch(k) for k in (0, 4)]
     finally:
-      src._memo.close()  # pylint: disable=protected-access
+      src.close()
 
   for x, y in zip(batches(0), batches(2)):
     for key in ("A", "B", "index"):
@@ -338,4 +356,4 @@ def test_captioned_faces_drawn_by_processes_equal_those_drawn_in_threads():
     with pytest.raises(IndexError):
       procs.get_many([16])
   finally:
-    procs._images.close()  # pylint: disable=protected-access
+    procs.close()

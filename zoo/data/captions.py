@@ -122,7 +122,7 @@ from PIL import Image, UnidentifiedImageError
 
 from zoo.data.images.decode import to_rgb8_image
 from zoo.data.images.unconditional import IMAGE_EXTENSIONS, center_crop_resize, to_float
-from zoo.data.stream import Memo, ShardedStream
+from zoo.data.stream import Memo, MemoSource, ShardedStream
 from zoo.errors import ConfigError, ZooError
 
 __all__ = [
@@ -522,7 +522,7 @@ def available_splits(
 # ----------------------------------------------------------------------------- source
 
 
-class CaptionedImages:
+class CaptionedImages(MemoSource):
   """Random access to one split of a caption dataset (see the module docstring).
 
   ``source[i]`` -> ``{'image': uint8 [H, W, 3], 'captions': tuple[str, ...],

@@ -140,6 +140,28 @@ class Memo:
       pool.shutdown(wait=True, cancel_futures=True)
 
 
+class MemoSource:
+  """Mixin of a source whose items come from a :class:`Memo` kept as ``self._memo``:
+  ``close()`` (or ``with source:``) stops its drawing processes; the items it made stay.
+  Unclosed, they stop when the source is collected or the program exits."""
+
+  _memo: Memo
+
+  def close(self) -> None:
+    self._memo.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  @property
+  def num_cached(self) -> int:
+    """Items made so far and kept."""
+    return len(self._memo)
+
+
 def check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
   """The local batch size; ValueError when the global batch does not split evenly."""
   if batch_size < 1:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from zoo.data import faces
-from zoo.data.stream import Memo
+from zoo.data.stream import Memo, MemoSource
 
 _CAPTION_MAGIC = 0xCA9
 
@@ -52,7 +52,7 @@ def _codes(attrs: dict[str, int]) -> np.ndarray:
   return np.asarray([attrs[n] for n in faces.ATTRIBUTE_NAMES], np.int32)
 
 
-class CaptionedFaces:
+class CaptionedFaces(MemoSource):
   """``num_faces * captions_per_face`` (image, caption) pairs of one faces split; each
   face is drawn once and kept, by ``processes`` worker processes when > 0
   (:class:`zoo.data.stream.Memo`)."""
@@ -78,7 +78,7 @@ class CaptionedFaces:
     draw = functools.partial(
       faces.face_image, seed=self.seed, split=self.split, height=self.height, width=self.width
     )
-    self._images = Memo(draw, processes=processes)
+    self._memo = Memo(draw, processes=processes)
 
   def __len__(self) -> int:
     return self.num_faces * self.captions_per_face
@@ -89,7 +89,7 @@ class CaptionedFaces:
     return self.num_faces
 
   def image(self, face: int) -> np.ndarray:
-    return self._images.get(int(face))
+    return self._memo.get(int(face))
 
   def caption(self, index: int) -> tuple[str, np.ndarray, dict[str, int]]:
     face, variant = divmod(int(index), self.captions_per_face)
@@ -111,7 +111,7 @@ class CaptionedFaces:
         raise IndexError(f"pair {index} out of range [0, {len(self)})")
     face_of = [i // self.captions_per_face for i in indices]
     out = []
-    for index, face, image in zip(indices, face_of, self._images.get_many(face_of)):
+    for index, face, image in zip(indices, face_of, self._memo.get_many(face_of)):
       text, mentions, attrs = self.caption(index)
       out.append(
         {

@@ -115,7 +115,7 @@ def list_images(folder: str) -> list[str]:
   return out
 
 
-class _PairSource:
+class _PairSource(stream.MemoSource):
   """``load``/``load_many`` of a pair source whose ``_memo`` (:class:`zoo.data.stream.Memo`)
   makes ``(A, B)`` from the key ``(index, (h, w))``."""
 

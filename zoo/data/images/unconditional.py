@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.data.images.decode import to_rgb8_image
-from zoo.data.stream import Memo
+from zoo.data.stream import Memo, MemoSource
 from zoo.errors import ZooError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -67,7 +67,7 @@ def list_images(folder: str) -> list[str]:
   return files
 
 
-class ImageFolder:
+class ImageFolder(MemoSource):
   """Images of a folder at ``size``; see the module docstring."""
 
   def __init__(self, folder: str, size: Sequence[int], *, max_images: int = 0, cache=True):
@@ -105,7 +105,7 @@ class ImageFolder:
     return self._memo.get(int(index))
 
 
-class TfdsImages:
+class TfdsImages(MemoSource):
   """The ``image`` feature of a prepared TFDS dataset (never downloads)."""
 
   def __init__(
@@ -141,7 +141,7 @@ class TfdsImages:
     return self._memo.get(int(index))
 
 
-class RenderedFaces:
+class RenderedFaces(MemoSource):
   """The synthetic faces of a split at ``size``, drawn on first use and kept in memory;
   ``processes`` > 0 draws each batch's new faces in that many worker processes
   (:class:`zoo.data.stream.Memo`)."""
