@@ -482,6 +482,8 @@ def progressive_rows(family: str, args, mesh) -> list[Row]:
       _set_loss(c, loss, interval)
       c.data.num_train = max(64, max(c.schedule.batch_sizes))
       c.eval.fd = "off"
+      if family == "stylegan":
+        c.mixing.prob = 0.9  # the paper's, as the PyTorch step mixes (the CPU config: 0)
       m = c.model
 
       def make_jax(c=c, interval=interval):

@@ -251,6 +251,7 @@ TINY = {
   "schedule.final_stable_images": 32,
   "schedule.batch_sizes": (8, 8),
   "data.num_train": 32,
+  "mixing.prob": 0.9,  # the CPU default turns mixing off; keep its path under test
   "eval.num_samples": 16,
   "eval.fd": "off",
   "num_samples": 4,

@@ -12,7 +12,8 @@ Usage::
 
 Variants (after the colon):
   (none)    the embedded synthetic faces, 4x4 -> 32x32, small widths (mapping 8 x 128,
-            channels 128 halving to 16 at 32x32) and ProGAN's CPU schedule.
+            channels 128 halving to 16 at 32x32) and ProGAN's CPU schedule, without
+            style mixing (mixing.prob 0; the paper's 0.9 in ``paper``).
   portrait  the same on rectangular faces: 4x2 -> 32x16 (height = 2 x width).
   conditional  the default conditioned on the faces' attributes: a label (one one-hot per
             attribute) into the mapping network and a projection discriminator
@@ -80,6 +81,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.mapping_hidden = 128
     c.model.fmap_base = 256
     c.model.fmap_max = 128
+    # The paper's mixing probability of 0.9 costs these 16-channel 32x32 layers more
+    # than they can spare (README: StyleGAN); set it back with --config.mixing.prob=0.9.
+    c.mixing.prob = 0.0
   if variant == "conditional":
     # The faces' attributes (concatenated one-hots) enter the mapping network and a
     # projection discriminator; --config.model.condition=acgan uses ACGAN's classifier
