@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import chex
 import jax
@@ -73,6 +74,39 @@ def test_sigterm_saves_and_exits(tmp_path):
   assert res.stopped_by_signal
   assert res.step == 8
   assert os.listdir(tmp_path / "checkpoints") == ["8"]
+
+
+def test_the_host_runs_at_most_two_steps_ahead_of_the_device(tmp_path):
+  # A slow device step (a host callback that sleeps) and a fast host: with asynchronous
+  # dispatch unchecked, the loop would queue up to log_every steps, and a SIGTERM would
+  # wait for all of them.
+  task = ToyTask()
+  done, lag = [], []
+  step_fn = task.train_step
+
+  def slow_step(state, batch, rng, step):
+    new_state, metrics = step_fn(state, batch, rng, step)
+
+    def finished(s):
+      time.sleep(0.02)
+      done.append(int(s))
+
+    jax.debug.callback(finished, step, ordered=False)
+    return new_state, metrics
+
+  def batches(start):
+    step = start
+    while True:
+      lag.append(step - len(done))  # steps asked for but not finished on the device
+      yield task.batch(step)
+      step += 1
+
+  task.train_step, task.train_batches = slow_step, batches
+  res = loop.train(
+    task, _cfg(num_steps=60, log_every=50, save_every=0, eval_every=0), str(tmp_path)
+  )
+  assert res.step == 60 and sorted(done) == list(range(60))
+  assert max(lag) <= 3, lag
 
 
 def test_non_finite_loss_stops_and_keeps_good_checkpoint(tmp_path):

@@ -136,6 +136,11 @@ class TrainResult:
   stopped_by_signal: bool = False
 
 
+# Steps dispatched but not finished: two keep the device busy while the host prepares the
+# next batch.
+_MAX_IN_FLIGHT = 2
+
+
 class _SignalFlag:
   """Turns SIGTERM (and SIGINT) into a flag checked between steps."""
 
@@ -380,6 +385,10 @@ def _train(task, cfg, workdir, *, mesh, say, run_config, resume_keys, allow_conf
         step_arr = mesh_lib.replicate(np.int32(step), mesh)
         state, metrics = jstep(stage, step)(state, batch, step_arr)
         pending.append((step, metrics))
+        if len(pending) > _MAX_IN_FLIGHT:
+          # Dispatch is asynchronous: unchecked, the host runs up to log_every steps ahead
+          # of the device, so a SIGTERM would wait for all of them before the save.
+          jax.block_until_ready(pending[-_MAX_IN_FLIGHT - 1][1])
         step += 1
         progress.update(1)
         last = step == cfg.num_steps
