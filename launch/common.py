@@ -156,6 +156,35 @@ def allow_config_change() -> bool:
   return bool(ALLOW_CONFIG_CHANGE.value)
 
 
+def run_config(config_flag, workdir: str, *, log=print):
+  """The config a command uses on ``workdir``.
+
+  ``--config FILE`` given: that file with the command's ``--config.KEY`` overrides (the
+  resume checks then compare it with the run's). Not given, on a workdir that holds a
+  run's ``config.json``: that run's config with the overrides on top, so rerunning with
+  ``--workdir`` alone resumes the run as it was trained. Otherwise the default file.
+  """
+  from zoo.training import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from zoo.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  flag = flags.FLAGS["config"]
+  if flag.present or not os.path.isdir(workdir):
+    return config_flag.value
+  saved = ckpt_lib.read_run_config(workdir)
+  if not saved:
+    return config_flag.value
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  overrides = config_flags.get_override_values(flag)
+  if log:
+    log(
+      f"using the run's config ({os.path.join(workdir, ckpt_lib.RUN_CONFIG)})"
+      + (f" with {', '.join(sorted(overrides))} from the command line" if overrides else "")
+      + "; --config FILE to use a config file instead"
+    )
+  return workdir_lib.run_config_overlay(config_flag.value, saved, overrides)
+
+
 def check_mode(argv, mode: str, modes) -> str:
   """Rejects stray positional arguments and unknown ``--mode`` values (one-line errors)."""
   from zoo.errors import ConfigError  # pylint: disable=g-import-not-at-top
@@ -218,7 +247,9 @@ def staged_gan_main(family: str, *, config: str, workdir: str):
       return
     task = importlib.import_module(f"zoo.tasks.{family}")
     if mode == "train":
-      task.train_and_evaluate(config_flag.value, wd, allow_config_change=allow_config_change())
+      task.train_and_evaluate(
+        run_config(config_flag, wd), wd, allow_config_change=allow_config_change()
+      )
     elif mode == "eval":
       task.evaluate(wd)
     elif mode == "sample":

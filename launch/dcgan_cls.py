@@ -38,7 +38,9 @@ def main(argv):
 
   w = _WORKDIR.value
   if mode == "train":
-    dcgan_cls.train_and_evaluate(_CONFIG.value, w, allow_config_change=common.allow_config_change())
+    dcgan_cls.train_and_evaluate(
+      common.run_config(_CONFIG, w), w, allow_config_change=common.allow_config_change()
+    )
   elif mode == "eval":
     dcgan_cls.evaluate(w)
   elif mode == "generate":

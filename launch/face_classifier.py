@@ -24,14 +24,13 @@ def main(argv):
   mode = common.check_mode(argv, _MODE.value, MODES)
   from zoo.tasks import face_classifier  # pylint: disable=g-import-not-at-top
 
+  config = common.run_config(_CONFIG, _WORKDIR.value)
   if mode == "train":
     face_classifier.train_and_evaluate(
-      _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
+      config, _WORKDIR.value, allow_config_change=common.allow_config_change()
     )
   else:
-    print(
-      face_classifier.format_eval(face_classifier.evaluate_exported(_CONFIG.value, _WORKDIR.value))
-    )
+    print(face_classifier.format_eval(face_classifier.evaluate_exported(config, _WORKDIR.value)))
 
 
 if __name__ == "__main__":

@@ -24,14 +24,15 @@ def main(argv):
   mode = common.check_mode(argv, _MODE.value, MODES)
   from zoo.tasks import pix2pix  # pylint: disable=g-import-not-at-top
 
+  config = common.run_config(_CONFIG, _WORKDIR.value)
   if mode == "train":
     pix2pix.train_and_evaluate(
-      _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
+      config, _WORKDIR.value, allow_config_change=common.allow_config_change()
     )
   elif mode == "test":
-    pix2pix.test(_CONFIG.value, _WORKDIR.value)
+    pix2pix.test(config, _WORKDIR.value)
   else:
-    pix2pix.export(_CONFIG.value, _WORKDIR.value)
+    pix2pix.export(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def main(argv):
     from zoo.tasks import sketch_rnn  # pylint: disable=g-import-not-at-top
 
     sketch_rnn.train_and_evaluate(
-      _CONFIG.value, workdir, allow_config_change=common.allow_config_change()
+      common.run_config(_CONFIG, workdir), workdir, allow_config_change=common.allow_config_change()
     )
   elif mode == "sample":
     res = sketch.run_sample(

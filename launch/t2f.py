@@ -41,7 +41,9 @@ def main(argv):
 
   w = _WORKDIR.value
   if mode == "train":
-    t2f.train_and_evaluate(_CONFIG.value, w, allow_config_change=common.allow_config_change())
+    t2f.train_and_evaluate(
+      common.run_config(_CONFIG, w), w, allow_config_change=common.allow_config_change()
+    )
   elif mode == "eval":
     t2f.evaluate(w)
   elif mode == "generate":

@@ -20,7 +20,9 @@ def main(argv):
   from zoo.tasks import text_encoder  # pylint: disable=g-import-not-at-top
 
   text_encoder.train_and_evaluate(
-    _CONFIG.value, _WORKDIR.value, allow_config_change=common.allow_config_change()
+    common.run_config(_CONFIG, _WORKDIR.value),
+    _WORKDIR.value,
+    allow_config_change=common.allow_config_change(),
   )
 
 

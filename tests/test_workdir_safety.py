@@ -418,6 +418,53 @@ def test_resume_keys_classify_flat_and_sectioned_configs():
   assert len(workdir_lib.check_resume("w", saved, new, keys, allow_change=True)) == 2
 
 
+def test_run_config_overlay_restores_the_run_s_values_in_the_config_s_types():
+  import ml_collections
+
+  base = ml_collections.ConfigDict(
+    {
+      "model": {"start": (4, 4), "width": 16},
+      "schedule": {"batch_sizes": (16,), "lr": 1e-3},
+      "seed": 0,
+      "new_key": "kept",
+    }
+  )
+  saved = {
+    "model": {"start": [4, 2], "width": 32},
+    "schedule": {"batch_sizes": [16, 8, 4], "lr": 1},  # JSON wrote 1.0 as 1
+    "seed": 3,
+    "derived": {"scale": 2.5},  # not a config key: skipped
+  }
+  c = workdir_lib.run_config_overlay(base, saved, {"model.width": 64})
+  assert c.model.start == (4, 2) and isinstance(c.model.start, tuple)
+  assert c.schedule.batch_sizes == (16, 8, 4)
+  assert c.schedule.lr == 1.0 and isinstance(c.schedule.lr, float)
+  assert (c.seed, c.model.width, c.new_key) == (3, 64, "kept")
+  assert "derived" not in c and base.model.width == 16  # base untouched
+  with pytest.raises(ZooError, match="config.json has seed='x'"):
+    workdir_lib.run_config_overlay(base, {"seed": "x"})
+
+
+def test_rerun_with_only_the_workdir_resumes_the_run_as_trained(sketch_run, tmp_path):
+  # The run was trained with overrides (batch 8, z 4, ...): a rerun that names only the
+  # workdir and a longer num_steps takes those from its config.json, not the defaults.
+  workdir = tmp_path / "run"
+  shutil.copytree(sketch_run, workdir)
+  p = _run("sketch_rnn", workdir, "--config.num_steps=3")
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "using the run's config" in p.stdout and "num_steps from the command line" in p.stdout
+  assert "resumed from step 2" in p.stdout
+  assert ckpt_lib.list_steps(str(workdir / "checkpoints"))[-1] == 3
+  saved = json.loads((workdir / "config.json").read_text())
+  assert {k: saved[k] for k in SKETCH if k != "num_steps"} == {
+    k: v for k, v in SKETCH.items() if k != "num_steps"
+  }
+  assert saved["num_steps"] == 3
+  # An explicit --config is the file's values: compared with the run's, refused.
+  p = _run("sketch_rnn", workdir, "--config=launch/configs/sketch_rnn.py")
+  _assert_one_line_error(p, "run has 4, config has")
+
+
 def test_lock_is_reentrant_in_a_thread_and_exclusive_across_threads(tmp_path):
   import threading
 

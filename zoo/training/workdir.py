@@ -32,6 +32,7 @@ import threading
 from typing import Any, Callable, Iterable, Mapping
 
 import jax
+import ml_collections
 
 from zoo.errors import CheckpointError, ConfigError
 
@@ -239,6 +240,56 @@ def jsonable(config) -> dict:
   """A config (ConfigDict or dict) as plain JSON data (tuples become lists)."""
   d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   return json.loads(json.dumps(d, default=str))
+
+
+def _as_config_value(current: Any, value: Any) -> Any:
+  """A JSON ``value`` in the type of the config's ``current`` value (lists were tuples)."""
+  if isinstance(current, tuple) and isinstance(value, list):
+    inner = current[0] if current else None
+    return tuple(_as_config_value(inner, v) for v in value)
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  return value
+
+
+def run_config_overlay(base, saved: Mapping[str, Any], overrides: Mapping[str, Any] = None):
+  """``base`` (a ConfigDict) with the values of a run's ``config.json`` (``saved``), then
+  ``overrides`` (``{'section.key': value}``, as a command line gives them) on top.
+
+  Rerunning a launcher with only ``--workdir`` (and perhaps ``--config.KEY`` overrides)
+  thereby resumes the run as it was trained, not the config file's defaults. Keys of
+  ``saved`` that ``base`` lacks (derived sections, keys since removed) are skipped; keys
+  ``saved`` lacks (added since) keep ``base``'s value. One-line ConfigError when a saved
+  value does not fit its key.
+  """
+  c = base.copy_and_resolve_references()
+
+  def put(node, d: Mapping[str, Any], prefix: str) -> None:
+    for k, v in d.items():
+      if k not in node:
+        continue
+      cur = node[k]
+      if isinstance(cur, (ml_collections.ConfigDict, Mapping)):
+        if isinstance(v, Mapping):
+          put(cur, v, f"{prefix}{k}.")
+        continue
+      try:
+        node[k] = _as_config_value(cur, v)
+      except (TypeError, ValueError) as e:
+        raise ConfigError(
+          f"the run's config.json has {prefix}{k}={v!r}, which the config cannot take "
+          f"({e}); pass --config FILE to resume with a config file"
+        ) from None
+
+  with c.unlocked():
+    put(c, saved, "")
+    for path, v in (overrides or {}).items():
+      *sections, key = path.split(".")
+      node = c
+      for s in sections:
+        node = node[s]
+      node[key] = v
+  return c
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
