@@ -258,3 +258,41 @@ def staged_gan_main(family: str, *, config: str, workdir: str):
       task.export(wd, output=output.value)
 
   return main
+
+
+def text_gan_main(family: str, *, config: str, workdir: str):
+  """Flags and ``main`` of a text-to-image launcher (the DCGAN, T2F): modes train, eval,
+  generate, interpolate and export over the entry points of ``zoo.tasks.<family>``."""
+  modes = ("train", "eval", "generate", "interpolate", "export")
+  config_flag = define_config(config, "Config file (path[:variant]).")
+  workdir_flag = flags.DEFINE_string("workdir", workdir, "Checkpoints, logs and samples.")
+  mode_flag = flags.DEFINE_string("mode", "train", f"One of {modes}.")
+  caption = flags.DEFINE_string(
+    "caption", "a smiling person with curly red hair and round glasses", "generate/interpolate."
+  )
+  caption2 = flags.DEFINE_string("caption2", "a bald person with closed eyes", "interpolate.")
+  num = flags.DEFINE_integer("num", 16, "generate: number of images.")
+  steps = flags.DEFINE_integer("steps", 8, "interpolate: images per interpolation.")
+  seed = flags.DEFINE_integer("seed", 0, "generate/interpolate: latent seed.")
+  output = flags.DEFINE_string("output", "", "generate/interpolate/export: output path.")
+
+  def main(argv):
+    mode = check_mode(argv, mode_flag.value, modes)
+    task = importlib.import_module(f"zoo.tasks.{family}")
+    w = workdir_flag.value
+    if mode == "train":
+      task.train_and_evaluate(
+        run_config(config_flag, w), w, allow_config_change=allow_config_change()
+      )
+    elif mode == "eval":
+      task.evaluate(w)
+    elif mode == "generate":
+      task.generate(w, caption.value, num=num.value, seed=seed.value, output=output.value)
+    elif mode == "interpolate":
+      task.interpolate(
+        w, caption.value, caption2.value, steps=steps.value, seed=seed.value, output=output.value
+      )
+    else:
+      task.export(w, output=output.value)
+
+  return main
