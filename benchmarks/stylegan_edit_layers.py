@@ -43,8 +43,7 @@ def main(run: str, n: int) -> None:
     for name, direction in (("vector", d), ("own part", own)):
       for strength in (1.0, 2.0):
         for rname, (lo, hi) in ranges.items():
-          ws = np.repeat(w[:, None], layers, 1)
-          ws[:, lo:hi] += strength * direction
+          ws = gt.edit(w, None, [(direction, strength)], layers=(lo, hi), num_layers=layers)
           after = clf.predict(m.images(ws))
           keep = {k: float(np.mean(after[k] == before[k])) for k in after if k != attr}
           worst = min(keep, key=keep.get)

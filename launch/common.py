@@ -233,6 +233,12 @@ def staged_gan_main(family: str, *, config: str, workdir: str):
     layer=flags.DEFINE_integer("layer", -1, "features/animate: synthesis layer (-1: all / auto)."),
     frames=flags.DEFINE_integer("frames", 24, "animate: GIF frames."),
     strength=flags.DEFINE_float("strength", 1.0, "animate: edit strength at the widest mouth."),
+    layers=flags.DEFINE_string(
+      "layers",
+      "",
+      "edit/judge: the style range the attribute edit acts on (StyleGAN): coarse, middle, "
+      "fine or LO-HI, e.g. 2-5 (default: every layer).",
+    ),
   )
 
   def main(argv):

@@ -193,6 +193,29 @@ def test_progan_latents_are_z(progan_model):
     m.features(z)
   with pytest.raises(ConfigError, match="'w'"):
     gt.interpolate(m, z[0], z[1], 5, space="w")
+  with pytest.raises(ConfigError, match="style-range edits need a StyleGAN run"):
+    m.layer_range("coarse")
+  assert m.layer_range("") is None
+
+
+def test_style_range_edit_moves_those_layers_only(model):
+  assert model.layer_range("coarse") == (0, 2) and model.layer_range("1-2") == (1, 3)
+  assert model.layer_range("all") is None and model.layer_range((2, 4)) == (2, 4)
+  w = model.sample(3, seed=0)
+  v = np.linspace(-1, 1, model.latent_size, dtype=np.float32)
+  x = gt.edit(w, None, [(v, 2.0)], layers=(1, 3), num_layers=model.num_layers)
+  assert x.shape == (3, model.num_layers, model.latent_size)
+  np.testing.assert_array_equal(x[:, [0, 3]], np.stack([w, w], 1))
+  np.testing.assert_allclose(x[:, 1:3], np.stack([w + 2 * v] * 2, 1), rtol=1e-6)
+  # Per-layer latents in, the same edit: and every layer is the plain edit.
+  np.testing.assert_array_equal(
+    gt.edit(np.repeat(w[:, None], 4, 1), None, [(v, 2.0)], layers=(1, 3)), x
+  )
+  every = gt.edit(w, None, [(v, 2.0)], layers=(0, 4), num_layers=4)
+  np.testing.assert_allclose(
+    model.images(every), model.images(gt.edit(w, None, [(v, 2.0)])), atol=1e-5
+  )
+  assert np.abs(model.images(x) - model.images(every)).max() > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -212,6 +235,11 @@ def test_progan_latents_are_z(progan_model):
     (lambda m, w: m.images(w, cutoff=9), "cutoff=9"),
     (lambda m, w: gt.interpolate(m, w[0, :8], w[1, :8], 1), "steps=1"),
     (lambda m, w: gt.edit(w, None, [(np.ones(3), 1.0)]), "edit vector of size"),
+    (lambda m, w: m.layer_range("2-9"), "not a range of this generator's layers 0..3"),
+    (lambda m, w: m.layer_range("3-1"), "not a range"),
+    (lambda m, w: m.layer_range("top"), "expected coarse, middle, fine, all or LO-HI"),
+    (lambda m, w: gt.edit(w, None, [(w[0], 1.0)], layers=(0, 2)), "needs num_layers"),
+    (lambda m, w: gt.edit(w, None, [(w[0], 1.0)], layers=(0, 9), num_layers=4), "do not fit"),
   ],
 )
 def test_bad_input_is_one_line(model, call, words):
@@ -311,6 +339,10 @@ def test_edit_mode_with_vectors(model, tiny_stylegan_run, tmp_path):
     gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=1:x", **kw)
   [png] = gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=1:1,mouth=0:-0.5", **kw)
   assert os.path.basename(png) == "edit_mouth_1_1_mouth_0_0_5.png" and os.path.getsize(png) > 0
+  [png] = gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=1:1", layers="0-1", **kw)
+  assert os.path.basename(png) == "edit_mouth_1_1_layers0-1.png"
+  with pytest.raises(ConfigError, match="layers='fine' is not a range"):  # 4 layers: no fine
+    gt.run_tool("edit", tiny_stylegan_run[0], edit_spec="mouth=1:1", layers="fine", **kw)
 
 
 class _BrightnessClf:
@@ -345,6 +377,10 @@ def test_judge_edit_counts_flips_and_keeps(model):
     model, vecs, "mouth", "closed", "open", n=6, strength=0.0, classifier=_Clf()
   )
   assert still["pixel_change"] == 0.0
+  coarse = gt.judge_edit(
+    model, vecs, "mouth", "closed", "open", n=6, classifier=_Clf(), layers="coarse"
+  )
+  assert coarse["flip"] == 0.5 and 0 < coarse["pixel_change"] != r["pixel_change"]
   with pytest.raises(ConfigError, match="has no value 'wide'"):
     gt.judge_edit(model, vecs, "mouth", "closed", "wide", n=6, classifier=_Clf())
 

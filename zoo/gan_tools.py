@@ -242,6 +242,33 @@ class LatentModel:
       )
     return int(layer)
 
+  def layer_range(self, spec) -> tuple[int, int] | None:
+    """Synthesis layers ``[lo, hi)`` named by ``spec``: ``'coarse'``, ``'middle'`` or
+    ``'fine'`` (:func:`style_ranges`), ``'LO-HI'`` (inclusive, e.g. ``'2-5'``), a pair
+    ``(lo, hi)``, or None / ``''`` / ``'all'`` for every layer (returns None)."""
+    if spec is None or spec in ("", "all"):
+      return None
+    self._need_layers("style-range edits")
+    if isinstance(spec, str):
+      named = style_ranges(self)
+      if spec in named:
+        lo, hi = named[spec]
+      else:
+        try:
+          a, b = (int(x) for x in spec.split("-"))
+        except ValueError:
+          raise ConfigError(
+            f"layers={spec!r}: expected coarse, middle, fine, all or LO-HI (e.g. 2-5)"
+          ) from None
+        lo, hi = a, b + 1
+    else:
+      lo, hi = (int(x) for x in spec)
+    if not 0 <= lo < hi <= self.num_layers:
+      raise ConfigError(
+        f"layers={spec!r} is not a range of this generator's layers 0..{self.num_layers - 1}"
+      )
+    return lo, hi
+
   def _need_layers(self, what: str) -> None:
     if self.family != "stylegan":
       raise ConfigError(
@@ -585,10 +612,28 @@ def decorrelate(a, b) -> np.ndarray:
   return a if bb == 0 else a - (float(a @ b) / bb) * b
 
 
-def edit(latents, vectors: AttributeVectors | None, strengths) -> np.ndarray:
+def edit(
+  latents, vectors: AttributeVectors | None, strengths, *, layers=None, num_layers=None
+) -> np.ndarray:
   """``latents + sum(strength * vector)``. ``strengths``: ``{name: strength}`` with names
-  looked up in ``vectors``, or ``[(vector or name, strength), ...]``."""
+  looked up in ``vectors``, or ``[(vector or name, strength), ...]``.
+
+  ``layers``: ``(lo, hi)`` to edit StyleGAN's styles of synthesis layers ``lo..hi-1`` only
+  (:meth:`LatentModel.layer_range` names them); the result is then per-layer
+  ``[n, num_layers, w_dim]``, from per-layer latents or from ``[n, w_dim]`` ones repeated
+  ``num_layers`` times. None: every layer, latents keep their shape.
+  """
   x = np.asarray(latents, np.float32).copy()
+  sl = slice(None)
+  if layers is not None:
+    lo, hi = layers
+    if x.ndim == 2:
+      if num_layers is None:
+        raise ConfigError("a style-range edit of [n, w_dim] latents needs num_layers")
+      x = np.repeat(x[:, None], int(num_layers), axis=1)
+    if x.ndim != 3 or not 0 <= lo < hi <= x.shape[1]:
+      raise ConfigError(f"layers={tuple(layers)} do not fit latents of shape {x.shape}")
+    sl = slice(lo, hi)
   items = strengths.items() if isinstance(strengths, Mapping) else strengths
   for k, s in items:
     if isinstance(k, str) and vectors is None:
@@ -596,7 +641,10 @@ def edit(latents, vectors: AttributeVectors | None, strengths) -> np.ndarray:
     v = vectors[k] if isinstance(k, str) else np.asarray(k, np.float32)
     if v.shape != x.shape[-1:]:
       raise ConfigError(f"an edit vector of size {v.shape} for latents of size {x.shape[-1]}")
-    x = x + float(s) * v
+    if layers is None:
+      x = x + float(s) * v
+    else:
+      x[:, sl] += float(s) * v
   return x
 
 
@@ -923,6 +971,7 @@ def run_tool(
   layer: int = -1,
   frames: int = 24,
   strength: float = 1.0,
+  layers: str = "",
   caption: str | None = None,
   output: str = "",
   log=print,
@@ -944,6 +993,7 @@ def run_tool(
       raise ConfigError(f"--psis: {e}") from None
   model = LatentModel.load(workdir, caption=caption)
   layer_arg = None if layer < 0 else model.check_layer(layer)
+  style_range = model.layer_range(layers) if mode in ("edit", "judge") else None
   out = output or os.path.join(workdir, "toolkit")
   vec_path = vectors or os.path.join(workdir, "attributes.csv")
   written: list[str] = []
@@ -971,11 +1021,22 @@ def run_tool(
     scales = np.linspace(-2.0, 2.0, 5)
     w = model.sample(num, seed)
     cols = [
-      model.images(edit(w, vecs, {k: s * v for k, v in strengths.items()}), psi=psi) for s in scales
+      model.images(
+        edit(
+          w,
+          vecs,
+          {k: s * v for k, v in strengths.items()},
+          layers=style_range,
+          num_layers=style_range and model.num_layers,
+        ),
+        psi=psi,
+      )
+      for s in scales
     ]
     grid = pictures.sample_grid(np.stack(cols, 1).reshape(-1, *cols[0].shape[1:]), cols=len(scales))
     os.makedirs(out, exist_ok=True)
-    written.append(_save_png(os.path.join(out, f"edit_{pictures.slug(edit_spec)}.png"), grid))
+    name = pictures.slug(edit_spec) + (f"_layers{layers}" if style_range else "")
+    written.append(_save_png(os.path.join(out, f"edit_{name}.png"), grid))
   elif mode == "interpolate":
     z = model.sample_z(2 * num, seed)
     rows = [
@@ -1045,13 +1106,15 @@ def run_tool(
     written.append(gif)
     say(f"[toolkit] mouth edit at layer {mouth.layer} from {mouth.examples} open/closed pairs")
   elif mode == "judge":
-    written += _judge(model, need_vectors(), out, psi_list, layer_arg, strength, num, say)
+    written += _judge(
+      model, need_vectors(), out, psi_list, layer_arg, strength, num, say, style_range
+    )
   for p in written:
     say(f"[toolkit] wrote {p}")
   return written
 
 
-def _judge(model, vecs, out, psis, layer, strength, num, say) -> list[str]:
+def _judge(model, vecs, out, psis, layer, strength, num, say, style_range=None) -> list[str]:
   """The issue's judged numbers: attribute edits, the local mouth edit, truncation."""
   from zoo.data.images import unconditional as image_data  # pylint: disable=g-import-not-at-top
   from zoo.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
@@ -1059,11 +1122,19 @@ def _judge(model, vecs, out, psis, layer, strength, num, say) -> list[str]:
   n = num
   clf = _default_classifier(None)
   results: dict[str, Any] = {"step": model.step, "n": n, "strength": strength}
+  where = ""
+  if style_range:
+    results["layers"] = list(style_range)
+    where = f" (layers {style_range[0]}-{style_range[1] - 1})"
   for attr, a, b in JUDGED_EDITS:
     if f"{attr}={a}" in vecs.vectors and f"{attr}={b}" in vecs.vectors:
-      r = judge_edit(model, vecs, attr, a, b, n=n, strength=strength, classifier=clf)
+      r = judge_edit(
+        model, vecs, attr, a, b, n=n, strength=strength, classifier=clf, layers=style_range
+      )
       results[f"edit {attr} {a}->{b}"] = r
-      say(f"[judge] {attr} {a}->{b}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}")
+      say(
+        f"[judge] {attr} {a}->{b}{where}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}"
+      )
   mouth = find_mouth_edit(model, classifier=clf, layer=layer)
   r = judge_mouth_edit(model, mouth, vecs, n=n, strength=strength, classifier=clf)
   results["mouth local edit"] = {"layer": mouth.layer, **r}
@@ -1150,9 +1221,11 @@ def judge_edit(
   classifier=None,
   seed: int = 100,
   psi: float = 1.0,
+  layers=None,
 ) -> dict[str, float]:
   """Edits ``n`` samples showing ``attribute=source`` by ``strength * (v[target] -
-  v[source])`` and classifies them again. Returns ``flip`` (the fraction now showing
+  v[source])`` (in the style range ``layers``, :meth:`LatentModel.layer_range`; default
+  every layer) and classifies them again. Returns ``flip`` (the fraction now showing
   ``target``), ``keep/<other attribute>`` (the fraction whose prediction of it did not
   change), ``keep_min`` and ``pixel_change`` (mean absolute change of the images)."""
   clf = _default_classifier(classifier)
@@ -1160,7 +1233,8 @@ def judge_edit(
   vocab = faces.ATTRIBUTES[attribute]
   direction = vectors[f"{attribute}={vocab[dst]}"] - vectors[f"{attribute}={vocab[src]}"]
   w, before = _sources(model, clf, attribute, src, n, seed, psi)
-  edited = edit(w, None, [(direction, strength)])
+  rng = model.layer_range(layers)
+  edited = edit(w, None, [(direction, strength)], layers=rng, num_layers=rng and model.num_layers)
   imgs0, imgs1 = model.images(w, psi=psi), model.images(edited, psi=psi)
   after = clf.predict(imgs1)
   out = {"flip": float(np.mean(after[attribute] == dst))}
