@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from PIL import Image
 
 from zoo.data import caption_pairs
 from zoo.data.stream import ShardedStream, is_process_count
@@ -55,10 +54,10 @@ from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
 from zoo.training.pictures import (
   sample_grid,
-  slug,
   text_interpolations,
+  write_caption_grid,
+  write_caption_interpolations,
   write_caption_samples,
-  write_interpolations,
 )
 
 RESUME_KEYS = workdir_lib.ResumeKeys(
@@ -401,9 +400,7 @@ def generate(
   _check_captions(task, [caption])
   emb = np.repeat(task.encoder.embed([caption]), num, axis=0)
   imgs = task.generate(state, task.latents(num, seed), emb)
-  path = output or os.path.join(workdir, "generated", f"{slug(caption)}_seed{seed}.png")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  Image.fromarray(sample_grid(imgs)).save(path)
+  path = write_caption_grid(imgs, workdir, caption, seed=seed, output=output)
   if log:
     log(f"[dcgan_cls] wrote {num} samples of step {step} for {caption!r} to {path}")
   return path
@@ -429,9 +426,9 @@ def interpolate(
   sets = text_interpolations(
     lambda e, z: task.generate(state, z, e), e1, e2, task.latents, steps=steps, seed=seed
   )
-  out = output or os.path.join(workdir, "interpolations")
-  stem = f"{slug(caption, 24)}__{slug(caption2, 24)}_seed{seed}"
-  paths = write_interpolations(out, stem, sets, steps=steps)
+  paths = write_caption_interpolations(
+    sets, workdir, caption, caption2, steps=steps, seed=seed, output=output
+  )
   if log:
     log(f"[dcgan_cls] step {step}: wrote " + ", ".join(paths))
   return paths

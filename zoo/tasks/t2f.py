@@ -60,7 +60,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from zoo.data import caption_pairs
 from zoo.data.images import unconditional as image_data
@@ -80,10 +79,10 @@ from zoo.training import workdir as workdir_lib
 from zoo.training.metrics import MetricWriter
 from zoo.training.pictures import (
   sample_grid,
-  slug,
   text_interpolations,
+  write_caption_grid,
+  write_caption_interpolations,
   write_caption_samples,
-  write_interpolations,
 )
 
 VOCAB_FILE = "vocab.json"
@@ -633,9 +632,7 @@ def generate(
   task, state, step = restore_task(workdir)
   text = tuple(np.repeat(a, num, axis=0) for a in task.encode([caption]))
   imgs = task.generate_text(state, text, task.latents(num, seed), step)
-  path = output or os.path.join(workdir, "generated", f"{slug(caption)}_seed{seed}.png")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  Image.fromarray(sample_grid(imgs)).save(path)
+  path = write_caption_grid(imgs, workdir, caption, seed=seed, output=output)
   if log:
     log(f"[t2f] wrote {num} samples of step {step} for {caption!r} to {path}")
   return path
@@ -665,9 +662,9 @@ def interpolate(
     steps=steps,
     seed=seed,
   )
-  out = output or os.path.join(workdir, "interpolations")
-  stem = f"{slug(caption, 24)}__{slug(caption2, 24)}_seed{seed}"
-  paths = write_interpolations(out, stem, sets, steps=steps)
+  paths = write_caption_interpolations(
+    sets, workdir, caption, caption2, steps=steps, seed=seed, output=output
+  )
   if log:
     log(f"[t2f] step {step}: wrote " + ", ".join(paths))
   return paths

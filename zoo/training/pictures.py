@@ -94,6 +94,25 @@ def write_interpolations(out: str, stem: str, sets, *, steps: int) -> list[str]:
   return paths
 
 
+def write_caption_grid(imgs, workdir: str, caption: str, *, seed: int, output: str = "") -> str:
+  """A text-to-image generator's samples for one caption as a grid at ``output`` (default
+  ``WORKDIR/generated/<caption>_seed<seed>.png``); returns the path."""
+  path = output or os.path.join(workdir, "generated", f"{slug(caption)}_seed{seed}.png")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  Image.fromarray(sample_grid(imgs)).save(path)
+  return path
+
+
+def write_caption_interpolations(
+  sets, workdir: str, caption: str, caption2: str, *, steps: int, seed: int, output: str = ""
+) -> list[str]:
+  """:func:`write_interpolations` of :func:`text_interpolations`' ``sets`` into ``output``
+  (default ``WORKDIR/interpolations``), named after both captions and the seed."""
+  out = output or os.path.join(workdir, "interpolations")
+  stem = f"{slug(caption, 24)}__{slug(caption2, 24)}_seed{seed}"
+  return write_interpolations(out, stem, sets, steps=steps)
+
+
 def captioned_grid(
   grid: np.ndarray, captions, *, width: int = 360, font_size: int = 13
 ) -> np.ndarray:
