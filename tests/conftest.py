@@ -8,7 +8,9 @@ for a few steps, and resume tests compile the same programs two or three times. 
 tests (and the launcher subprocesses they start, through the environment) share JAX's
 persistent compilation cache, a fresh directory per session unless
 ``JAX_COMPILATION_CACHE_DIR`` is set, and XLA compiles without its slower backend
-optimisations. Both change how long programs take to build, not what they compute.
+optimisations and with its older CPU fusion emitters, which build the small programs of
+the tests several times faster. These change how long programs take to build, not the
+operations they run (elementwise math may differ in the last bits).
 """
 
 import atexit
@@ -17,7 +19,17 @@ import pathlib
 import shutil
 import tempfile
 
-for _flag in ("--xla_force_host_platform_device_count=4", "--xla_backend_optimization_level=0"):
+#: XLA flags for a faster build (see above), also for the subprocesses the tests start.
+FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+
+
+def xla_flags(devices: int) -> str:
+  """``XLA_FLAGS`` for a subprocess with ``devices`` CPU devices that builds as fast as
+  the tests do."""
+  return " ".join((f"--xla_force_host_platform_device_count={devices}", *FAST_COMPILE_FLAGS))
+
+
+for _flag in ("--xla_force_host_platform_device_count=4", *FAST_COMPILE_FLAGS):
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):

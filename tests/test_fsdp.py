@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 from tests.test_pix2pix import tiny_config as pix2pix_config
 from tests.test_stylegan import tiny_config as stylegan_config
 from zoo.errors import ConfigError
@@ -119,7 +119,7 @@ def test_launcher_mesh_model_flag(tmp_path):
     return subprocess.run(
       [sys.executable, "-m", "launch.pix2pix", f"--workdir={tmp_path / 'w'}", *args],
       cwd=REPO,
-      env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+      env={**os.environ, "XLA_FLAGS": xla_flags(4)},
       capture_output=True,
       text=True,
       timeout=300,

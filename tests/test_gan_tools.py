@@ -28,8 +28,7 @@ def model(tiny_stylegan_run):
 def progan_model():
   cfg = dict(start=(4, 4), latent_dim=8, fmap_base=16, fmap_max=8)
   g, _ = progan_models.make_progan(cfg, 1)
-  z = np.zeros((1, 8), np.float32)
-  g_vars = g.init(jax.random.key(0), z, 1.0)
+  g_vars = progan_models.init_variables(g, jax.random.key(0))
   return gt.LatentModel("progan", "", 1, 1, g, g_vars, 1.0, 8)
 
 

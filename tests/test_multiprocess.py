@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from tests import test_dcgan_cls_task, test_progan_task, test_stylegan, test_t2f
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, xla_flags
 
 
 def _env(extra):
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # one CPU device per process
+  env["XLA_FLAGS"] = xla_flags(1)  # one CPU device per process
   for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     env.pop(k, None)
   env.update(extra)
@@ -39,7 +39,7 @@ def _run_two(cmd, extra=None, local_devices: int = 1) -> None:
       "ZOO_TEST_LOCAL_DEVICES": str(local_devices),
     }
     if local_devices > 1:
-      env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={local_devices}"
+      env["XLA_FLAGS"] = xla_flags(local_devices)
     procs.append(
       subprocess.Popen(
         cmd,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 from tests.test_sketch_rnn_train import TINY, tiny_config
 from zoo import sketch as api
 from zoo.data.sketches import export as E
@@ -303,11 +303,8 @@ def test_complete_keeps_prefix(forced, data):
 def test_unconditional_model(model):
   c = tiny_config(conditional=False)
   m = task_lib.make_model(c)
-  params = m.init(
-    {"params": jax.random.key(0)},
-    jnp.zeros((1, 3, 5)),
-    jnp.ones((1,), jnp.int32),
-    deterministic=True,
+  params = jax.jit(functools.partial(m.init, deterministic=True))(
+    {"params": jax.random.key(0)}, jnp.zeros((1, 3, 5)), jnp.ones((1,), jnp.int32)
   )["params"]
   um = api.SketchModel(m, params, c, max_seq_len=model.max_seq_len, scale_factor=3.0)
   with pytest.raises(ConfigError) as e:
@@ -347,7 +344,7 @@ def test_load_sketch_input(tmp_path, data):
 
 def _cli(workdir, *args):
   cmd = [sys.executable, "-m", "launch.sketch_rnn", "--workdir", str(workdir), *args]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1))
   return subprocess.Popen(
     cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
   )

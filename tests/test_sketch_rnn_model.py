@@ -134,7 +134,7 @@ def _cell_setup(cls, seed=0, **kw):
     jax.random.normal(k, a.shape) * 0.5
     for k, a in zip(jax.random.split(jax.random.key(seed + 20), 4), cell.initialize_carry(B))
   )
-  params = cell.init(jax.random.key(seed), carry, x)
+  params = jax.jit(cell.init)(jax.random.key(seed), carry, x)
   params = randomize(params, seed + 30)
   return cell, params, carry, x
 

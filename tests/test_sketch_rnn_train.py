@@ -16,7 +16,7 @@ from launch.configs import sketch_rnn as cfg_lib
 from zoo.errors import ConfigError
 from zoo.tasks import sketch_rnn
 from zoo.training import mesh as mesh_lib
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 TINY = dict(
   batch_size=8,
@@ -155,7 +155,7 @@ def _cli(workdir, *overrides, **kw):
     str(workdir),
   ]
   args += [f"--config.{k}={v}" for k, v in TINY.items()] + list(overrides)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1))
   return subprocess.Popen(
     args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
   )

@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import REPO, xla_flags
 from zoo.errors import CheckpointError, ZooError
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import loop
 from zoo.training import workdir as workdir_lib
 from zoo.training import restore as restore_lib
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 #: tensorstore's callbacks for a failed read may reach a closed event loop later (caught
 #: as unraisable exceptions by pytest; the launchers keep them off stderr).
@@ -104,7 +104,7 @@ def _config(cfg_module, overrides: dict, variant=None):
 
 
 def _env():
-  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return dict(os.environ, XLA_FLAGS=xla_flags(1))
 
 
 def _run(launcher: str, workdir, *args, timeout: int = 300) -> subprocess.CompletedProcess:

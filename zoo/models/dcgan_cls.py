@@ -55,6 +55,7 @@ Choices relative to the reference:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -308,8 +309,9 @@ def init_variables(
   z = jnp.zeros((batch, g.latent_dim), jnp.float32)
   emb = jnp.zeros((batch, text_dim), jnp.float32)
   x = jnp.zeros((batch, d.resolution, d.resolution, d.num_channels), jnp.float32)
-  gv = g.init(kg, z, emb, train=False)
-  dv = d.init(kd, x, emb, train=False)
+  # Jitted: an eager init dispatches op by op, several times slower on a CPU.
+  gv = jax.jit(functools.partial(g.init, train=False))(kg, z, emb)
+  dv = jax.jit(functools.partial(d.init, train=False))(kd, x, emb)
   g_vars = {"params": gv["params"], "batch_stats": gv["batch_stats"]}
   d_vars = {"params": dv["params"], "batch_stats": dv["batch_stats"]}
   return g_vars, d_vars

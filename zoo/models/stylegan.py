@@ -32,6 +32,7 @@ as ``layer<i>`` (``apply(..., mutable=['intermediates'])``) for feature-map view
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping as MappingT
 from collections.abc import Sequence
 from typing import Any
@@ -494,7 +495,12 @@ def make_stylegan(
 
 
 def init_variables(module: Generator | Discriminator, key: Array) -> dict:
-  """``module.init`` on zero inputs of the right shapes (``{'params'[, 'stats']}``)."""
+  """``module.init`` on zero inputs of the right shapes (``{'params'[, 'stats']}``), as
+  one compiled program (an eager ``init`` dispatches op by op)."""
+  return jax.jit(functools.partial(_init_variables, module))(key)
+
+
+def _init_variables(module: Generator | Discriminator, key: Array) -> dict:
   label = jnp.zeros((1, max(module.label_dim, 1)), jnp.float32) if module.label_dim else None
   if isinstance(module, Generator):
     z = jnp.zeros((1, module.latent_dim), jnp.float32)

@@ -42,6 +42,7 @@ reference takes ``sigma = relu(.) + 1e-12``); ProGAN's generator of :mod:`zoo.mo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -378,7 +379,12 @@ def dummy_inputs(module, batch_size: int = 1) -> tuple:
 
 
 def init_variables(module, key: Array) -> dict:
-  """``module.init`` on :func:`dummy_inputs` (the generator with zero CA noise)."""
+  """``module.init`` on :func:`dummy_inputs` (the generator with zero CA noise), as one
+  compiled program (an eager ``init`` dispatches op by op)."""
+  return jax.jit(functools.partial(_init_variables, module))(key)
+
+
+def _init_variables(module, key: Array) -> dict:
   if isinstance(module, TextConditionalGenerator):
     eps = jnp.zeros((1, module.ca_dim), jnp.float32)
     method = "synthesize" if module.text_dim else None
