@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from zoo.errors import ConfigError
 from zoo.gan import core
 from zoo.losses import gan as gan_losses
 
@@ -278,3 +279,39 @@ def test_matching_aware_d_loss_by_hand(balanced):
   # the balanced loss where it was.
   shift = float(loss_of(-10.0, 0.0)[0] - loss_of(0.0, 0.0)[0])
   assert shift == pytest.approx(0.0 if balanced else -10.0, abs=1e-4)
+
+
+def test_matching_aware_logistic_is_gan_cls():
+  # With the logistic loss the balanced matching-aware D loss is GAN-CLS (Reed et al.):
+  # softplus(-s_real) + softplus(s_fake)/2 + softplus(s_wrong)/2, computed here by hand.
+  from zoo.gan import objectives  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(1)
+  real, fake = rng.normal(size=(2, 4, 2, 2, 1)).astype(np.float32)
+  cond = rng.normal(size=(4, 3)).astype(np.float32)
+
+  def d_apply(v, x, c, step):
+    return x.reshape(x.shape[0], -1).sum(-1) * 0.5 + v["w"] * c[:, 0]
+
+  def objective(**kw):
+    return objectives.LearnedConditionObjective(
+      g_apply=None,
+      d_apply=d_apply,
+      latent_dim=1,
+      losses=objectives.LossConfig(d_loss="logistic", g_loss="nonsaturating"),
+      mismatch=True,
+      **kw,
+    )
+
+  loss, (metrics, _) = objective(balanced_mismatch=True).d_loss(
+    {"w": jnp.float32(0.7)}, {"image": real}, {"image": fake, "cond": cond}, None, 0
+  )
+  s_real = real.reshape(4, -1).sum(-1) * 0.5 + 0.7 * cond[:, 0]
+  s_fake = fake.reshape(4, -1).sum(-1) * 0.5 + 0.7 * cond[:, 0]
+  s_wrong = real.reshape(4, -1).sum(-1) * 0.5 + 0.7 * np.roll(cond, 1, axis=0)[:, 0]
+  softplus = lambda s: np.log1p(np.exp(s))  # noqa: E731
+  want = np.mean(softplus(-s_real) + softplus(s_fake) / 2 + softplus(s_wrong) / 2)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose(metrics["D_wrong_score"], s_wrong.mean(), rtol=1e-5)
+  with pytest.raises(ConfigError, match="balanced_mismatch"):
+    objective(balanced_mismatch=False)

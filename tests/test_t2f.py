@@ -379,7 +379,10 @@ def test_generate_without_checkpoint(tmp_path):
     ({"model.d_condition": "pixels"}, "d_condition"),
     ({"model.ca_dim": 0}, "ca_dim"),
     ({"loss.kl_weight": -1.0}, "kl_weight"),
-    ({"loss.d_loss": "logistic", "loss.g_loss": "nonsaturating"}, "matching_aware"),
+    (
+      {"loss.d_loss": "logistic", "loss.g_loss": "nonsaturating", "loss.balanced_mismatch": False},
+      "matching_aware",
+    ),
     ({"schedule.resolution": (24, 24)}, "not model.start"),
     ({"text.max_len": 0}, "max_len"),
     ({"data.num_faces": 2}, "fewer than the largest batch"),

@@ -28,7 +28,8 @@ CA's KL weight at 0.05 instead of the reference's 1):
 
 Reference semantics kept (see :mod:`zoo.tasks.t2f`): WGAN-GP (λ = 10) + drift, the
 matching-aware term (but weighted as GAN-CLS, ``loss.balanced_mismatch``; False gives the
-reference's sum), KL weight 1, the text embedding (not the CA output) shown to D's
+reference's sum; balanced, it also works with ``loss.d_loss='logistic'``, where it is
+GAN-CLS's loss), KL weight 1, the text embedding (not the CA output) shown to D's
 last block, G's loss reaching the encoder through D's condition too, no Adam reset at
 new resolutions and an EMA of G (the reference's decay 0.999 per step ~ 11k images at
 minibatch 16).

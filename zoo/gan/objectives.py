@@ -286,8 +286,10 @@ class LearnedConditionObjective:
   real scores, and with ``mismatch`` the matching-aware term of the T2F reference,
   ``+ mean D(real, wrong cond)`` (WGAN only; the wrong condition of example i is example
   ``i - 1``'s). With ``balanced_mismatch`` the two negatives share one weight, as in
-  GAN-CLS (Reed et al. 2016): ``mean D(fake)/2 + mean D(real, wrong)/2 - mean D(real)``.
-  The reference's sum ``D(fake) - D(real) + D(real, wrong)`` falls by one for every unit
+  GAN-CLS (Reed et al. 2016), for any ``d_loss`` ``L(real, fake) = a(real) + b(fake)``:
+  ``mean [L(real, fake) + L(real, wrong)] / 2 = a(real) + b(fake)/2 + b(wrong)/2``, i.e.
+  ``mean D(fake)/2 + mean D(real, wrong)/2 - mean D(real)`` for WGAN and
+  :func:`zoo.losses.gan.d_gan_cls_loss` for the logistic loss. The reference's sum ``D(fake) - D(real) + D(real, wrong)`` falls by one for every unit
   that all scores fall together, so a D that ignores the text minimises it by sinking
   every score to ``-1 / (2 drift)`` (-500 at drift 1e-3), where only the drift holds it;
   balanced, a common shift of the scores changes nothing. D's regulariser
@@ -318,9 +320,10 @@ class LearnedConditionObjective:
   image_key: str = "image"
 
   def __post_init__(self):
-    if self.mismatch and self.losses.d_loss != "wgan":
+    if self.mismatch and not self.balanced_mismatch and self.losses.d_loss != "wgan":
       raise ConfigError(
-        f"the matching-aware term is defined for d_loss='wgan', not {self.losses.d_loss!r}"
+        "the unbalanced matching-aware term is defined for d_loss='wgan', not "
+        f"{self.losses.d_loss!r} (set balanced_mismatch for the GAN-CLS weighting)"
       )
     if self.kl_weight < 0:
       raise ConfigError(f"kl_weight={self.kl_weight!r} must be >= 0")
@@ -339,8 +342,11 @@ class LearnedConditionObjective:
     loss, metrics = adversarial_d_loss(self.losses, real_scores, fake_scores)
     if self.mismatch:
       wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
-      if self.balanced_mismatch:  # -D(real) + D(fake)/2 + D(wrong)/2
-        loss = loss + 0.5 * (jnp.mean(wrong_scores) - jnp.mean(fake_scores))
+      if self.balanced_mismatch:  # (L(real, fake) + L(real, wrong)) / 2, plus the drift
+        d_loss = D_LOSSES[self.losses.d_loss]
+        loss = loss + 0.5 * (
+          jnp.mean(d_loss(real_scores, wrong_scores)) - jnp.mean(d_loss(real_scores, fake_scores))
+        )
       else:
         loss = loss + jnp.mean(wrong_scores)
       metrics["D_wrong_score"] = jnp.mean(wrong_scores)
