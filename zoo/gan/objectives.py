@@ -289,8 +289,9 @@ class LearnedConditionObjective:
   GAN-CLS (Reed et al. 2016), for any ``d_loss`` ``L(real, fake) = a(real) + b(fake)``:
   ``mean [L(real, fake) + L(real, wrong)] / 2 = a(real) + b(fake)/2 + b(wrong)/2``, i.e.
   ``mean D(fake)/2 + mean D(real, wrong)/2 - mean D(real)`` for WGAN and
-  :func:`zoo.losses.gan.d_gan_cls_loss` for the logistic loss. The reference's sum ``D(fake) - D(real) + D(real, wrong)`` falls by one for every unit
-  that all scores fall together, so a D that ignores the text minimises it by sinking
+  :func:`zoo.losses.gan.d_gan_cls_loss` for the logistic loss. The reference's sum
+  ``D(fake) - D(real) + D(real, wrong)`` falls by one for every unit that all scores fall
+  together, so a D that ignores the text minimises it by sinking
   every score to ``-1 / (2 drift)`` (-500 at drift 1e-3), where only the drift holds it;
   balanced, a common shift of the scores changes nothing. D's regulariser
   (``losses.reg``, e.g. WGAN-GP) is taken with respect to the images, the condition
