@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from zoo import gan_tools as gt
+from zoo.data import faces
 from zoo.errors import ConfigError
 from zoo.models import progan as progan_models
 
@@ -435,3 +436,27 @@ def check_caption_model(workdir: str, family: str) -> None:
   assert other.caption != m.caption and not np.allclose(other.images(z), imgs)
   with pytest.raises(ConfigError, match="empty"):
     later.with_caption("  ")
+
+
+def check_conditional_model(workdir: str, noise_dim: int) -> None:
+  """The toolkit on a trained conditional StyleGAN run (called by tests/test_stylegan.py,
+  whose run it is): ``z`` carries a drawn label, and the label moves ``w``."""
+  m = gt.LatentModel.load(workdir)
+  label_dim = sum(faces.ATTRIBUTE_SIZES)
+  assert (m.space, m.label_dim, m.latent_dim) == ("w", label_dim, noise_dim + label_dim)
+  z = m.sample_z(64, seed=3)
+  np.testing.assert_array_equal(m.sample_z(2, seed=3), z[:2])  # latent i: seed and i only
+  groups = np.split(z[:, noise_dim:], np.cumsum(faces.ATTRIBUTE_SIZES)[:-1], axis=1)
+  for size, g in zip(faces.ATTRIBUTE_SIZES, groups):
+    assert set(np.unique(g)) == {0.0, 1.0} and (g.sum(1) == 1).all()  # one-hot
+    assert len(np.unique(g.argmax(1))) == size  # every value is drawn
+  w = m.to_latent(z[:2])
+  assert w.shape == (2, m.latent_size)
+  other = z[:2].copy()
+  other[:, noise_dim:] = other[::-1, noise_dim:]  # same noise, the other's label
+  assert np.abs(m.to_latent(other) - w).max() > 1e-4
+  path = gt.interpolate(m, z[0], z[1], 3, space="z")  # slerped noise, lerped label
+  np.testing.assert_allclose(path[[0, -1]], w, atol=1e-5)
+  assert m.images(path).shape == (3, *m.resolution, 3)
+  vecs = gt.attribute_vectors(m, 6, labels={"mouth": [0, 2] * 3}, min_count=3)
+  assert vecs.space == "w" and vecs.size == m.latent_size

@@ -427,6 +427,10 @@ def test_conditional_training_follows_labels(tmp_path, condition):
   other = z.copy()
   other[:, 8:] = other[::-1, 8:]  # same z, other labels
   assert np.abs(task.generate(state, other, step) - imgs).max() > 1e-4
+  if condition == "projection":  # the latent toolkit on the same run
+    from tests.test_gan_tools import check_conditional_model  # pylint: disable=g-import-not-at-top
+
+    check_conditional_model(str(tmp_path / "w"), noise_dim=8)
 
 
 def test_cli_bad_config_exits_2_with_one_line(tmp_path):

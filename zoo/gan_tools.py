@@ -1,7 +1,7 @@
 """The latent toolkit: look inside and steer a trained generator of the zoo.
 
-Works on a StyleGAN, ProGAN, T2F or DCGAN-CLS workdir (the last two for one caption at a
-time). Latents are StyleGAN's intermediate ``w`` (``space == 'w'``) or the others' ``z``
+Works on a StyleGAN (conditional ones too: their ``z`` carries a drawn label), ProGAN,
+T2F or DCGAN-CLS workdir (the last two for one caption at a time). Latents are StyleGAN's intermediate ``w`` (``space == 'w'``) or the others' ``z``
 (``space == 'z'``; T2F's is the noise and the conditioning-augmentation noise); feature
 maps, local edits and style mixing need StyleGAN's named synthesis layers.
 
@@ -121,6 +121,10 @@ class LatentModel:
   #: and ``(check(caption), draw(caption, z) -> images)``.
   caption: str | None = None
   text_fns: Any = None
+  #: A conditional StyleGAN's label size (the faces' attributes as one-hots). Its ``z``
+  #: is the noise with a label appended (``[n, noise + label_dim]``, as the task's), so
+  #: ``sample_z`` draws both and ``to_latent`` maps both into W.
+  label_dim: int = 0
 
   @classmethod
   def load(
@@ -143,12 +147,11 @@ class LatentModel:
       return model.with_caption(caption) if caption else model
     if caption is not None:
       raise ConfigError(f"a caption was given, but this is an unconditional {family} run")
-    if config.get("model", {}).get("condition", "none") != "none":
-      raise ConfigError("the latent toolkit works on unconditional runs; this one is conditional")
     task_cls = stylegan_task.StyleGANTask if family == "stylegan" else progan_task.ProGANTask
     task, state, step = progan_task.restore_state(workdir, step=step, task_cls=task_cls)
     stage = task._state_stage(step)  # pylint: disable=protected-access
     g, _ = task.networks(stage)
+    label_dim = int(getattr(task, "label_dim", 0))
     return cls(
       family=family,
       workdir=workdir,
@@ -157,7 +160,8 @@ class LatentModel:
       g=g,
       g_vars=jax.device_get(core.generator_variables(state)),
       alpha=float(task.schedule.alpha(step - 1, stage)),
-      latent_dim=int(task.config.model.latent_dim),
+      latent_dim=int(task.config.model.latent_dim) + label_dim,
+      label_dim=label_dim,
     )
 
   @classmethod
@@ -282,22 +286,46 @@ class LatentModel:
 
   # ---- latents ------------------------------------------------------------------
   def sample_z(self, n: int, seed: int = 0) -> np.ndarray:
-    """``z ~ N(0, I)``: ``[n, latent_dim]``; latent ``i`` depends on ``seed`` and ``i`` only."""
+    """``z ~ N(0, I)``: ``[n, latent_dim]``; latent ``i`` depends on ``seed`` and ``i`` only.
+
+    A conditional run's ``z`` ends with a label: every attribute's value drawn uniformly,
+    as the embedded faces draw theirs, one-hot."""
     if n < 1:
       raise ConfigError(f"n={n} must be >= 1")
     key = jax.random.key(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-    z = jax.vmap(lambda k: jax.random.normal(k, (self.latent_dim,)))(keys)
-    return np.asarray(z, np.float32)
+    noise_dim = self.latent_dim - self.label_dim
+    z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (noise_dim,)))(keys), np.float32)
+    if not self.label_dim:
+      return z
+    labels = jax.vmap(lambda k: self._random_label(jax.random.fold_in(k, 1)))(keys)
+    return np.concatenate([z, np.asarray(labels, np.float32)], axis=1)
+
+  @staticmethod
+  def _random_label(key) -> jax.Array:
+    """One-hot of a uniformly drawn value per face attribute (``[label_dim]``)."""
+    keys = jax.random.split(key, len(faces.ATTRIBUTE_SIZES))
+    return jnp.concatenate(
+      [
+        jax.nn.one_hot(jax.random.randint(k, (), 0, size), size)
+        for k, size in zip(keys, faces.ATTRIBUTE_SIZES)
+      ]
+    )
 
   def to_latent(self, z) -> np.ndarray:
-    """The model's latent of ``z``: ``w = mapping(z)`` (StyleGAN) or ``z`` itself."""
+    """The model's latent of ``z``: ``w = mapping(z)`` (StyleGAN; a conditional run maps
+    the noise with its appended label) or ``z`` itself."""
     z = self._check_latents(z, self.latent_dim, "z")
     if self.space == "z":
       return z
     if "map" not in self._cache:
-      g = self.g
-      self._cache["map"] = jax.jit(lambda v, z: g.apply(v, z, method=g.map))
+      g, split = self.g, self.latent_dim - self.label_dim
+
+      def map_fn(v, z):
+        label = z[:, split:] if self.label_dim else None
+        return g.apply(v, z[:, :split], label, method=g.map)
+
+      self._cache["map"] = jax.jit(map_fn)
     return self._chunked(lambda zc: self._cache["map"](self.g_vars, zc), z)
 
   def sample(self, n: int, seed: int = 0) -> np.ndarray:
@@ -681,7 +709,9 @@ def interpolate(
   t = np.linspace(0.0, 1.0, steps)
   z = np.stack([np.asarray(z1, np.float32), np.asarray(z2, np.float32)])
   if space == "z":
-    return model.to_latent(slerp(z[0], z[1], t))
+    split = model.latent_dim - model.label_dim  # a conditional run's labels are lerped
+    lerp = (1 - t)[:, None] * z[0, split:] + t[:, None] * z[1, split:]
+    return model.to_latent(np.concatenate([slerp(z[0, :split], z[1, :split], t), lerp], axis=1))
   w = model.to_latent(z)
   return ((1 - t)[:, None] * w[0] + t[:, None] * w[1]).astype(np.float32)
 
