@@ -267,6 +267,17 @@ class TextConditionalObjective:
     return loss, (metrics, col)
 
 
+def check_mismatch_term(d_loss: str, *, mismatch: bool, balanced: bool, where: str = "") -> None:
+  """One-line ConfigError unless the matching-aware D term is defined for ``d_loss``: the
+  reference's unbalanced sum is WGAN's; any other separable loss needs the balanced
+  (GAN-CLS) weighting. ``where`` prefixes the message (e.g. ``'bad t2f config: '``)."""
+  if mismatch and not balanced and d_loss != "wgan":
+    raise ConfigError(
+      f"{where}the unbalanced matching-aware term (loss.matching_aware with "
+      f"balanced_mismatch=False) needs d_loss='wgan', not {d_loss!r}"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class LearnedConditionObjective:
   """``G(z, text)`` whose condition encoder is part of G, against ``D(x, cond)``: T2F's game.
@@ -321,11 +332,7 @@ class LearnedConditionObjective:
   image_key: str = "image"
 
   def __post_init__(self):
-    if self.mismatch and not self.balanced_mismatch and self.losses.d_loss != "wgan":
-      raise ConfigError(
-        "the unbalanced matching-aware term is defined for d_loss='wgan', not "
-        f"{self.losses.d_loss!r} (set balanced_mismatch for the GAN-CLS weighting)"
-      )
+    check_mismatch_term(self.losses.d_loss, mismatch=self.mismatch, balanced=self.balanced_mismatch)
     if self.kl_weight < 0:
       raise ConfigError(f"kl_weight={self.kl_weight!r} must be >= 0")
 

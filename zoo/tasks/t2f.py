@@ -119,11 +119,12 @@ def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
   for key in ("matching_aware", "cond_grad", "balanced_mismatch"):
     if not isinstance(extra[key], bool):
       raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
-  if extra["matching_aware"] and not extra["balanced_mismatch"] and losses.d_loss != "wgan":
-    raise ConfigError(
-      "bad t2f config: loss.matching_aware with balanced_mismatch=False needs "
-      f"loss.d_loss='wgan', not {losses.d_loss!r}"
-    )
+  objectives.check_mismatch_term(
+    losses.d_loss,
+    mismatch=extra["matching_aware"],
+    balanced=extra["balanced_mismatch"],
+    where="bad t2f config: ",
+  )
   return losses, extra
 
 
