@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from launch.configs import stylegan as config_lib
+from zoo.data import faces
 from zoo.errors import ConfigError, ZooError
 from zoo.gan import growth
 from zoo.losses import gan as gan_losses
@@ -423,6 +424,13 @@ def test_conditional_training_follows_labels(tmp_path, condition):
   z = task.generator_inputs(jax.random.key(0), 3)
   assert z.shape == (3, 8 + 32) and set(np.unique(z[:, 8:])) == {0.0, 1.0}
   assert (z[:, 8:].sum(1) == 8).all()  # one value per attribute
+  # Evaluation's label accuracy scores against the very labels the samples are drawn for.
+  groups = np.split(z[:, 8:], np.cumsum(faces.ATTRIBUTE_SIZES)[:-1], axis=1)
+  drawn = {k: g.argmax(1) for k, g in zip(faces.ATTRIBUTE_NAMES, groups)}
+  assert task.label_metrics(drawn, 3)["eval/acc_mean"] == 1.0
+  drawn["mouth"] = (drawn["mouth"] + 1) % len(faces.ATTRIBUTES["mouth"])
+  acc = task.label_metrics(drawn, 3)
+  assert acc["eval/acc_mouth"] == 0.0 and acc["eval/acc_mean"] == pytest.approx(7 / 8)
   imgs = task.generate(state, z, step)
   other = z.copy()
   other[:, 8:] = other[::-1, 8:]  # same z, other labels

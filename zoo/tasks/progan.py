@@ -286,10 +286,18 @@ class ProGANTask(progressive.StagedGANTask):
     z = self.generator_inputs(jax.random.key(self.config.seed + 2), n)
     fake = self.generate(state, z, step)
     out = {"eval/FD": float(em.frechet_distance(clf.features(fake), real_feats))}
-    tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
+    fake_pred = clf.predict(fake)
+    tv = em.attribute_tv_distance(fake_pred, real_pred)
     out.update({f"eval/TV_{k}": v for k, v in tv.items()})
+    out.update(self.label_metrics(fake_pred, n))
     out["eval/stage"] = float(self._state_stage(step))
     return out
+
+  def label_metrics(self, fake_pred, n: int) -> dict:
+    """Extra evaluation of the ``n`` samples' predicted attributes (conditional tasks
+    score them against the labels they were drawn for); none here."""
+    del fake_pred, n
+    return {}
 
   def write_samples(self, state, step, workdir, writer: MetricWriter):
     imgs = self.generate(state, self.latents, step)

@@ -18,8 +18,8 @@ Conditional runs (``model.condition`` 'projection' or 'acgan', the ``:conditiona
 config) train on the embedded faces with their attributes as the label (one one-hot per
 attribute): the label enters the mapping network, and D is a projection discriminator or
 has ACGAN's class head (:class:`ConditionalStyleMixingObjective`). Samples and evaluation
-draw each image for the attributes of a validation face, so the attribute TV measures
-how well the labels are followed as well as the distribution.
+draw each image for the attributes of a validation face; evaluation adds the label
+accuracy (``eval/acc_<attribute>``: how often the classifier predicts the value drawn for).
 """
 
 from __future__ import annotations
@@ -175,6 +175,18 @@ class StyleGANTask(progan.ProGANTask):
         for i in indices
       ]
     )
+
+  def label_metrics(self, fake_pred, n: int) -> dict:
+    """A conditional run's label accuracy: how often the classifier predicts, for each
+    attribute, the value the sample was drawn for (``eval/acc_<attribute>``, ``eval/acc_mean``)."""
+    if not self.label_dim:
+      return {}
+    from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
+    seed = self.config.data.seed
+    wanted = [faces.example_attributes(i, seed=seed, split="valid") for i in range(n)]
+    target = {k: np.array([a[k] for a in wanted]) for k in faces.ATTRIBUTE_NAMES}
+    return {f"eval/acc_{k}": v for k, v in em.attribute_accuracy(fake_pred, target).items()}
 
   def batch_extras(self, indices) -> dict:
     return {"label": self._labels(indices, "train")} if self.label_dim else {}
