@@ -122,6 +122,11 @@ def test_attribute_vectors_from_a_classifier(model):
   assert vecs.names == ["mouth=closed", "mouth=open"]  # the classifier's codes, named
 
 
+def test_relabel_needs_a_conditional_run(model):
+  with pytest.raises(ConfigError, match="conditional run"):
+    gt.relabel(model, model.sample_z(1), {"mouth": "open"})
+
+
 def test_decorrelate_removes_the_projection():
   a, b = np.array([3.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
   np.testing.assert_allclose(gt.decorrelate(a, b), [0.0, 1.0, 0.0])
@@ -460,3 +465,22 @@ def check_conditional_model(workdir: str, noise_dim: int) -> None:
   assert m.images(path).shape == (3, *m.resolution, 3)
   vecs = gt.attribute_vectors(m, 6, labels={"mouth": [0, 2] * 3}, min_count=3)
   assert vecs.space == "w" and vecs.size == m.latent_size
+  # relabel: one attribute's one-hot replaced, the noise and the other labels kept.
+  mouth = faces.ATTRIBUTE_NAMES.index("mouth")
+  lo = noise_dim + sum(faces.ATTRIBUTE_SIZES[:mouth])
+  hi = lo + faces.ATTRIBUTE_SIZES[mouth]
+  opened = gt.relabel(m, z[:4], {"mouth": "open"})
+  want = np.eye(hi - lo)[faces.ATTRIBUTES["mouth"].index("open")]
+  np.testing.assert_array_equal(opened[:, lo:hi], np.broadcast_to(want, (4, hi - lo)))
+  np.testing.assert_array_equal(
+    np.delete(opened, np.s_[lo:hi], 1), np.delete(z[:4], np.s_[lo:hi], 1)
+  )
+  np.testing.assert_array_equal(
+    gt.relabel(m, opened, {"mouth": 1}), gt.relabel(m, z[:4], {"mouth": 1})
+  )
+  for values, words in (({"hat": "red"}, "unknown attribute"), ({"mouth": 9}, "no value 9")):
+    with pytest.raises(ConfigError, match=words):
+      gt.relabel(m, z[:1], values)
+  # The label edit judged with a stand-in classifier: mouth 'closed' (0) for odd images.
+  r = gt.judge_relabel(m, "mouth", "closed", "open", n=4, classifier=_Clf())
+  assert r["flip"] == 0.5 and r["keep_min"] == 1.0 and r["pixel_change"] > 0

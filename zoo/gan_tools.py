@@ -74,6 +74,7 @@ __all__ = [
   "local_edit",
   "mixing_grid",
   "mouth_animation",
+  "relabel",
   "slerp",
   "truncation_grid",
 ]
@@ -676,6 +677,27 @@ def edit(
   return x
 
 
+def relabel(model: LatentModel, z, values: Mapping[str, Any]) -> np.ndarray:
+  """A conditional StyleGAN's ``z [n, latent_dim]`` with some attributes' labels set:
+  ``values`` ``{attribute: value name or code}``, the noise and other labels kept. So
+  ``model.to_latent(relabel(model, z, {"mouth": "open"}))`` draws the same faces with an
+  open mouth, as far as the generator follows its labels."""
+  if not model.label_dim:
+    raise ConfigError(
+      f"relabel needs a conditional run (a label in z); this {model.family} run has none"
+    )
+  z = model._check_latents(z, model.latent_dim, "z").copy()  # pylint: disable=protected-access
+  offsets = np.cumsum((model.latent_dim - model.label_dim, *faces.ATTRIBUTE_SIZES))
+  for attribute, value in values.items():
+    code = _code(attribute, value)
+    i = faces.ATTRIBUTE_NAMES.index(attribute)
+    if not 0 <= code < faces.ATTRIBUTE_SIZES[i]:
+      raise ConfigError(f"{attribute} has no value {code}; it has {faces.ATTRIBUTE_SIZES[i]}")
+    z[:, offsets[i] : offsets[i + 1]] = 0.0
+    z[:, offsets[i] + code] = 1.0
+  return z
+
+
 # ---------------------------------------------------------------------------
 # Interpolation, truncation, mixing
 # ---------------------------------------------------------------------------
@@ -1165,6 +1187,12 @@ def _judge(model, vecs, out, psis, layer, strength, num, say, style_range=None) 
       say(
         f"[judge] {attr} {a}->{b}{where}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}"
       )
+    if model.label_dim:  # a conditional run: the same noise drawn for the other label
+      r = judge_relabel(model, attr, a, b, n=n, classifier=clf)
+      results[f"relabel {attr} {a}->{b}"] = r
+      say(
+        f"[judge] relabel {attr} {a}->{b}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}"
+      )
   mouth = find_mouth_edit(model, classifier=clf, layer=layer)
   r = judge_mouth_edit(model, mouth, vecs, n=n, strength=strength, classifier=clf)
   results["mouth local edit"] = {"layer": mouth.layer, **r}
@@ -1222,13 +1250,19 @@ def _code(attribute: str, value) -> int:
   return int(value)
 
 
-def _sources(model, classifier, attribute, code, n, seed, psi):
+def _sources(model, classifier, attribute, code, n, seed, psi, draw=None):
   """``n`` latents whose images the classifier gives ``attribute == code`` (and their
-  predictions), drawn in batches from ``seed`` on."""
+  predictions), drawn in batches from ``seed`` on: ``draw(seed, m) -> (latents, images)``,
+  by default ``m`` samples in the model's space."""
+
+  def sample(s, m):
+    w = model.sample(m, s)
+    return w, model.images(w, psi=psi)
+
   got, preds, s = [], [], seed
   while sum(len(g) for g in got) < n:
-    w = model.sample(4 * n, s)
-    p = classifier.predict(model.images(w, psi=psi))
+    w, images = (draw or sample)(s, 4 * n)
+    p = classifier.predict(images)
     keep = p[attribute] == code
     got.append(w[keep])
     preds.append({k: v[keep] for k, v in p.items()})
@@ -1265,7 +1299,13 @@ def judge_edit(
   w, before = _sources(model, clf, attribute, src, n, seed, psi)
   rng = model.layer_range(layers)
   edited = edit(w, None, [(direction, strength)], layers=rng, num_layers=rng and model.num_layers)
-  imgs0, imgs1 = model.images(w, psi=psi), model.images(edited, psi=psi)
+  return _outcome(
+    clf, attribute, dst, before, model.images(w, psi=psi), model.images(edited, psi=psi)
+  )
+
+
+def _outcome(clf, attribute, dst, before, imgs0, imgs1) -> dict[str, float]:
+  """:func:`judge_edit`'s numbers for images ``imgs0`` edited into ``imgs1``."""
   after = clf.predict(imgs1)
   out = {"flip": float(np.mean(after[attribute] == dst))}
   keep = {f"keep/{k}": float(np.mean(after[k] == before[k])) for k in after if k != attribute}
@@ -1273,6 +1313,32 @@ def judge_edit(
   out["keep_min"] = min(keep.values()) if keep else 1.0
   out["pixel_change"] = float(np.abs(imgs1 - imgs0).mean())
   return out
+
+
+def judge_relabel(
+  model: LatentModel,
+  attribute: str,
+  source,
+  target,
+  *,
+  n: int = 500,
+  classifier=None,
+  seed: int = 100,
+) -> dict[str, float]:
+  """A conditional run's label edit, judged as :func:`judge_edit` judges a vector edit:
+  ``n`` samples drawn for ``attribute=source`` whose images show it, drawn again from the
+  same noise for ``target`` (:func:`relabel`). Same keys as :func:`judge_edit`."""
+  clf = _default_classifier(classifier)
+  src, dst = _code(attribute, source), _code(attribute, target)
+
+  def draw(s, m):
+    z = relabel(model, model.sample_z(m, s), {attribute: src})
+    return z, model.images(model.to_latent(z))
+
+  z, before = _sources(model, clf, attribute, src, n, seed, 1.0, draw=draw)
+  imgs0 = model.images(model.to_latent(z))
+  imgs1 = model.images(model.to_latent(relabel(model, z, {attribute: dst})))
+  return _outcome(clf, attribute, dst, before, imgs0, imgs1)
 
 
 def judge_mouth_edit(
