@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from launch.configs import t2f as config_lib
-from zoo.gan import progressive
+from zoo.gan import core, progressive
 from zoo.errors import CaptionError, CheckpointError, ConfigError, ZooError
 from zoo.models import export as export_lib
 from zoo.models import t2f as models
@@ -200,6 +200,26 @@ def test_condition_on_the_ca_output_without_gradient_through_d():
   assert max(jax.tree.leaves(moved)) > 0
 
 
+def test_ca_noise_scales_the_conditioning_noise():
+  # loss.ca_noise = 0: G trains and draws on c = mu (the CA's noise is off); 1 (the default)
+  # is StackGAN's c = mu + sigma eps. Training and sampling scale eps alike.
+  for scale in (0.0, 1.0):
+    task = _task(tiny_config(**{"model.d_condition": "ca", "loss.ca_noise": scale}))
+    state = task.init_state(jax.random.key(0), 0)
+    batch = next(task.train_batches(0))
+    g_apply = task.objective(0, 1.0).g_apply
+    z = np.zeros((len(batch["lengths"]), task.config.model.latent_dim), np.float32)
+    out = g_apply(core.generator_variables(state), batch, z, jax.random.key(3), 0)
+    gap = float(jnp.abs(out["cond"] - out["mu"]).max())
+    assert (gap == 0.0) == (scale == 0.0), (scale, gap)
+    lat = task.latents(2, 0)
+    other = lat.copy()
+    other[:, task.config.model.latent_dim :] *= -1  # the same z, other CA noise
+    captions = ["A person with blond hair."] * 2
+    a, b = (task.generate_for(state, captions, x, 0) for x in (lat, other))
+    assert (np.abs(a - b).max() == 0.0) == (scale == 0.0)
+
+
 def test_generate_interpolate_export(trained, tmp_path):
   workdir, _ = trained
   png = task_lib.generate(
@@ -379,6 +399,7 @@ def test_generate_without_checkpoint(tmp_path):
     ({"model.d_condition": "pixels"}, "d_condition"),
     ({"model.ca_dim": 0}, "ca_dim"),
     ({"loss.kl_weight": -1.0}, "kl_weight"),
+    ({"loss.ca_noise": -0.5}, "ca_noise"),
     (
       {"loss.d_loss": "logistic", "loss.g_loss": "nonsaturating", "loss.balanced_mismatch": False},
       "matching_aware",

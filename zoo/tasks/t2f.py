@@ -87,7 +87,7 @@ from zoo.training.pictures import (
 
 VOCAB_FILE = "vocab.json"
 #: The T2F keys of the ``loss`` section; the rest is :class:`objectives.LossConfig`.
-_T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad", "balanced_mismatch")
+_T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad", "balanced_mismatch", "ca_noise")
 _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
 #: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
@@ -108,14 +108,23 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
 
 
 def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
-  """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad', 'balanced_mismatch'})`` of
-  a ``loss`` section (a run without ``balanced_mismatch`` used the reference's sum)."""
+  """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad', 'balanced_mismatch',
+  'ca_noise'})`` of a ``loss`` section (a run without ``balanced_mismatch`` used the
+  reference's sum)."""
   d = dict(section.to_dict() if hasattr(section, "to_dict") else section)
-  extra = {"kl_weight": 1.0, "matching_aware": True, "cond_grad": True, "balanced_mismatch": False}
+  extra = {
+    "kl_weight": 1.0,
+    "matching_aware": True,
+    "cond_grad": True,
+    "balanced_mismatch": False,
+    "ca_noise": 1.0,
+  }
   extra.update({k: d.pop(k) for k in _T2F_LOSS_KEYS if k in d})
   losses = objectives.LossConfig.from_config(d)
-  if not isinstance(extra["kl_weight"], (int, float)) or extra["kl_weight"] < 0:
-    raise ConfigError(f"bad t2f config: loss.kl_weight={extra['kl_weight']!r} must be >= 0")
+  for key in ("kl_weight", "ca_noise"):
+    v = extra[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+      raise ConfigError(f"bad t2f config: loss.{key}={v!r} must be >= 0")
   for key in ("matching_aware", "cond_grad", "balanced_mismatch"):
     if not isinstance(extra[key], bool):
       raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
@@ -245,7 +254,7 @@ class T2FTask(progressive.StagedGANTask):
     #: The batch keys of the text input (see :func:`zoo.models.t2f.text_embedding`).
     self.text_keys = ("emb",) if self.pretrained else ("tokens", "lengths")
     self.losses, extra = split_loss_config(c.loss)
-    self.kl_weight = float(extra["kl_weight"])
+    self.kl_weight, self.ca_noise = float(extra["kl_weight"]), float(extra["ca_noise"])
     self.matching_aware, self.cond_grad = extra["matching_aware"], extra["cond_grad"]
     self.balanced_mismatch = extra["balanced_mismatch"]
     self.tx_d = progressive.optimizer(c.optim, self.losses.reg_interval)
@@ -272,7 +281,8 @@ class T2FTask(progressive.StagedGANTask):
 
     def g_apply(v, batch, z, rng, step):
       text = tuple(batch[k] for k in self.text_keys)
-      images, aux = models.generate_images(g, v, text, z, alpha, rng_ca=rng)
+      eps = self.ca_noise * jax.random.normal(rng, (z.shape[0], g.ca_dim), z.dtype)
+      images, aux = models.generate_images(g, v, text, z, alpha, eps=eps)
       return {"image": images, "cond": aux[key], "mu": aux["mu"], "logvar": aux["logvar"]}
 
     return objectives.LearnedConditionObjective(
@@ -353,7 +363,8 @@ class T2FTask(progressive.StagedGANTask):
     return self.schedule.alpha(step - 1, self._state_stage(step))
 
   def latents(self, n: int, seed: int) -> np.ndarray:
-    """``[n, latent_dim + ca_dim]``: the noise z then the CA noise eps."""
+    """``[n, latent_dim + ca_dim]``: the noise z then the CA noise eps ~ N(0, I) (scaled
+    by ``loss.ca_noise`` when drawn, as in training)."""
     return np.asarray(jax.random.normal(jax.random.key(seed), (n, self.noise_dim)))
 
   def _fn(self, name: str, stage: int):
@@ -370,12 +381,14 @@ class T2FTask(progressive.StagedGANTask):
     if name == "text":  # (g_vars, text, latents, alpha) -> images at the final size
 
       def fn(v, text, lat, a):
-        return draw(models.generate_images(g, v, text, lat[:, :zd], a, eps=lat[:, zd:])[0])
+        eps = self.ca_noise * lat[:, zd:]
+        return draw(models.generate_images(g, v, text, lat[:, :zd], a, eps=eps)[0])
 
     elif name == "embedding":  # (g_vars, emb, latents, alpha) -> images
 
       def fn(v, emb, lat, a):
-        return draw(g.apply(v, emb, lat[:, :zd], a, eps=lat[:, zd:], method="synthesize")[0])
+        eps = self.ca_noise * lat[:, zd:]
+        return draw(g.apply(v, emb, lat[:, :zd], a, eps=eps, method="synthesize")[0])
 
     elif name == "embed":  # (g_vars, text) -> text embeddings
 
@@ -673,9 +686,11 @@ def interpolate(
 
 
 def _text_export_info(task: T2FTask) -> dict:
-  """How an export's user turns captions into the generator's text input."""
+  """How an export's user turns captions into the generator's text input (``eps`` is
+  ``ca_noise`` times a standard normal, as in training)."""
   if task.pretrained:
     return {
+      "ca_noise": task.ca_noise,
       "text_encoder": "text/",
       "call": (
         "emb = zoo.tasks.text_encoder.load_text_encoder(dir/text).embed(captions); images, "
@@ -684,6 +699,7 @@ def _text_export_info(task: T2FTask) -> dict:
       ),
     }
   return {
+    "ca_noise": task.ca_noise,
     "vocabulary": VOCAB_FILE,
     "max_len": int(task.config.text.max_len),
     "call": (
