@@ -1,9 +1,10 @@
 """The latent toolkit: look inside and steer a trained generator of the zoo.
 
 Works on a StyleGAN (conditional ones too: their ``z`` carries a drawn label), ProGAN,
-T2F or DCGAN-CLS workdir (the last two for one caption at a time). Latents are StyleGAN's intermediate ``w`` (``space == 'w'``) or the others' ``z``
-(``space == 'z'``; T2F's is the noise and the conditioning-augmentation noise); feature
-maps, local edits and style mixing need StyleGAN's named synthesis layers.
+T2F or DCGAN-CLS workdir (the last two for one caption at a time). Latents are
+StyleGAN's intermediate ``w`` (``space == 'w'``) or the others' ``z`` (``space == 'z'``;
+T2F's is the noise and the conditioning-augmentation noise); feature maps, local edits
+and style mixing need StyleGAN's named synthesis layers.
 
 Example::
 
