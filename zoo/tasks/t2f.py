@@ -124,7 +124,7 @@ def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
   for key in ("kl_weight", "ca_noise"):
     v = extra[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
-      raise ConfigError(f"bad t2f config: loss.{key}={v!r} must be >= 0")
+      raise ConfigError(f"bad t2f config: loss.{key}={v!r} must be a finite number >= 0")
   for key in ("matching_aware", "cond_grad", "balanced_mismatch"):
     if not isinstance(extra[key], bool):
       raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
