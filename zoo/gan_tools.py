@@ -215,6 +215,11 @@ class LatentModel:
     return "w" if self.family == "stylegan" else "z"
 
   @property
+  def noise_dim(self) -> int:
+    """The noise part of ``z`` (all of it unless the run is conditional)."""
+    return self.latent_dim - self.label_dim
+
+  @property
   def latent_size(self) -> int:
     return int(self.g.w_dim) if self.space == "w" else self.latent_dim
 
@@ -296,8 +301,7 @@ class LatentModel:
       raise ConfigError(f"n={n} must be >= 1")
     key = jax.random.key(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-    noise_dim = self.latent_dim - self.label_dim
-    z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (noise_dim,)))(keys), np.float32)
+    z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (self.noise_dim,)))(keys), np.float32)
     if not self.label_dim:
       return z
     labels = jax.vmap(lambda k: self._random_label(jax.random.fold_in(k, 1)))(keys)
@@ -321,7 +325,7 @@ class LatentModel:
     if self.space == "z":
       return z
     if "map" not in self._cache:
-      g, split = self.g, self.latent_dim - self.label_dim
+      g, split = self.g, self.noise_dim
 
       def map_fn(v, z):
         label = z[:, split:] if self.label_dim else None
@@ -688,7 +692,7 @@ def relabel(model: LatentModel, z, values: Mapping[str, Any]) -> np.ndarray:
       f"relabel needs a conditional run (a label in z); this {model.family} run has none"
     )
   z = model._check_latents(z, model.latent_dim, "z").copy()  # pylint: disable=protected-access
-  offsets = np.cumsum((model.latent_dim - model.label_dim, *faces.ATTRIBUTE_SIZES))
+  offsets = np.cumsum((model.noise_dim, *faces.ATTRIBUTE_SIZES))
   for attribute, value in values.items():
     code = _code(attribute, value)
     i = faces.ATTRIBUTE_NAMES.index(attribute)
@@ -732,7 +736,7 @@ def interpolate(
   t = np.linspace(0.0, 1.0, steps)
   z = np.stack([np.asarray(z1, np.float32), np.asarray(z2, np.float32)])
   if space == "z":
-    split = model.latent_dim - model.label_dim  # a conditional run's labels are lerped
+    split = model.noise_dim  # a conditional run's labels are lerped
     lerp = (1 - t)[:, None] * z[0, split:] + t[:, None] * z[1, split:]
     return model.to_latent(np.concatenate([slerp(z[0, :split], z[1, :split], t), lerp], axis=1))
   w = model.to_latent(z)

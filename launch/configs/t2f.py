@@ -108,8 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # reference's D(fake) - D(real) + D(real, wrong), whose minimum for a D that ignores
       # the text is every score at -1 / (2 drift) (see zoo.gan.objectives).
       balanced_mismatch=True,
-      # Scale of the CA's noise eps during training (1: StackGAN's c = mu + sigma eps;
-      # 0: G is trained on c = mu); sampling keeps drawing eps ~ N(0, I).
+      # Scale of the CA's noise eps in training and sampling alike (1: StackGAN's
+      # c = mu + sigma eps; 0: G is trained and drawn on c = mu).
       ca_noise=1.0,
     )
   )

@@ -167,14 +167,12 @@ class StyleGANTask(progan.ProGANTask):
 
   init_variables = staticmethod(models.init_variables)
 
-  def _labels(self, indices, split: str) -> np.ndarray:
+  def _attributes(self, indices, split: str) -> list[dict[str, int]]:
     seed = self.config.data.seed
-    return np.stack(
-      [
-        faces.one_hot_attributes(faces.example_attributes(int(i), seed=seed, split=split))
-        for i in indices
-      ]
-    )
+    return [faces.example_attributes(int(i), seed=seed, split=split) for i in indices]
+
+  def _labels(self, indices, split: str) -> np.ndarray:
+    return np.stack([faces.one_hot_attributes(a) for a in self._attributes(indices, split)])
 
   def label_metrics(self, fake_pred, n: int) -> dict:
     """A conditional run's label accuracy: how often the classifier predicts, for each
@@ -183,8 +181,7 @@ class StyleGANTask(progan.ProGANTask):
       return {}
     from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
 
-    seed = self.config.data.seed
-    wanted = [faces.example_attributes(i, seed=seed, split="valid") for i in range(n)]
+    wanted = self._attributes(range(n), "valid")  # generator_inputs' labels
     target = {k: np.array([a[k] for a in wanted]) for k in faces.ATTRIBUTE_NAMES}
     return {f"eval/acc_{k}": v for k, v in em.attribute_accuracy(fake_pred, target).items()}
 
