@@ -228,6 +228,12 @@ def staged_gan_main(family: str, *, config: str, workdir: str):
     min_count=flags.DEFINE_integer(
       "min_count", 1000, "attributes: images a value needs for a vector."
     ),
+    vector_method=flags.DEFINE_string(
+      "vector_method",
+      "mean",
+      "attributes: 'mean' (mean latent of a value's images - mean of all) or 'regression' "
+      "(its effect with the other attributes held fixed).",
+    ),
     steps=flags.DEFINE_integer("steps", 8, "interpolate: images per row."),
     space=flags.DEFINE_string("space", "", "interpolate: 'w' (lerp, StyleGAN) or 'z' (slerp)."),
     layer=flags.DEFINE_integer("layer", -1, "features/animate: synthesis layer (-1: all / auto)."),

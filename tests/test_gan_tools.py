@@ -117,6 +117,58 @@ def test_attribute_vectors_are_mean_differences_and_round_trip(model, tmp_path):
   np.testing.assert_allclose(edited, w + 2 * vecs["mouth=1"] - vecs["mouth=2"], atol=1e-5)
 
 
+class _Latents:
+  """Stands in for a LatentModel whose samples are given latents."""
+
+  space, family, step = "w", "stylegan", 3
+
+  def __init__(self, latents):
+    self.latents = latents
+    self.latent_size = latents.shape[1]
+
+  def sample(self, n, seed=0):
+    del seed
+    return self.latents[:n]
+
+
+def test_regression_vectors_hold_the_other_attributes_fixed():
+  rng = np.random.default_rng(0)
+  n, dim = 600, 5
+  mouth = rng.integers(0, 3, n)
+  # skin tone follows the mouth most of the time, as a generator may tie them
+  skin = np.where(rng.random(n) < 0.8, (mouth == 2).astype(int), rng.integers(0, 2, n))
+  e_mouth, e_skin = rng.normal(size=(3, dim)), rng.normal(size=(2, dim))
+  w = (e_mouth[mouth] + e_skin[skin]).astype(np.float32)
+  labels = {"mouth": mouth, "skin_tone": skin}
+  m = _Latents(w)
+  reg = gt.attribute_vectors(m, n, labels=labels, min_count=1, method="regression")
+  mean = gt.attribute_vectors(m, n, labels=labels, min_count=1)
+  assert (reg.method, mean.method) == ("regression", "mean")
+  want = e_mouth[2] - e_mouth[0]
+  np.testing.assert_allclose(reg["mouth=2"] - reg["mouth=0"], want, atol=1e-4)
+  np.testing.assert_allclose(
+    reg["skin_tone=1"] - reg["skin_tone=0"], e_skin[1] - e_skin[0], atol=1e-4
+  )
+  # the mean difference also carries the skin tone that comes with mouth 2
+  assert np.abs(mean["mouth=2"] - mean["mouth=0"] - want).max() > 0.1
+  # centred like mean differences: the frequency-weighted mean of an attribute's vectors is 0
+  freq = np.bincount(mouth) / n
+  np.testing.assert_allclose(sum(f * reg[f"mouth={v}"] for v, f in enumerate(freq)), 0, atol=1e-4)
+
+
+def test_regression_vectors_of_one_attribute_are_mean_differences(model, tmp_path):
+  n = 24
+  labels = {"mouth": np.arange(n) % 3}
+  reg = gt.attribute_vectors(model, n, labels=labels, min_count=8, seed=4, method="regression")
+  mean = gt.attribute_vectors(model, n, labels=labels, min_count=8, seed=4)
+  for k in mean.names:
+    np.testing.assert_allclose(reg[k], mean[k], atol=1e-5)
+  back = gt.AttributeVectors.load_csv(reg.save_csv(str(tmp_path / "r.csv")), model)
+  assert back.method == "regression"
+  with pytest.raises(ConfigError, match="method='lasso', expected one of mean, regression"):
+    gt.attribute_vectors(model, n, labels=labels, method="lasso")
+
+
 def test_attribute_vectors_from_a_classifier(model):
   vecs = gt.attribute_vectors(model, 10, classifier=_Clf(), min_count=5, seed=0)
   assert vecs.names == ["mouth=closed", "mouth=open"]  # the classifier's codes, named
@@ -277,6 +329,9 @@ def test_bad_csv_is_refused(model, tmp_path):
       "\n".join(lines[:2] + [lines[2].replace(lines[2].split(",")[2], "x", 1)]),
     ): "not a number",
     str(tmp_path / "missing.csv"): "cannot read",
+    _write(
+      tmp_path / "method.csv", "\n".join([lines[0] + " method=pca", *lines[1:]])
+    ): "method='pca'",
   }
   for path, words in cases.items():
     with pytest.raises(ConfigError, match=words):
@@ -321,6 +376,7 @@ def test_cli_writes_pictures_and_refuses_bad_input(tiny_stylegan_run, tmp_path):
     ("edit", dict(edit_spec="mouth=open:1"), "no attribute vectors at"),
     ("animate", dict(edit_spec="hat"), "animate knows the mouth only"),
     ("judge", dict(), "no attribute vectors at"),
+    ("attributes", dict(vector_method="pca"), "--vector_method='pca', expected one of"),
     ("paint", dict(), "--mode='paint'"),
   ],
 )

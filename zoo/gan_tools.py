@@ -63,6 +63,7 @@ from zoo.training import restore as restore_lib
 
 __all__ = [
   "MOUTH_REGION",
+  "VECTOR_METHODS",
   "AttributeVectors",
   "FeatureDiff",
   "LatentModel",
@@ -492,12 +493,16 @@ class LatentModel:
 # ---------------------------------------------------------------------------
 
 _CSV_MAGIC = "# zoo attribute vectors"
+#: How :func:`attribute_vectors` turns labelled latents into directions.
+VECTOR_METHODS = ("mean", "regression")
 
 
 @dataclasses.dataclass
 class AttributeVectors:
   """Directions in a model's latent space, one per attribute value (``"mouth=open"``):
-  the mean latent of the images showing that value minus the mean latent of all.
+  the mean latent of the images showing that value minus the mean latent of all
+  (``method="mean"``), or that value's effect with the other attributes held fixed
+  (``method="regression"``, :func:`attribute_vectors`).
 
   ``space`` / ``size`` / ``family`` / ``step`` say which model they belong to; loading
   them for another model is refused.
@@ -509,6 +514,7 @@ class AttributeVectors:
   size: int
   family: str
   step: int
+  method: str = "mean"
 
   @property
   def names(self) -> list[str]:
@@ -532,7 +538,8 @@ class AttributeVectors:
     the model's family, latent space, size and step. Written atomically."""
     buf = io.StringIO()
     buf.write(
-      f"{_CSV_MAGIC}: family={self.family} space={self.space} size={self.size} step={self.step}\n"
+      f"{_CSV_MAGIC}: family={self.family} space={self.space} size={self.size} step={self.step}"
+      f" method={self.method}\n"
     )
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["name", "count"] + [f"v{i}" for i in range(self.size)])
@@ -565,6 +572,9 @@ class AttributeVectors:
       )
     except (KeyError, ValueError):
       raise ConfigError(f"{path}: bad header line {lines[0]!r}") from None
+    method = meta.get("method", "mean")  # files written before regression vectors say none
+    if method not in VECTOR_METHODS:
+      raise ConfigError(f"{path}: method={method!r}, expected one of {', '.join(VECTOR_METHODS)}")
     rows = list(csv.reader(lines[1:]))
     if not rows or rows[0][:2] != ["name", "count"]:
       raise ConfigError(f"{path}: the second line must be the column header name,count,v0,...")
@@ -580,7 +590,7 @@ class AttributeVectors:
       if not np.all(np.isfinite(v)):
         raise ConfigError(f"{path} line {i}: non-finite value")
       vectors[row[0]] = v
-    out = cls(vectors, counts, space, size, family, step)
+    out = cls(vectors, counts, space, size, family, step, method)
     if model is not None:
       out.check_model(model)
     return out
@@ -595,9 +605,18 @@ def attribute_vectors(
   min_count: int = 1000,
   seed: int = 0,
   psi: float = 1.0,
+  method: str = "mean",
 ) -> AttributeVectors:
-  """Attribute directions of ``model``: for every attribute value shown by at least
-  ``min_count`` of ``n`` generated images, mean latent of those images - mean of all.
+  """Attribute directions of ``model``, one for every attribute value shown by at least
+  ``min_count`` of ``n`` generated images.
+
+  ``method="mean"``: mean latent of those images - mean of all. When the generator ties
+  two attributes together (open mouths drawn mostly with dark skin), this vector carries
+  both. ``method="regression"``: the latents are fitted by least squares on every
+  attribute's value indicators at once, ``w - mean(w) = sum_a B[a, value_a(w)]``, and the
+  vector of a value is its coefficient ``B[a, value]``: its effect with the other
+  attributes held fixed (each attribute's coefficients are centred so that their
+  frequency-weighted mean is 0, so with one attribute both methods agree).
 
   Labels come from ``labels`` (``{attribute: [n] values or codes}`` for the images of
   ``model.sample(n, seed)``, e.g. a person's own labels) or else from the face
@@ -605,6 +624,8 @@ def attribute_vectors(
   """
   if n < 2:
     raise ConfigError(f"n={n} must be >= 2")
+  if method not in VECTOR_METHODS:
+    raise ConfigError(f"method={method!r}, expected one of {', '.join(VECTOR_METHODS)}")
   latents = model.sample(n, seed)
   if labels is None:
     if classifier is None:
@@ -619,22 +640,63 @@ def attribute_vectors(
       if len(v) != n:
         raise ConfigError(f"labels[{k!r}] has {len(v)} values for {n} images")
       names[k] = None
-  mean = latents.mean(0)
+  labels = {k: np.asarray(v) for k, v in labels.items()}
+  effects = (_mean_effects if method == "mean" else _regression_effects)(latents, labels)
   vectors, counts = {}, {}
   for attr, vals in labels.items():
-    vals = np.asarray(vals)
     for value in np.unique(vals):
-      mask = vals == value
-      if mask.sum() < min_count:
+      count = int(np.sum(vals == value))
+      if count < min_count:
         continue
       vocab = names.get(attr)
       label = (
         vocab[int(value)] if vocab is not None and np.issubdtype(vals.dtype, np.integer) else value
       )
       key = f"{attr}={label}"
-      vectors[key] = (latents[mask].mean(0) - mean).astype(np.float32)
-      counts[key] = int(mask.sum())
-  return AttributeVectors(vectors, counts, model.space, model.latent_size, model.family, model.step)
+      vectors[key] = effects[attr, value].astype(np.float32)
+      counts[key] = count
+  return AttributeVectors(
+    vectors, counts, model.space, model.latent_size, model.family, model.step, method
+  )
+
+
+def _mean_effects(latents, labels) -> dict[tuple[str, Any], np.ndarray]:
+  """``{(attribute, value): mean latent of its images - mean of all}``."""
+  mean = latents.mean(0)
+  return {
+    (attr, value): latents[vals == value].mean(0) - mean
+    for attr, vals in labels.items()
+    for value in np.unique(vals)
+  }
+
+
+def _regression_effects(latents, labels) -> dict[tuple[str, Any], np.ndarray]:
+  """``{(attribute, value): B[attribute, value]}`` of the joint least-squares fit of the
+  centred latents on the centred value indicators of every attribute (each attribute's
+  most frequent value is the reference column left out, then every attribute's
+  coefficients are shifted to a frequency-weighted mean of 0)."""
+  x = latents.astype(np.float64)
+  x = x - x.mean(0)
+  columns, blocks = [], []
+  for attr, vals in labels.items():
+    values, counts = np.unique(vals, return_counts=True)
+    ref = values[np.argmax(counts)]
+    block = [(attr, ref, None)]
+    for value in values:
+      if value != ref:
+        block.append((attr, value, len(columns)))
+        columns.append((vals == value).astype(np.float64))
+    blocks.append((block, counts / len(vals), values))
+  coef = np.zeros((0, x.shape[1]))
+  if columns:
+    design = np.stack(columns, 1)
+    coef = np.linalg.lstsq(design - design.mean(0), x, rcond=None)[0]
+  effects = {}
+  for block, freq, values in blocks:
+    raw = {v: np.zeros(x.shape[1]) if c is None else coef[c] for _, v, c in block}
+    shift = sum(f * raw[v] for f, v in zip(freq, values))
+    effects.update({(attr, v): raw[v] - shift for attr, v, _ in block})
+  return effects
 
 
 def decorrelate(a, b) -> np.ndarray:
@@ -1023,6 +1085,7 @@ def run_tool(
   vectors: str = "",
   attribute_images: int = 10_000,
   min_count: int = 1000,
+  vector_method: str = "mean",
   steps: int = 8,
   space: str = "",
   layer: int = -1,
@@ -1038,6 +1101,10 @@ def run_tool(
   if mode not in TOOL_MODES:
     raise ConfigError(f"--mode={mode!r}, expected one of {', '.join(TOOL_MODES)}")
   psi = _check_psi(psi)
+  if vector_method not in VECTOR_METHODS:
+    raise ConfigError(
+      f"--vector_method={vector_method!r}, expected one of {', '.join(VECTOR_METHODS)}"
+    )
   if num is None:
     num = 500 if mode == "judge" else 8
   if num < 1:
@@ -1062,10 +1129,15 @@ def run_tool(
     return AttributeVectors.load_csv(vec_path, model)
 
   if mode == "attributes":
-    vecs = attribute_vectors(model, attribute_images, min_count=min_count, seed=seed, psi=psi)
+    vecs = attribute_vectors(
+      model, attribute_images, min_count=min_count, seed=seed, psi=psi, method=vector_method
+    )
     os.makedirs(os.path.dirname(os.path.abspath(vec_path)), exist_ok=True)
     written.append(vecs.save_csv(vec_path))
-    say(f"[toolkit] {len(vecs.names)} attribute vectors from {attribute_images} images: {vec_path}")
+    say(
+      f"[toolkit] {len(vecs.names)} attribute vectors ({vector_method}) from "
+      f"{attribute_images} images: {vec_path}"
+    )
     for name in vecs.names:
       say(f"  {name}: {vecs.counts[name]} images, |v| = {np.linalg.norm(vecs[name]):.3f}")
     return written
