@@ -7,7 +7,10 @@ attribute's vector? (README: StyleGAN, the default run judged)
 Needs a trained face classifier (runs/face_classifier or $ZOO_FACE_CLASSIFIER). Prints,
 for each of the toolkit's judged edits, the flip rate and the least-kept other attribute
 for every contiguous style range of 2, 4 or 6 layers and all layers, at strengths 1 and
-2, for the vector and for its part orthogonal to the other attributes' vectors.
+2, for the vector and for its part orthogonal to the other attributes' vectors. Then the
+baseline for any edit: how often a random step in W as long as the mean-difference and
+the regression vector (``attribute_vectors(method="regression")``) changes some
+attribute's prediction (isotropic, and drawn from the latents' covariance; three draws).
 """
 
 import sys
@@ -22,6 +25,9 @@ def main(run: str, n: int) -> None:
   m = gt.LatentModel.load(run)
   clf = gt._default_classifier(None)  # pylint: disable=protected-access
   vecs = gt.attribute_vectors(m, 10_000, classifier=clf)
+  reg = gt.attribute_vectors(m, 10_000, classifier=clf, method="regression")
+  rng = np.random.default_rng(0)
+  cov = np.cov(m.sample(5000, 7).T)
   layers = m.num_layers
   ranges = {"all": (0, layers)}
   for lo in range(layers):
@@ -40,6 +46,22 @@ def main(run: str, n: int) -> None:
       f"{np.linalg.norm(own) / np.linalg.norm(d):.2f} of the vector's norm",
       flush=True,
     )
+    for name, length in (("mean", np.linalg.norm(d)), ("regression", None)):
+      if length is None:
+        length = np.linalg.norm(reg[f"{attr}={b}"] - reg[f"{attr}={a}"])
+      for kind in ("isotropic", "covariance"):
+        kept = []
+        for _ in range(3):
+          r = (
+            rng.normal(size=d.shape) if kind == "isotropic" else rng.multivariate_normal(0 * d, cov)
+          )
+          after = clf.predict(m.images(w + r * (length / np.linalg.norm(r))))
+          kept.append(min(float(np.mean(after[k] == before[k])) for k in after))
+        print(
+          f"random step as long as the {name} vector ({length:.2f}), {kind}: every attribute "
+          f"kept in {', '.join(f'{k:.2f}' for k in kept)}",
+          flush=True,
+        )
     for name, direction in (("vector", d), ("own part", own)):
       for strength in (1.0, 2.0):
         for rname, (lo, hi) in ranges.items():
