@@ -40,7 +40,7 @@ def main(run: str, n: int) -> None:
     others = [vecs[k] for k in vecs.names if not k.startswith(attr + "=")]
     q, _ = np.linalg.qr(np.stack(others, 1))
     own = d - q @ (q.T @ d)
-    w, before = gt._sources(m, clf, attr, vocab.index(a), n, 100, 1.0)  # pylint: disable=protected-access
+    w, before, _ = gt._sources(m, clf, attr, vocab.index(a), n, 100, 1.0)  # pylint: disable=protected-access
     print(
       f"== {attr} {a}->{b}: {len(others)} other vectors; the part orthogonal to them is "
       f"{np.linalg.norm(own) / np.linalg.norm(d):.2f} of the vector's norm",

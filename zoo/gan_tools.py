@@ -1328,26 +1328,27 @@ def _code(attribute: str, value) -> int:
 
 
 def _sources(model, classifier, attribute, code, n, seed, psi, draw=None):
-  """``n`` latents whose images the classifier gives ``attribute == code`` (and their
-  predictions), drawn in batches from ``seed`` on: ``draw(seed, m) -> (latents, images)``,
-  by default ``m`` samples in the model's space."""
+  """``n`` latents whose images the classifier gives ``attribute == code``, their
+  predictions and their images, drawn in batches from ``seed`` on: ``draw(seed, m) ->
+  (latents, images)``, by default ``m`` samples in the model's space."""
 
   def sample(s, m):
     w = model.sample(m, s)
     return w, model.images(w, psi=psi)
 
-  got, preds, s = [], [], seed
+  got, preds, imgs, s = [], [], [], seed
   while sum(len(g) for g in got) < n:
     w, images = (draw or sample)(s, 4 * n)
     p = classifier.predict(images)
     keep = p[attribute] == code
     got.append(w[keep])
+    imgs.append(images[keep])
     preds.append({k: v[keep] for k, v in p.items()})
     s += 1
     if s - seed > 20:
       raise ConfigError(f"too few samples show {attribute}={code} to judge the edit")
-  w = np.concatenate(got)[:n]
-  return w, {k: np.concatenate([p[k] for p in preds])[:n] for k in preds[0]}
+  before = {k: np.concatenate([p[k] for p in preds])[:n] for k in preds[0]}
+  return np.concatenate(got)[:n], before, np.concatenate(imgs)[:n]
 
 
 def judge_edit(
@@ -1373,12 +1374,10 @@ def judge_edit(
   src, dst = _code(attribute, source), _code(attribute, target)
   vocab = faces.ATTRIBUTES[attribute]
   direction = vectors[f"{attribute}={vocab[dst]}"] - vectors[f"{attribute}={vocab[src]}"]
-  w, before = _sources(model, clf, attribute, src, n, seed, psi)
+  w, before, imgs0 = _sources(model, clf, attribute, src, n, seed, psi)
   rng = model.layer_range(layers)
   edited = edit(w, None, [(direction, strength)], layers=rng, num_layers=rng and model.num_layers)
-  return _outcome(
-    clf, attribute, dst, before, model.images(w, psi=psi), model.images(edited, psi=psi)
-  )
+  return _outcome(clf, attribute, dst, before, imgs0, model.images(edited, psi=psi))
 
 
 def _outcome(clf, attribute, dst, before, imgs0, imgs1) -> dict[str, float]:
@@ -1412,8 +1411,7 @@ def judge_relabel(
     z = relabel(model, model.sample_z(m, s), {attribute: src})
     return z, model.images(model.to_latent(z))
 
-  z, before = _sources(model, clf, attribute, src, n, seed, 1.0, draw=draw)
-  imgs0 = model.images(model.to_latent(z))
+  z, before, imgs0 = _sources(model, clf, attribute, src, n, seed, 1.0, draw=draw)
   imgs1 = model.images(model.to_latent(relabel(model, z, {attribute: dst})))
   return _outcome(clf, attribute, dst, before, imgs0, imgs1)
 
@@ -1433,8 +1431,7 @@ def judge_mouth_edit(
   predicted open) and the mean absolute pixel change outside the mouth region for each
   (``local_outside``, ``global_outside``) and their ratio ``outside_ratio``."""
   clf = _default_classifier(classifier)
-  w, _ = _sources(model, clf, "mouth", _code("mouth", "closed"), n, seed, 1.0)
-  base = model.images(w)
+  w, _, base = _sources(model, clf, "mouth", _code("mouth", "closed"), n, seed, 1.0)
   local = model.images(w, edits=mouth.edits(strength))
   direction = vectors["mouth=open"] - vectors["mouth=closed"]
   glob = model.images(edit(w, None, [(direction, strength)]))
