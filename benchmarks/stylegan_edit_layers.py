@@ -7,10 +7,11 @@ attribute's vector? (README: StyleGAN, the default run judged)
 Needs a trained face classifier (runs/face_classifier or $ZOO_FACE_CLASSIFIER). Prints,
 for each of the toolkit's judged edits, the flip rate and the least-kept other attribute
 for every contiguous style range of 2, 4 or 6 layers and all layers, at strengths 1 and
-2, for the vector and for its part orthogonal to the other attributes' vectors. Then the
-baseline for any edit: how often a random step in W as long as the mean-difference and
-the regression vector (``attribute_vectors(method="regression")``) changes some
-attribute's prediction (isotropic, and drawn from the latents' covariance; three draws).
+2, for the mean-difference vector, for its part orthogonal to the other attributes'
+vectors and for the regression vector (``attribute_vectors(method="regression")``).
+Then the baseline for any edit: how often a random step in W as long as the
+mean-difference or the regression vector keeps every attribute's prediction (isotropic,
+and drawn from the latents' covariance; three draws).
 """
 
 import sys
@@ -62,7 +63,8 @@ def main(run: str, n: int) -> None:
           f"kept in {', '.join(f'{k:.2f}' for k in kept)}",
           flush=True,
         )
-    for name, direction in (("vector", d), ("own part", own)):
+    d_reg = reg[f"{attr}={b}"] - reg[f"{attr}={a}"]
+    for name, direction in (("vector", d), ("own part", own), ("regression", d_reg)):
       for strength in (1.0, 2.0):
         for rname, (lo, hi) in ranges.items():
           ws = gt.edit(w, None, [(direction, strength)], layers=(lo, hi), num_layers=layers)
