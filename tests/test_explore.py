@@ -202,7 +202,7 @@ def test_feature_maps_and_local_edit(client, loaded):
 def test_attribute_vectors_on_demand_and_sliders(client, loaded):
   out = ok(client, "stylegan", "attributes", {"n": 64, "min_count": 4})
   names = out["attributes"]
-  assert names and out["attributes_source"] == "computed from 64 samples"
+  assert names and out["attributes_source"] == "computed from 64 samples (mean)"
   assert {r["name"]: r for r in client.get("/api/runs").json()}["stylegan"]["attributes"] == names
   base = ok(client, "stylegan", "image", {"seed": 7})["image"]
   moved = ok(client, "stylegan", "image", {"seed": 7, "attributes": {names[0]: 2.0}})["image"]
@@ -210,6 +210,8 @@ def test_attribute_vectors_on_demand_and_sliders(client, loaded):
   assert ok(client, "stylegan", "image", {"seed": 7, "attributes": {names[0]: 0}})["image"] == base
   r = post(client, "stylegan", "image", {"seed": 7, "attributes": {"no=such": 1.0}})
   assert r.status_code == 400 and "no attribute vector" in r.json()["error"]
+  reg = ok(client, "stylegan", "attributes", {"n": 64, "min_count": 4, "method": "regression"})
+  assert reg["attributes"] == names and reg["attributes_source"].endswith("(regression)")
 
 
 def test_mouth_animation(client, loaded):
@@ -295,6 +297,7 @@ BAD = [
   ("stylegan", "image", {"attributes": [1]}, 400, "attributes"),
   ("stylegan", "image", {"mix": {"seed": 1, "lo": 3, "hi": 1}}, 400, "mix.lo"),
   ("stylegan", "features", {"layer": 99}, 400, "layer 99 does not exist"),
+  ("stylegan", "attributes", {"n": 64, "method": "pca"}, 400, "method='pca' must be one of"),
   (
     "stylegan",
     "image",

@@ -388,14 +388,18 @@ class GeneratorBackend(Backend):
     }
 
   def compute_attributes(self, req: Mapping[str, Any]) -> dict[str, Any]:
-    """Attribute vectors from ``n`` samples labelled by the face classifier (kept in
-    memory; ``python -m launch.stylegan --mode=attributes`` writes the CSV)."""
+    """Attribute vectors from ``n`` samples labelled by the face classifier, by
+    ``method`` (:data:`zoo.gan_tools.VECTOR_METHODS`; kept in memory; ``python -m
+    launch.stylegan --mode=attributes`` writes the CSV)."""
     n = _int("n", req.get("n", 2000), 16, 20_000)
     min_count = _int("min_count", req.get("min_count", max(4, n // 20)), 1, n)
+    method = req.get("method", "mean")
+    if method not in gt.VECTOR_METHODS:
+      raise ConfigError(f"method={method!r} must be one of {', '.join(gt.VECTOR_METHODS)}")
     m = self._for(None if not self.text else req.get("caption"))
     with self.lock:
-      self.vectors = gt.attribute_vectors(m, n, min_count=min_count)
-      self.vectors_source = f"computed from {n} samples"
+      self.vectors = gt.attribute_vectors(m, n, min_count=min_count, method=method)
+      self.vectors_source = f"computed from {n} samples ({method})"
     return {"attributes": self.vectors.names, "attributes_source": self.vectors_source}
 
   def mouth(self, req: Mapping[str, Any]) -> dict[str, Any]:

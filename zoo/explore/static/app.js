@@ -263,7 +263,7 @@ function initGenerator() {
     $("compute-attributes").addEventListener("click", async () => {
       status("labelling samples with the face classifier...");
       try {
-        const out = await act("attributes", { n: 2000, caption: run.caption === null ? undefined : $("caption").value });
+        const out = await act("attributes", { n: 2000, method: $("vector-method").value, caption: run.caption === null ? undefined : $("caption").value });
         run.attributes = out.attributes;
         run.attributes_source = out.attributes_source;
         buildAttributes(out.attributes, out.attributes_source);
