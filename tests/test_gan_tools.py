@@ -540,3 +540,31 @@ def check_conditional_model(workdir: str, noise_dim: int) -> None:
   # The label edit judged with a stand-in classifier: mouth 'closed' (0) for odd images.
   r = gt.judge_relabel(m, "mouth", "closed", "open", n=4, classifier=_Clf())
   assert r["flip"] == 0.5 and r["keep_min"] == 1.0 and r["pixel_change"] > 0
+
+
+class _FeatureClf(_Clf):
+  """The stand-in classifier with features for the FD of the truncation curve."""
+
+  def features(self, images):
+    return np.asarray(images, np.float64).reshape(len(images), -1)[:, :4]
+
+
+def test_judge_mode_writes_the_judged_numbers(tiny_stylegan_run, tmp_path, monkeypatch):
+  workdir = tiny_stylegan_run[0]
+  monkeypatch.setattr(gt, "_default_classifier", lambda c: c or _FeatureClf())
+  m = gt.LatentModel.load(workdir)
+  vectors = gt.attribute_vectors(
+    m, 8, labels={"mouth": ["closed", "open"] * 4}, min_count=2, method="regression"
+  ).save_csv(str(tmp_path / "v.csv"))
+  out = tmp_path / "judged"
+  gt.run_tool("judge", workdir, num=4, psis="1,0", vectors=vectors, output=str(out), log=None)
+  import json  # pylint: disable=g-import-not-at-top
+
+  r = json.loads((out / "judge.json").read_text())
+  assert r["vector_method"] == "regression" and r["n"] == 4
+  # the stand-in calls even-indexed images open: half of the 4 edited images flip
+  assert r["edit mouth closed->open"]["flip"] == 0.5
+  assert "edit eyes open->closed" not in r  # no eyes vectors in the file
+  assert [row["psi"] for row in r["truncation"]] == [1.0, 0.0]
+  assert all(np.isfinite(row["FD"]) and row["diversity_bits"] == 1.0 for row in r["truncation"])
+  assert (out / "truncation_curve.svg").exists()

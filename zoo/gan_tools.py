@@ -1250,7 +1250,12 @@ def _judge(model, vecs, out, psis, layer, strength, num, say, style_range=None) 
 
   n = num
   clf = _default_classifier(None)
-  results: dict[str, Any] = {"step": model.step, "n": n, "strength": strength}
+  results: dict[str, Any] = {
+    "step": model.step,
+    "n": n,
+    "strength": strength,
+    "vector_method": vecs.method,
+  }
   where = ""
   if style_range:
     results["layers"] = list(style_range)
