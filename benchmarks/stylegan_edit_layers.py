@@ -47,9 +47,8 @@ def main(run: str, n: int) -> None:
       f"{np.linalg.norm(own) / np.linalg.norm(d):.2f} of the vector's norm",
       flush=True,
     )
-    for name, length in (("mean", np.linalg.norm(d)), ("regression", None)):
-      if length is None:
-        length = np.linalg.norm(reg[f"{attr}={b}"] - reg[f"{attr}={a}"])
+    d_reg = reg[f"{attr}={b}"] - reg[f"{attr}={a}"]
+    for name, length in (("mean", np.linalg.norm(d)), ("regression", np.linalg.norm(d_reg))):
       for kind in ("isotropic", "covariance"):
         kept = []
         for _ in range(3):
@@ -63,7 +62,6 @@ def main(run: str, n: int) -> None:
           f"kept in {', '.join(f'{k:.2f}' for k in kept)}",
           flush=True,
         )
-    d_reg = reg[f"{attr}={b}"] - reg[f"{attr}={a}"]
     for name, direction in (("vector", d), ("own part", own), ("regression", d_reg)):
       for strength in (1.0, 2.0):
         for rname, (lo, hi) in ranges.items():

@@ -297,7 +297,13 @@ BAD = [
   ("stylegan", "image", {"attributes": [1]}, 400, "attributes"),
   ("stylegan", "image", {"mix": {"seed": 1, "lo": 3, "hi": 1}}, 400, "mix.lo"),
   ("stylegan", "features", {"layer": 99}, 400, "layer 99 does not exist"),
-  ("stylegan", "attributes", {"n": 64, "method": "pca"}, 400, "method='pca' must be one of"),
+  (
+    "stylegan",
+    "attributes",
+    {"n": 64, "method": "pca"},
+    400,
+    "method='pca', expected one of mean, regression",
+  ),
   (
     "stylegan",
     "image",

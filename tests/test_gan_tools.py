@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -558,8 +559,6 @@ def test_judge_mode_writes_the_judged_numbers(tiny_stylegan_run, tmp_path, monke
   ).save_csv(str(tmp_path / "v.csv"))
   out = tmp_path / "judged"
   gt.run_tool("judge", workdir, num=4, psis="1,0", vectors=vectors, output=str(out), log=None)
-  import json  # pylint: disable=g-import-not-at-top
-
   r = json.loads((out / "judge.json").read_text())
   assert r["vector_method"] == "regression" and r["n"] == 4
   # the stand-in calls even-indexed images open: half of the 4 edited images flip

@@ -68,6 +68,7 @@ __all__ = [
   "FeatureDiff",
   "LatentModel",
   "attribute_vectors",
+  "check_vector_method",
   "decorrelate",
   "edit",
   "feature_diff",
@@ -497,6 +498,14 @@ _CSV_MAGIC = "# zoo attribute vectors"
 VECTOR_METHODS = ("mean", "regression")
 
 
+def check_vector_method(method, what: str = "method") -> str:
+  """``method`` if it is one of :data:`VECTOR_METHODS`, else one ``ConfigError`` line
+  naming it as ``what``."""
+  if method not in VECTOR_METHODS:
+    raise ConfigError(f"{what}={method!r}, expected one of {', '.join(VECTOR_METHODS)}")
+  return method
+
+
 @dataclasses.dataclass
 class AttributeVectors:
   """Directions in a model's latent space, one per attribute value (``"mouth=open"``):
@@ -572,9 +581,8 @@ class AttributeVectors:
       )
     except (KeyError, ValueError):
       raise ConfigError(f"{path}: bad header line {lines[0]!r}") from None
-    method = meta.get("method", "mean")  # files written before regression vectors say none
-    if method not in VECTOR_METHODS:
-      raise ConfigError(f"{path}: method={method!r}, expected one of {', '.join(VECTOR_METHODS)}")
+    # files written before regression vectors name no method
+    method = check_vector_method(meta.get("method", "mean"), f"{path}: method")
     rows = list(csv.reader(lines[1:]))
     if not rows or rows[0][:2] != ["name", "count"]:
       raise ConfigError(f"{path}: the second line must be the column header name,count,v0,...")
@@ -624,8 +632,7 @@ def attribute_vectors(
   """
   if n < 2:
     raise ConfigError(f"n={n} must be >= 2")
-  if method not in VECTOR_METHODS:
-    raise ConfigError(f"method={method!r}, expected one of {', '.join(VECTOR_METHODS)}")
+  check_vector_method(method)
   latents = model.sample(n, seed)
   if labels is None:
     if classifier is None:
@@ -1101,10 +1108,7 @@ def run_tool(
   if mode not in TOOL_MODES:
     raise ConfigError(f"--mode={mode!r}, expected one of {', '.join(TOOL_MODES)}")
   psi = _check_psi(psi)
-  if vector_method not in VECTOR_METHODS:
-    raise ConfigError(
-      f"--vector_method={vector_method!r}, expected one of {', '.join(VECTOR_METHODS)}"
-    )
+  check_vector_method(vector_method, "--vector_method")
   if num is None:
     num = 500 if mode == "judge" else 8
   if num < 1:

@@ -393,9 +393,7 @@ class GeneratorBackend(Backend):
     launch.stylegan --mode=attributes`` writes the CSV)."""
     n = _int("n", req.get("n", 2000), 16, 20_000)
     min_count = _int("min_count", req.get("min_count", max(4, n // 20)), 1, n)
-    method = req.get("method", "mean")
-    if method not in gt.VECTOR_METHODS:
-      raise ConfigError(f"method={method!r} must be one of {', '.join(gt.VECTOR_METHODS)}")
+    method = gt.check_vector_method(req.get("method", "mean"))
     m = self._for(None if not self.text else req.get("caption"))
     with self.lock:
       self.vectors = gt.attribute_vectors(m, n, min_count=min_count, method=method)
