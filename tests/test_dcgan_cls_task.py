@@ -13,7 +13,7 @@ from PIL import Image
 
 from launch.configs import dcgan_cls as config_lib
 from zoo.data.faces import captioned
-from zoo.errors import CaptionError, CheckpointError
+from zoo.errors import CaptionError, CheckpointError, ConfigError
 from zoo.models import export as export_lib
 from zoo.tasks import dcgan_cls as task_lib
 from zoo.tasks import text_encoder as text_task
@@ -149,6 +149,41 @@ def test_generate_interpolate_export(trained, tmp_path):
   z = task.latents(2, 5)
   theirs = exp.module.apply(exp.variables, z, emb, train=False)
   np.testing.assert_allclose(theirs, task.generate(state, z, emb), atol=1e-5)
+
+
+def test_ema_generator_samples_exports_and_resumes(judges, tmp_path):
+  """With ``ema.half_life_images`` the EMA G, with batch statistics of its own, draws the
+  samples and the export; a resumed run continues it exactly; switching it off on resume
+  is refused."""
+  keys = {"eval.num_samples": 0, "ema.half_life_images": 16, "num_steps": 4, "save_every": 2}
+  c = tiny_config(**keys)
+  straight = task_lib.train_and_evaluate(c, str(tmp_path / "straight"), log=None)
+  split = str(tmp_path / "split")
+  task_lib.train_and_evaluate(tiny_config(**{**keys, "num_steps": 2}), split, log=None)
+  resumed = task_lib.train_and_evaluate(c, split, log=None)
+  a, b = jax.device_get(straight.state), jax.device_get(resumed.state)
+  assert "g_ema_collections" in b
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+  task, state, _ = task_lib.restore_task(split)
+  z, emb = task.latents(3, 1), task.encoder.embed(["A bald person.", "A person.", "Red hair."])
+  ema_vars = {"params": state["g_ema"], **state["g_ema_collections"]}
+  np.testing.assert_allclose(
+    task.generate(state, z, emb), task.g.apply(ema_vars, z, emb, train=False), atol=1e-6
+  )
+  raw = task.g.apply(
+    {"params": state["g"]["params"], "batch_stats": state["g"]["batch_stats"]}, z, emb, train=False
+  )
+  assert np.abs(task.generate(state, z, emb) - raw).max() > 1e-4
+  exp = export_lib.load(task_lib.export(split, output=str(tmp_path / "export"), log=None))
+  np.testing.assert_allclose(
+    exp.module.apply(exp.variables, z, emb, train=False), task.generate(state, z, emb), atol=1e-5
+  )
+  with pytest.raises(ConfigError, match="ema.half_life_images"):
+    task_lib.train_and_evaluate(
+      tiny_config(**{**keys, "ema.half_life_images": 0, "num_steps": 6}), split, log=None
+    )
 
 
 _KILLER = textwrap.dedent(

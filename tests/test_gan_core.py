@@ -233,6 +233,61 @@ def test_ema_half_life_and_update():
   np.testing.assert_array_equal(v["params"]["b"], new["g"]["params"]["b"])
 
 
+class _ShiftWithStats(nn.Module):
+  """``_Shift`` that also tracks the running mean of its output (momentum 1/2), as batch
+  norm tracks its batch statistics in training mode."""
+
+  @nn.compact
+  def __call__(self, z):
+    out = _Shift()(z)
+    mean = self.variable("batch_stats", "mean", jnp.zeros, ())
+    if not self.is_initializing():
+      mean.value = 0.5 * mean.value + 0.5 * jnp.mean(out)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _WGANWithStats(_WGAN):
+  def generate(self, g_vars, batch, rng, step):
+    z = jax.random.normal(rng, batch["x"].shape)
+    return self.g.apply(g_vars, z, mutable=["batch_stats"])
+
+
+def test_ema_keeps_batch_statistics_of_its_own():
+  g, d, tx = _ShiftWithStats(), _Linear(), optax.sgd(0.1)
+  gv = g.init(jax.random.key(0), jnp.zeros((2, 1)))
+  dv = d.init(jax.random.key(1), jnp.zeros((2, 1)))
+  obj = _WGANWithStats(g, d)
+  assert "g_ema_collections" not in core.init_state(gv, dv, tx_g=tx, tx_d=tx, ema=True)
+  state = core.init_state(gv, dv, tx_g=tx, tx_d=tx, ema=True, ema_collections=True)
+  chex.assert_trees_all_equal(state["g_ema_collections"], {"batch_stats": {"mean": 0.0}})
+  rng = jax.random.key(3)
+  new, _ = core.train_step(
+    state,
+    _batch(),
+    rng,
+    jnp.int32(0),
+    objective=obj,
+    tx_g=tx,
+    tx_d=tx,
+    config=core.StepConfig(ema_beta=0.9),
+  )
+  z = jax.random.normal(rng, (8, 1))
+  # The raw G's statistics come from its forward pass before the update (s = 1, b = 0) ...
+  np.testing.assert_allclose(new["g"]["batch_stats"]["mean"], 0.5 * jnp.mean(z), rtol=1e-6)
+  # ... the EMA G's from the EMA params after it, on the same inputs.
+  p = new["g"]["params"]["_Shift_0"]
+  s_ema, b_ema = p["s"] + (1 - p["s"]) * 0.9, 0.1 * p["b"]
+  ema_mean = 0.5 * jnp.mean(z * s_ema + b_ema)
+  np.testing.assert_allclose(new["g_ema_collections"]["batch_stats"]["mean"], ema_mean, rtol=1e-5)
+  assert abs(float(ema_mean - new["g"]["batch_stats"]["mean"])) > 1e-3
+  v = core.generator_variables(new)
+  chex.assert_trees_all_equal(v["batch_stats"], new["g_ema_collections"]["batch_stats"])
+  chex.assert_trees_all_equal(v["params"], new["g_ema"])
+  v = core.generator_variables(new, ema=False)
+  chex.assert_trees_all_equal(v["batch_stats"], new["g"]["batch_stats"])
+
+
 def test_lazy_adam_hyperparameters():
   lr, b1, b2 = core.lazy_adam_hyperparameters(0.002, 0.0, 0.99, interval=16)
   c = 16 / 17

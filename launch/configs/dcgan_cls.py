@@ -25,7 +25,7 @@ face classifier's features (``python -m launch.text_encoder``; ``text.encoder_wo
 trained first when missing, like the classifier). The embeddings of every training
 caption are computed once, as the reference does with its pre-computed ``.t7`` files.
 
-Sections: model (``make_dcgan_cls(**model)``), objective, loss, optim, data, text, eval.
+Sections: model (``make_dcgan_cls(**model)``), objective, loss, optim, ema, data, text, eval.
 
 Data (``zoo.data.caption_pairs``):
   data.source    '' (default): the embedded captioned faces (``data.num_faces``,
@@ -81,6 +81,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict(dict(**OBJECTIVES[objective], feature_matching=0.0))
   c.loss = ml_collections.ConfigDict(dict(d_loss="logistic", g_loss="nonsaturating", n_critic=1))
   c.optim = ml_collections.ConfigDict(dict(lr=2e-4, b1=0.5, b2=0.999))
+  # An exponential moving average of G's params (half-life in images; 0: none, as in the
+  # paper), with batch statistics of its own; samples and evaluation then use it.
+  c.ema = ml_collections.ConfigDict(dict(half_life_images=0))
   # source: '' = the embedded captioned faces, else a caption dataset folder (see above).
   # render_processes: processes drawing the embedded faces in their first epoch (drawing
   # holds the GIL); 0 draws in the stream's reader threads.

@@ -6,6 +6,7 @@ State layout (a plain dict, so orbax, ``jax.tree`` and the growth surgery of
   {'g': {'params', 'opt_state'[, 'batch_stats']},
    'd': {'params', 'opt_state'[, 'batch_stats']},
    'g_ema': G params              # only when an EMA of G is kept
+   'g_ema_collections': {...}     # G's batch statistics for the EMA params, when asked
   }
 
 The growth stage of a progressive run is not a leaf of the state: the state's
@@ -22,7 +23,11 @@ a batch into fakes, and the D and G losses (built from :mod:`zoo.losses`). One s
    critic iteration: G runs forward once for both players (pix2pix's
    ``optimize_parameters``) and its gradient is pulled back through the saved
    ``jax.vjp``.
-3. The EMA of G's params, when kept, moves toward the new params.
+3. The EMA of G's params, when kept, moves toward the new params. A G with batch norm
+   also needs batch statistics of its own for those params (the raw G's running
+   averages describe other weights): with ``g_ema_collections`` the EMA params run
+   forward on the step's inputs in training mode, which updates them as the raw G's
+   running averages are updated.
 """
 
 from __future__ import annotations
@@ -118,11 +123,15 @@ def init_state(
   tx_g: optax.GradientTransformation,
   tx_d: optax.GradientTransformation,
   ema: bool = False,
+  ema_collections: bool = False,
 ) -> State:
-  """A fresh GAN state; with ``ema`` the EMA of G starts as a copy of G's params."""
+  """A fresh GAN state; with ``ema`` the EMA of G starts as a copy of G's params, and with
+  ``ema_collections`` too its other collections (batch statistics) start as copies of G's."""
   state = {"g": net_state(g_variables, tx_g), "d": net_state(d_variables, tx_d)}
   if ema:
     state["g_ema"] = jax.tree.map(jnp.copy, g_variables["params"])
+    if ema_collections:
+      state["g_ema_collections"] = jax.tree.map(jnp.copy, _collections(g_variables))
   return state
 
 
@@ -319,6 +328,10 @@ def train_step(
   if "g_ema" in state:
     beta = 0.0 if config.ema_beta is None else config.ema_beta
     new_state["g_ema"] = ema_update(state["g_ema"], g["params"], beta)
+    if "g_ema_collections" in state:
+      ema_vars = {**state["g_ema_collections"], "params": new_state["g_ema"]}
+      _, ema_updated = objective.generate(ema_vars, batch, rng, step)
+      new_state["g_ema_collections"] = {**state["g_ema_collections"], **dict(ema_updated)}
 
   finite = jnp.isfinite(d_loss) & jnp.isfinite(g_loss)
   metrics = {

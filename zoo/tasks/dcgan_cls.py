@@ -61,7 +61,7 @@ from zoo.training.pictures import (
 )
 
 RESUME_KEYS = workdir_lib.ResumeKeys(
-  shape=("model", "text"),
+  shape=("model", "text", "ema"),  # the EMA of G is part of the state's structure
   free=workdir_lib.LOOP_FREE + ("eval", "num_captions", "num_latents", "data.render_processes"),
 )
 _LOOP_KEYS = ("num_steps", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
@@ -87,7 +87,17 @@ def validate_config(c) -> None:
   procs = c.data.get("render_processes", 0)
   need(is_process_count(procs), f"data.render_processes={procs!r} must be an integer >= 0")
   need(c.eval.num_samples >= 0, "eval.num_samples must be >= 0")
+  hl = ema_half_life(c)
+  need(
+    isinstance(hl, (int, float)) and not isinstance(hl, bool) and hl >= 0,
+    f"ema.half_life_images={hl!r} must be a number >= 0",
+  )
   objectives.LossConfig.from_config(c.loss)
+
+
+def ema_half_life(c) -> float:
+  """``ema.half_life_images`` (0 when off, and for runs written before the key existed)."""
+  return c.get("ema", {}).get("half_life_images", 0)
 
 
 class DCGANCLSTask:
@@ -131,7 +141,11 @@ class DCGANCLSTask:
 
   def init_state(self, rng):
     g_vars, d_vars = models.init_variables(self.g, self.d, rng, text_dim=self.encoder.embed_dim)
-    return core.init_state(g_vars, d_vars, tx_g=self.tx_g, tx_d=self.tx_d)
+    ema = ema_half_life(self.config) > 0
+    # The EMA G keeps batch statistics of its own (see zoo.gan.core).
+    return core.init_state(
+      g_vars, d_vars, tx_g=self.tx_g, tx_d=self.tx_d, ema=ema, ema_collections=ema
+    )
 
   def train_step(self, state, batch, rng, step):
     return core.train_step(
@@ -142,7 +156,11 @@ class DCGANCLSTask:
       objective=self.objective,
       tx_g=self.tx_g,
       tx_d=self.tx_d,
-      config=self.losses.step_config(),
+      config=self.losses.step_config(
+        ema_beta=core.ema_beta(
+          batch_size=self.config.batch_size, half_life_images=ema_half_life(self.config)
+        )
+      ),
     )
 
   # ---- data -----------------------------------------------------------------

@@ -383,10 +383,13 @@ def generator_variables(state: Mapping[str, Any], *, ema: bool = True) -> dict:
   ``state``: ``{'g': {'params', 'opt_state'[, other collections]}, 'd': {...}[, 'g_ema':
   params]}``. With ``ema`` (default) the moving-average params ``g_ema`` when the state has
   them, else (or with ``ema=False``) the raw ``g`` params; G's other collections (batch
-  statistics, StyleGAN's ``w_avg``) as they are.
+  statistics, StyleGAN's ``w_avg``) as they are, except that the EMA params take the
+  collections kept for them (``g_ema_collections``) when the state has those.
   """
   g = state["g"]
   g_ema = state.get("g_ema") if ema else None
   out = {"params": g["params"] if g_ema is None else g_ema}
   out.update({k: v for k, v in g.items() if k not in ("params", "opt_state")})
+  if g_ema is not None:
+    out.update(state.get("g_ema_collections", {}))
   return out
