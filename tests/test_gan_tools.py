@@ -567,3 +567,11 @@ def test_judge_mode_writes_the_judged_numbers(tiny_stylegan_run, tmp_path, monke
   assert [row["psi"] for row in r["truncation"]] == [1.0, 0.0]
   assert all(np.isfinite(row["FD"]) and row["diversity_bits"] == 1.0 for row in r["truncation"])
   assert (out / "truncation_curve.svg").exists()
+  # --psi truncates the judged samples too: at psi = 0 every image, edited or not, is the
+  # average one, so no edit changes a pixel
+  gt.run_tool(
+    "judge", workdir, num=4, psi=0.0, psis="1", vectors=vectors, output=str(out), log=None
+  )
+  r = json.loads((out / "judge.json").read_text())
+  assert r["psi"] == 0.0 and r["edit mouth closed->open"]["pixel_change"] == 0.0
+  assert r["mouth local edit"]["global_outside"] == 0.0

@@ -1240,15 +1240,18 @@ def run_tool(
     say(f"[toolkit] mouth edit at layer {mouth.layer} from {mouth.examples} open/closed pairs")
   elif mode == "judge":
     written += _judge(
-      model, need_vectors(), out, psi_list, layer_arg, strength, num, say, style_range
+      model, need_vectors(), out, psi_list, layer_arg, strength, num, say, style_range, psi
     )
   for p in written:
     say(f"[toolkit] wrote {p}")
   return written
 
 
-def _judge(model, vecs, out, psis, layer, strength, num, say, style_range=None) -> list[str]:
-  """The issue's judged numbers: attribute edits, the local mouth edit, truncation."""
+def _judge(
+  model, vecs, out, psis, layer, strength, num, say, style_range=None, psi=1.0
+) -> list[str]:
+  """The issue's judged numbers: attribute edits, the local mouth edit, truncation; the
+  edits on samples truncated by ``psi``."""
   from zoo.data.images import unconditional as image_data  # pylint: disable=g-import-not-at-top
   from zoo.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
@@ -1259,6 +1262,7 @@ def _judge(model, vecs, out, psis, layer, strength, num, say, style_range=None) 
     "n": n,
     "strength": strength,
     "vector_method": vecs.method,
+    "psi": psi,
   }
   where = ""
   if style_range:
@@ -1267,20 +1271,29 @@ def _judge(model, vecs, out, psis, layer, strength, num, say, style_range=None) 
   for attr, a, b in JUDGED_EDITS:
     if f"{attr}={a}" in vecs.vectors and f"{attr}={b}" in vecs.vectors:
       r = judge_edit(
-        model, vecs, attr, a, b, n=n, strength=strength, classifier=clf, layers=style_range
+        model,
+        vecs,
+        attr,
+        a,
+        b,
+        n=n,
+        strength=strength,
+        classifier=clf,
+        layers=style_range,
+        psi=psi,
       )
       results[f"edit {attr} {a}->{b}"] = r
       say(
         f"[judge] {attr} {a}->{b}{where}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}"
       )
     if model.label_dim:  # a conditional run: the same noise drawn for the other label
-      r = judge_relabel(model, attr, a, b, n=n, classifier=clf)
+      r = judge_relabel(model, attr, a, b, n=n, classifier=clf, psi=psi)
       results[f"relabel {attr} {a}->{b}"] = r
       say(
         f"[judge] relabel {attr} {a}->{b}: flip {r['flip']:.3f}, others kept >= {r['keep_min']:.3f}"
       )
   mouth = find_mouth_edit(model, classifier=clf, layer=layer)
-  r = judge_mouth_edit(model, mouth, vecs, n=n, strength=strength, classifier=clf)
+  r = judge_mouth_edit(model, mouth, vecs, n=n, strength=strength, classifier=clf, psi=psi)
   results["mouth local edit"] = {"layer": mouth.layer, **r}
   say(
     f"[judge] local mouth edit (layer {mouth.layer}): flip {r['local_flip']:.3f} "
@@ -1409,19 +1422,21 @@ def judge_relabel(
   n: int = 500,
   classifier=None,
   seed: int = 100,
+  psi: float = 1.0,
 ) -> dict[str, float]:
   """A conditional run's label edit, judged as :func:`judge_edit` judges a vector edit:
   ``n`` samples drawn for ``attribute=source`` whose images show it, drawn again from the
-  same noise for ``target`` (:func:`relabel`). Same keys as :func:`judge_edit`."""
+  same noise for ``target`` (:func:`relabel`), both truncated by ``psi``. Same keys as
+  :func:`judge_edit`."""
   clf = _default_classifier(classifier)
   src, dst = _code(attribute, source), _code(attribute, target)
 
   def draw(s, m):
     z = relabel(model, model.sample_z(m, s), {attribute: src})
-    return z, model.images(model.to_latent(z))
+    return z, model.images(model.to_latent(z), psi=psi)
 
-  z, before, imgs0 = _sources(model, clf, attribute, src, n, seed, 1.0, draw=draw)
-  imgs1 = model.images(model.to_latent(relabel(model, z, {attribute: dst})))
+  z, before, imgs0 = _sources(model, clf, attribute, src, n, seed, psi, draw=draw)
+  imgs1 = model.images(model.to_latent(relabel(model, z, {attribute: dst})), psi=psi)
   return _outcome(clf, attribute, dst, before, imgs0, imgs1)
 
 
@@ -1434,16 +1449,18 @@ def judge_mouth_edit(
   strength: float = 1.0,
   classifier=None,
   seed: int = 100,
+  psi: float = 1.0,
 ) -> dict[str, float]:
   """The local mouth edit against the global ``mouth=open - mouth=closed`` vector edit on
-  the same ``n`` closed-mouth samples: ``local_flip`` / ``global_flip`` (fractions now
-  predicted open) and the mean absolute pixel change outside the mouth region for each
-  (``local_outside``, ``global_outside``) and their ratio ``outside_ratio``."""
+  the same ``n`` closed-mouth samples (truncated by ``psi``): ``local_flip`` /
+  ``global_flip`` (fractions now predicted open) and the mean absolute pixel change outside
+  the mouth region for each (``local_outside``, ``global_outside``) and their ratio
+  ``outside_ratio``."""
   clf = _default_classifier(classifier)
-  w, _, base = _sources(model, clf, "mouth", _code("mouth", "closed"), n, seed, 1.0)
-  local = model.images(w, edits=mouth.edits(strength))
+  w, _, base = _sources(model, clf, "mouth", _code("mouth", "closed"), n, seed, psi)
+  local = model.images(w, psi=psi, edits=mouth.edits(strength))
   direction = vectors["mouth=open"] - vectors["mouth=closed"]
-  glob = model.images(edit(w, None, [(direction, strength)]))
+  glob = model.images(edit(w, None, [(direction, strength)]), psi=psi)
   outside = ~region_mask(base.shape[1:3], mouth.region)
   open_code = faces.ATTRIBUTES["mouth"].index("open")
 
