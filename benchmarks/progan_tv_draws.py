@@ -2,26 +2,36 @@
 goal, over several latent draws (README: the adversarial core and ProGAN).
 
   python benchmarks/progan_tv_draws.py runs/progan [draws]
+  python benchmarks/progan_tv_draws.py runs/progan values    # which values lean, 4,000 samples
 
 Needs a trained face classifier (runs/face_classifier or $ZOO_FACE_CLASSIFIER). For each
 draw of ``eval.num_samples`` latents of the EMA generator at the latest step, prints the
 classifier FD and per-attribute total-variation distances against the run's real faces,
 as training's evaluation computes them; draw 0 is the latents that evaluation uses.
+
+``values`` prints, per attribute, each value's share of the real faces' and of 4,000
+samples' predictions, then the same for the real faces degraded (blurred, or down- and
+up-sampled through 16x16): whether the classifier reads a plainer value into a less
+sharp face, as it may into a sample.
 """
 
 import sys
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
+from zoo.data import faces
+from zoo.data.images import unconditional as image_data
 from zoo.eval import metrics as em
 from zoo.tasks import progan
 
 
-def main(workdir: str, draws: int) -> None:
+def draws(workdir: str, num: int) -> None:
   task, state, step = progan.restore_state(workdir, fd="train")
   clf, real_feats, real_pred = task._fd_judge()  # pylint: disable=protected-access
   n = task.config.eval.num_samples
-  for d in range(draws):
+  for d in range(num):
     z = task.generator_inputs(jax.random.key(task.config.seed + 2 + 1000 * d), n)
     fake = task.generate(state, z, step)
     tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
@@ -34,5 +44,57 @@ def main(workdir: str, draws: int) -> None:
     )
 
 
+def _shares(pred, other) -> None:
+  """One line per attribute: TV, then ``value: share in other / share in pred``."""
+  tv = em.attribute_tv_distance(pred, other)
+  for a, values in faces.ATTRIBUTES.items():
+    a_share = np.bincount(other[a], minlength=len(values)) / len(other[a])
+    b_share = np.bincount(pred[a], minlength=len(values)) / len(pred[a])
+    cells = "  ".join(f"{v} {x:.2f}/{y:.2f}" for v, x, y in zip(values, a_share, b_share))
+    print(f"  {a:16s} TV {tv[a]:.3f}  {cells}", flush=True)
+
+
+def _blur(x, sigma):
+  r = np.arange(-2, 3)
+  k = np.exp(-(r**2) / (2 * sigma * sigma))
+  k = jnp.asarray(k / k.sum(), jnp.float32)
+  x = jnp.asarray(x)
+  c = x.shape[-1]
+  kh = jnp.tile(k[:, None, None, None], (1, 1, 1, c))  # HWIO, depthwise
+  dn = ("NHWC", "HWIO", "NHWC")
+  same = lambda y, w: jax.lax.conv_general_dilated(  # noqa: E731
+    y, w, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=c
+  )
+  return np.asarray(same(same(x, kh), jnp.transpose(kh, (1, 0, 2, 3))))
+
+
+def values(workdir: str) -> None:
+  task, state, step = progan.restore_state(workdir, fd="train")
+  clf, _, real_pred = task._fd_judge()  # pylint: disable=protected-access
+  z = task.generator_inputs(jax.random.key(123), 4000)
+  fake = np.concatenate([task.generate(state, z[i : i + 1000], step) for i in range(0, 4000, 1000)])
+  print(f"step {step}: value share among real faces / among 4,000 samples", flush=True)
+  _shares(clf.predict(fake), real_pred)
+  c = task.config
+  # the real faces evaluation uses (ProGANTask._fd_judge)
+  real = image_data.open_images(
+    "", "valid", task.final, num_examples=c.eval.num_real, seed=c.data.seed
+  )
+  x = image_data.to_float(np.stack([real[i] for i in range(len(real))]))
+  base = clf.predict(x)
+  h, w = x.shape[1:3]
+  small = jax.image.resize(jnp.asarray(x), (len(x), h // 2, w // 2, 3), "linear")
+  degraded = {
+    "blurred (sigma 0.8 px)": _blur(x, 0.8),
+    f"through {h // 2}x{w // 2}": np.asarray(jax.image.resize(small, x.shape, "linear")),
+  }
+  for name, y in degraded.items():
+    print(f"real faces / the same {name}", flush=True)
+    _shares(clf.predict(y.astype(np.float32)), base)
+
+
 if __name__ == "__main__":
-  main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4)
+  if len(sys.argv) > 2 and sys.argv[2] == "values":
+    values(sys.argv[1])
+  else:
+    draws(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4)
