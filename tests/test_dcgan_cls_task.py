@@ -230,17 +230,33 @@ def test_sigkill_then_resume_matches_uninterrupted(trained, judges, tmp_path):
 
 @pytest.mark.slow
 def test_four_devices_match_one(judges, tmp_path):
-  c = tiny_config(**{"eval.num_samples": 0, "sample_every": 0, "save_every": 0})
+  # with the EMA G and its batch statistics, which the default run does not keep
+  c = tiny_config(
+    **{"eval.num_samples": 0, "sample_every": 0, "save_every": 0, "ema.half_life_images": 16}
+  )
   one = task_lib.train_and_evaluate(
     c, str(tmp_path / "one"), mesh=mesh_lib.make_mesh(jax.devices()[:1]), log=None
   )
   four = task_lib.train_and_evaluate(
     c, str(tmp_path / "four"), mesh=mesh_lib.make_mesh(jax.devices()[:4]), log=None
   )
-  for x, y in zip(
-    jax.tree.leaves(jax.device_get(one.state)), jax.tree.leaves(jax.device_get(four.state))
-  ):
-    np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+  np.testing.assert_allclose(
+    [h["loss"] for h in one.history], [h["loss"] for h in four.history], rtol=1e-5
+  )
+  a, b = jax.device_get(one.state), jax.device_get(four.state)
+  # Leaf by leaf would fail on noise: the tiny caption encoder's embeddings share most of
+  # their direction, so D's text-projection bias feeds batch norm an almost constant
+  # shift and its gradient is rounding noise, which Adam scales up to steps of ~lr. So
+  # each network's parameters as a whole, and what the networks compute.
+  for net in ("g", "d", "g_ema", "g_ema_collections"):
+    x, y = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(t[net])]) for t in (a, b))
+    assert np.linalg.norm(x - y) <= 1e-4 * np.linalg.norm(x), net
+  task, _, _ = task_lib.restore_task(str(tmp_path / "one"))
+  z, emb = task.latents(4, 3), task.encoder.embed(["A bald person.", "Red hair."] * 2)
+  np.testing.assert_allclose(task.generate(a, z, emb), task.generate(b, z, emb), atol=1e-4)
+  real = task.generate(a, task.latents(4, 4), emb)
+  for s, t in zip(task_lib._d_scores(task, a, real, emb), task_lib._d_scores(task, b, real, emb)):
+    np.testing.assert_allclose(s, t, rtol=1e-4, atol=1e-4)
 
 
 def _launch(*args, env=None):
