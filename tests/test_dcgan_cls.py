@@ -356,3 +356,18 @@ def test_bad_render_processes_is_config_error(procs):
   with pytest.raises(ConfigError) as e:
     task_lib.validate_config(c)
   assert "data.render_processes" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("half_life", [-1, "10k", True])
+def test_bad_ema_half_life_is_config_error(half_life):
+  from launch.configs import dcgan_cls as config_lib  # pylint: disable=g-import-not-at-top
+  from zoo.tasks import dcgan_cls as task_lib  # pylint: disable=g-import-not-at-top
+
+  c = config_lib.get_config()
+  c.ema.half_life_images = 20_000
+  task_lib.validate_config(c)
+  with c.unlocked():
+    c.ema = {"half_life_images": half_life}
+  with pytest.raises(ConfigError) as e:
+    task_lib.validate_config(c)
+  assert "ema.half_life_images" in str(e.value) and "\n" not in str(e.value)
