@@ -24,6 +24,7 @@ import numpy as np
 from zoo.data import faces
 from zoo.data.images import unconditional as image_data
 from zoo.eval import metrics as em
+from zoo.tasks import face_classifier as fc_task
 from zoo.tasks import progan
 
 
@@ -55,9 +56,7 @@ def _shares(pred, other) -> None:
 
 
 def _blur(x, sigma):
-  r = np.arange(-2, 3)
-  k = np.exp(-(r**2) / (2 * sigma * sigma))
-  k = jnp.asarray(k / k.sum(), jnp.float32)
+  k = jnp.asarray(em.gaussian_window(5, sigma), jnp.float32)
   x = jnp.asarray(x)
   c = x.shape[-1]
   kh = jnp.tile(k[:, None, None, None], (1, 1, 1, c))  # HWIO, depthwise
@@ -70,18 +69,23 @@ def _blur(x, sigma):
 
 def values(workdir: str) -> None:
   task, state, step = progan.restore_state(workdir, fd="train")
-  clf, _, real_pred = task._fd_judge()  # pylint: disable=protected-access
-  z = task.generator_inputs(jax.random.key(123), 4000)
-  fake = np.concatenate([task.generate(state, z[i : i + 1000], step) for i in range(0, 4000, 1000)])
-  print(f"step {step}: value share among real faces / among 4,000 samples", flush=True)
-  _shares(clf.predict(fake), real_pred)
+  clf = fc_task.get_or_train_classifier()
   c = task.config
-  # the real faces evaluation uses (ProGANTask._fd_judge)
+  # the real faces whose predictions evaluation compares with (ProGANTask._fd_judge),
+  # kept here because the degraded copies are made from them
   real = image_data.open_images(
-    "", "valid", task.final, num_examples=c.eval.num_real, seed=c.data.seed
+    "",
+    "valid",
+    task.final,
+    num_examples=max(c.eval.num_samples, c.eval.num_real),
+    seed=c.data.seed,
   )
   x = image_data.to_float(np.stack([real[i] for i in range(len(real))]))
   base = clf.predict(x)
+  z = task.generator_inputs(jax.random.key(123), 4000)
+  fake = np.concatenate([task.generate(state, z[i : i + 1000], step) for i in range(0, 4000, 1000)])
+  print(f"step {step}: value share among real faces / among 4,000 samples", flush=True)
+  _shares(clf.predict(fake), base)
   h, w = x.shape[1:3]
   small = jax.image.resize(jnp.asarray(x), (len(x), h // 2, w // 2, 3), "linear")
   degraded = {
