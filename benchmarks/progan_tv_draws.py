@@ -30,7 +30,7 @@ from zoo.tasks import progan
 
 def draws(workdir: str, num: int) -> None:
   task, state, step = progan.restore_state(workdir, fd="train")
-  clf, real_feats, real_pred = task._fd_judge()  # pylint: disable=protected-access
+  clf, real_feats, real_pred, _ = task._fd_judge()  # pylint: disable=protected-access
   n = task.config.eval.num_samples
   for d in range(num):
     z = task.generator_inputs(jax.random.key(task.config.seed + 2 + 1000 * d), n)

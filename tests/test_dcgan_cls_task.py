@@ -85,6 +85,22 @@ def test_text_encoder_trains_exports_and_embeds(judges, tiny_text_encoder):
     enc.embed([""])
 
 
+def test_embedding_in_length_order_equals_padding_every_caption_to_max_len(judges):
+  enc = text_task.load_text_encoder(judges["ZOO_TEXT_ENCODER"])
+  caps = ["A bald person.", "Smiling. " * 12, "A person with red hair and round glasses.", "Eyes."]
+  tok, ln = enc.vocab.encode(caps, enc.max_len)
+  assert tok.shape[1] > 100  # the reference pads all to max_len
+  full = np.asarray(
+    text_task._maybe_unit(text_task._apply_encoder(enc.module, enc.params, tok, ln), enc.normalize)
+  )
+  np.testing.assert_allclose(enc.embed(caps), full, atol=1e-5)
+  # several batches, each cut to its own length, come back in the captions' order
+  batched = text_task._embed(
+    enc.module, enc.params, enc.vocab, enc.max_len, caps, enc.normalize, batch=3
+  )
+  np.testing.assert_allclose(batched, full, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def trained(judges, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("dcgan") / "run")
@@ -100,6 +116,7 @@ def test_train_writes_samples_and_judges_by_captions(trained):
   ev = res.eval_history[-1]
   assert 0 <= ev["eval/acc_mentioned"] <= 1 and ev["eval/FD"] >= 0
   assert 0 <= ev["eval/mismatch_rejection"] <= 1
+  assert np.isfinite(ev["eval/D_overfitting"])
   samples = os.listdir(os.path.join(workdir, "samples"))
   assert {"latest.png", "captions.txt", "captioned.png", "timelapse.gif"} <= set(samples)
   assert Image.open(os.path.join(workdir, "samples", "latest.png")).size[0] > 0

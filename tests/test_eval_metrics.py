@@ -179,3 +179,12 @@ def test_ssim_constant_images_and_image_metrics():
   assert out["psnr"] == pytest.approx(10 * np.log10(1 / 0.16))
   assert out["ssim"] == pytest.approx(want)
   assert "ssim" not in metrics.image_metrics(a[:, :8, :8], b[:, :8, :8], data_range=1.0)
+
+
+def test_discriminator_overfitting_is_adas_r_v():
+  # (E[train] - E[heldout]) / (E[train] - E[fake]) = (3 - 2) / (3 - -1)
+  train, heldout, fake = np.array([2.0, 4.0]), np.array([1.0, 3.0]), np.array([-2.0, 0.0])
+  assert metrics.discriminator_overfitting(train, heldout, fake) == pytest.approx(0.25)
+  assert metrics.discriminator_overfitting(train, train, fake) == 0.0  # no overfitting
+  assert metrics.discriminator_overfitting(train, fake, fake) == 1.0  # held-out reals = fakes
+  assert np.isnan(metrics.discriminator_overfitting(train, heldout, train))

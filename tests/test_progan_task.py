@@ -16,7 +16,8 @@ from PIL import Image
 from launch.configs import progan as config_lib
 from zoo.errors import ZooError
 from zoo.models import export as export_lib
-from zoo.gan import progressive
+from zoo.data.images import unconditional as image_data
+from zoo.gan import core, progressive
 from zoo.tasks import progan as task_lib
 from zoo.training import checkpoint as ckpt_lib
 from zoo.training import mesh as mesh_lib
@@ -92,6 +93,23 @@ def test_train_grows_and_writes_what_a_person_looks_at(trained):
   for h in res.history:
     assert np.isfinite(h["loss"]) and np.isfinite(h["D"])
   assert [h["alpha"] for h in res.history if h["step"] in (5, 7)] == pytest.approx([0.0, 0.5])
+
+
+def test_d_overfitting_compares_training_heldout_and_fake_scores(trained):
+  _, res = trained
+  task = task_lib.ProGANTask(tiny_config(), mesh_lib.make_mesh(jax.devices()[:1]), log=None)
+  n = 8
+  idx = np.linspace(0, len(task.source) - 1, n).astype(int)
+  train = image_data.to_float(np.stack([task.source[int(i)] for i in idx]))
+  held, fake = np.random.default_rng(0).uniform(-1, 1, (2, n, 16, 16, 3)).astype(np.float32)
+  assert task.d_overfitting(res.state, 20, fake, train) == 0.0  # held-out = training reals
+  assert task.d_overfitting(res.state, 20, held, held) == 1.0  # held-out reals = fakes
+  # By hand: step 20 ends stage 2 (16x16, alpha 1), D on each whole set.
+  _, d = task.networks(2)
+  d_vars = core.net_variables(res.state["d"])
+  s = {k: float(np.mean(d.apply(d_vars, x, 1.0))) for k, x in dict(t=train, h=held, f=fake).items()}
+  r = task.d_overfitting(res.state, 20, fake, held)
+  assert r == pytest.approx((s["t"] - s["h"]) / (s["t"] - s["f"]), rel=1e-5)
 
 
 def test_sample_and_export_round_trip(trained, tmp_path):

@@ -435,6 +435,10 @@ def test_conditional_training_follows_labels(tmp_path, condition):
   other = z.copy()
   other[:, 8:] = other[::-1, 8:]  # same z, other labels
   assert np.abs(task.generate(state, other, step) - imgs).max() > 1e-4
+  # D's overfitting measure feeds each set its labels: held-out reals as fakes -> 1.
+  real = task.generate(state, z[::-1], step)
+  assert task.d_overfitting(state, step, imgs, imgs) == pytest.approx(1.0)
+  assert np.isfinite(task.d_overfitting(state, step, imgs, real))
   if condition == "projection":  # the latent toolkit on the same run
     from tests.test_gan_tools import check_conditional_model  # pylint: disable=g-import-not-at-top
 

@@ -244,6 +244,13 @@ def heldout_pairs(
   return out
 
 
+def spread_pairs(source, n: int) -> tuple[np.ndarray, list[str]]:
+  """``n`` pairs spread evenly over a pair source: their images (as stored, ``[n, H, W,
+  C]``) and captions (e.g. to compare D's scores of training pairs with held-out ones)."""
+  items = [source[int(i)] for i in np.linspace(0, len(source) - 1, n)]
+  return np.stack([it["image"] for it in items]), [it["caption"] for it in items]
+
+
 def open_pair_source(data, split: str, size: Sequence[int]):
   """The ``split`` pairs of ``data`` at ``size`` ``(H, W)``: the embedded
   :class:`CaptionedFaces` (the train split's faces drawn by ``data.render_processes``

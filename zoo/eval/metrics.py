@@ -10,6 +10,8 @@ example, shape ``[b]``. :func:`batch_mean` and :func:`image_metrics` average the
   sets (FID when the features come from Inception; here usually from
   :class:`zoo.eval.face_classifier.FaceClassifier`, see :func:`classifier_frechet_distance`).
 - :func:`l1`, :func:`psnr`, :func:`ssim`: paired image metrics (pix2pix-style evaluation).
+- :func:`discriminator_overfitting`: how much more D trusts its training reals than
+  held-out ones (StyleGAN2-ADA's ``r_v``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,21 @@ def attribute_agreement(
 # ---------------------------------------------------------------------------
 # Fréchet distance.
 # ---------------------------------------------------------------------------
+
+
+def discriminator_overfitting(train_scores, heldout_scores, fake_scores) -> float:
+  """StyleGAN2-ADA's overfitting heuristic ``r_v`` (Karras et al. 2020, eq. 1).
+
+  ``r_v = (E[D(train)] - E[D(heldout)]) / (E[D(train)] - E[D(fake)])`` from D's raw
+  scores (logits or critic values, any shapes) of training reals, held-out reals and
+  generated images: 0 when D scores held-out reals like its training set, 1 when it
+  scores them like fakes. NaN when D scores training reals and fakes alike.
+  """
+  train, heldout, fake = (
+    float(np.mean(np.asarray(s, np.float64))) for s in (train_scores, heldout_scores, fake_scores)
+  )
+  den = train - fake
+  return (train - heldout) / den if den != 0 else float("nan")
 
 
 def feature_statistics(feats) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,9 @@ training pair uses); the face classifier's accuracy on each attribute a caption 
 (``eval/acc/<attribute>``, ``eval/acc_mentioned`` over all mentioned attributes), classifier
 Fréchet distance against the test faces (``eval/FD``), and D's mismatch rejection:
 the fraction of real test faces D scores higher with their own caption than with another
-test face's caption that does not describe them (``eval/mismatch_rejection``). A caption
+test face's caption that does not describe them (``eval/mismatch_rejection``), and
+whether D overfits its training pairs (``eval/D_overfitting``, StyleGAN2-ADA's ``r_v``:
+0 when D scores held-out pairs like training pairs, 1 when like fakes). A caption
 dataset folder has no attributes: FD and mismatch rejection only (the other caption is
 another test image's, of another class when there are classes), on held-out captions of
 its ``'test'`` split; a folder without one is refused while ``eval.num_samples`` > 0, and
@@ -44,6 +46,7 @@ from zoo.data import caption_pairs
 from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
+from zoo.eval import metrics as em
 from zoo.gan import core, objectives
 from zoo.models import dcgan_cls as models
 from zoo.models import export as export_lib
@@ -274,16 +277,26 @@ def judge(task: DCGANCLSTask, state) -> dict[str, float]:
   others = caption_eval.other_captions(n, held["label"][:n] if "label" in held else None)
   fake = task.generate(state, task.latents(n, task.config.seed + 2), emb)
   real = held["image"][:n].astype(np.float32) * (2 / 255) - 1
-  return caption_eval.judge(
+  scores = _d_scores(task, state, real, emb, others)
+  out = caption_eval.judge(
     task.classifier,
     fake,
     real,
     attrs,
     mentions,
     fd=bool(task.config.eval.fd),
-    scores=_d_scores(task, state, real, emb, others),
+    scores=scores,
     others=others,
   )
+  # D's overfitting to the training pairs: n of them, spread over the set, own captions.
+  train, train_caps = caption_pairs.spread_pairs(task.source, n)
+  train = train.astype(np.float32) * (2 / 255) - 1
+  out["eval/D_overfitting"] = em.discriminator_overfitting(
+    _d_scores(task, state, train, task.encoder.embed(train_caps))[0],
+    scores[0],
+    _d_scores(task, state, fake, emb)[0],
+  )
+  return out
 
 
 def _d_scores(task, state, real, emb, others=None) -> tuple[np.ndarray, np.ndarray]:

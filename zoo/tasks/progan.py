@@ -198,6 +198,11 @@ class ProGANTask(progressive.StagedGANTask):
 
   def batch_extras(self, indices) -> dict:
     """More training-batch entries for the examples ``indices`` (labels); none here."""
+    return self.example_extras(indices, "train")
+
+  def example_extras(self, indices, split: str) -> dict:
+    """D's inputs besides the image for examples ``indices`` of ``split`` (labels); none."""
+    del indices, split
     return {}
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
@@ -229,6 +234,54 @@ class ProGANTask(progressive.StagedGANTask):
         lambda v, z, a: jnp.clip(upsample_nearest(self.apply_generator(g, v, z, a), factor), -1, 1)
       )
     return self._jit_cache[key]
+
+  def apply_discriminator(self, d, d_vars, x, alpha, extras: dict):
+    """D's scores ``[B]`` of images ``x`` at the stage's resolution (traced)."""
+    del extras
+    return d.apply(d_vars, x, alpha).reshape(-1)
+
+  def score_fn(self, stage: int):
+    """Jitted ``(d_vars, x, alpha, extras) -> D's scores [B]`` for images at the final
+    resolution, box-filtered to the stage's and blended as training blends the reals."""
+    key = ("score", stage)
+    if key not in self._jit_cache:
+      _, d = self.networks(stage)
+      factor = self.final[0] // self.schedule.resolution(stage)[0]
+
+      def score(v, x, a, extras):
+        x = progressive.lod_blend(image_data.downsample(x, factor), a, stage)
+        return self.apply_discriminator(d, v, x, a, extras)
+
+      self._jit_cache[key] = jax.jit(score)
+    return self._jit_cache[key]
+
+  def d_scores(self, state, images, step: int, extras: dict) -> np.ndarray:
+    stage = self._state_stage(step)
+    alpha = self.schedule.alpha(step - 1, stage)
+    d_vars = core.net_variables(state["d"])
+    out = []
+    for i in range(0, len(images), 64):
+      part = {k: jnp.asarray(v[i : i + 64]) for k, v in extras.items()}
+      out.append(
+        np.asarray(self.score_fn(stage)(d_vars, jnp.asarray(images[i : i + 64]), alpha, part))
+      )
+    return np.concatenate(out)
+
+  def d_overfitting(self, state, step: int, fake, real) -> float:
+    """``eval/D_overfitting`` (StyleGAN2-ADA's ``r_v``) from ``len(fake)`` training
+    reals spread over the set, the held-out ``real`` faces and the ``fake`` samples
+    (drawn for the labels of the held-out faces, see :meth:`generator_inputs`)."""
+    from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
+
+    n = len(fake)
+    idx = np.linspace(0, len(self.source) - 1, n).astype(int)
+    train = image_data.to_float(np.stack([self.source[int(i)] for i in idx]))
+    held = self.example_extras(range(n), "valid")
+    return em.discriminator_overfitting(
+      self.d_scores(state, train, step, self.example_extras(idx, "train")),
+      self.d_scores(state, real[:n], step, held),
+      self.d_scores(state, fake, step, held),
+    )
 
   def generate(self, state, z, step: int) -> np.ndarray:
     stage = self._state_stage(step)
@@ -272,7 +325,7 @@ class ProGANTask(progressive.StagedGANTask):
       real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
       feats = clf.features(real[:n])
       pred = clf.predict(real)
-      self._fd = (clf, feats, pred)
+      self._fd = (clf, feats, pred, real[:n])
     return self._fd or None
 
   def evaluate(self, state, step):
@@ -281,11 +334,12 @@ class ProGANTask(progressive.StagedGANTask):
       return {}
     from zoo.eval import metrics as em  # pylint: disable=g-import-not-at-top
 
-    clf, real_feats, real_pred = judge
+    clf, real_feats, real_pred, real = judge
     n = self.config.eval.num_samples
     z = self.generator_inputs(jax.random.key(self.config.seed + 2), n)
     fake = self.generate(state, z, step)
     out = {"eval/FD": float(em.frechet_distance(clf.features(fake), real_feats))}
+    out["eval/D_overfitting"] = self.d_overfitting(state, step, fake, real)
     fake_pred = clf.predict(fake)
     tv = em.attribute_tv_distance(fake_pred, real_pred)
     out.update({f"eval/TV_{k}": v for k, v in tv.items()})

@@ -185,8 +185,11 @@ class StyleGANTask(progan.ProGANTask):
     target = {k: np.array([a[k] for a in wanted]) for k in faces.ATTRIBUTE_NAMES}
     return {f"eval/acc_{k}": v for k, v in em.attribute_accuracy(fake_pred, target).items()}
 
-  def batch_extras(self, indices) -> dict:
-    return {"label": self._labels(indices, "train")} if self.label_dim else {}
+  def example_extras(self, indices, split: str) -> dict:
+    return {"label": self._labels(indices, split)} if self.label_dim else {}
+
+  def apply_discriminator(self, d, d_vars, x, alpha, extras: dict):
+    return d.apply(d_vars, x, alpha, extras.get("label"))[0].reshape(-1)
 
   def generator_inputs(self, key, n: int) -> np.ndarray:
     """``z``, and for a conditional run ``z`` with the labels of the first ``n``

@@ -39,8 +39,9 @@ export all take it so).
 Judged by the captions (:mod:`zoo.eval.captions`, every ``eval_every`` steps, at each stage
 end and at the end): samples for held-out captions of test faces, the face classifier's
 accuracy on the attributes each caption mentions (``eval/acc_mentioned``,
-``eval/acc/<attribute>``), classifier FD against the test faces (``eval/FD``) and D's
-mismatch rejection. A caption dataset folder has no attributes: FD (on the classifier's
+``eval/acc/<attribute>``), classifier FD against the test faces (``eval/FD``), D's
+mismatch rejection and D's overfitting to the training pairs (``eval/D_overfitting``, as
+the DCGAN's). A caption dataset folder has no attributes: FD (on the classifier's
 features) and mismatch rejection only, on held-out captions of its ``'test'`` split; a
 folder without one (or whose test captions all occur in training) is refused while
 ``eval.num_samples`` > 0, and with evaluation off the sample grids show training
@@ -66,6 +67,7 @@ from zoo.data.images import unconditional as image_data
 from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
+from zoo.eval import metrics as em
 from zoo.gan import core, objectives, progressive
 from zoo.models import export as export_lib
 from zoo.models import t2f as models
@@ -486,6 +488,12 @@ class T2FTask(progressive.StagedGANTask):
       fd=bool(self.config.eval.fd),
       scores=(right, wrong),
       others=others,
+    )
+    train, train_caps = caption_pairs.spread_pairs(self.source, n)
+    out["eval/D_overfitting"] = em.discriminator_overfitting(
+      self.d_scores(state, image_data.to_float(train), self.encode(train_caps), step),
+      right,
+      self.d_scores(state, fake, text, step),
     )
     out["eval/stage"] = float(self._state_stage(step))
     return out

@@ -321,13 +321,19 @@ def training_source(c):
   return caption_pairs.open_pair_source(c.data, "train", size)
 
 
-def _embed(encoder, params, vocab, max_len, captions, normalize=False) -> np.ndarray:
-  out = []
-  for lo in range(0, len(captions), 256):
-    tok, ln = vocab.encode(captions[lo : lo + 256], max_len)
+def _embed(encoder, params, vocab, max_len, captions, normalize=False, batch=256) -> np.ndarray:
+  # The encoder's output does not depend on the padded length (see CharCNNRNN), so the
+  # captions go in order of length, each batch cut to its longest (rounded up to 32, so
+  # that only a few shapes compile): most captions are far shorter than max_len.
+  order = np.argsort([len(t) for t in captions], kind="stable")
+  out = np.zeros((len(captions), encoder.embed_dim), np.float32)
+  for lo in range(0, len(captions), batch):
+    idx = order[lo : lo + batch]
+    tok, ln = vocab.encode([captions[i] for i in idx], max_len)
+    tok = tok[:, : min(tok.shape[1], -(-max(int(ln.max()), 1) // 32) * 32)]
     e = _apply_encoder(encoder, params, tok, ln)
-    out.append(np.asarray(_unit(e) if normalize else e))
-  return np.concatenate(out)
+    out[idx] = np.asarray(_unit(e) if normalize else e)
+  return out
 
 
 @functools.partial(jax.jit, static_argnums=0)
