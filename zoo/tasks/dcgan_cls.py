@@ -292,25 +292,30 @@ def judge(task: DCGANCLSTask, state) -> dict[str, float]:
   train, train_caps = caption_pairs.spread_pairs(task.source, n)
   train = train.astype(np.float32) * (2 / 255) - 1
   out["eval/D_overfitting"] = em.discriminator_overfitting(
-    _d_scores(task, state, train, task.encoder.embed(train_caps))[0],
+    _score(task, state, train, task.encoder.embed(train_caps)),
     scores[0],
-    _d_scores(task, state, fake, emb)[0],
+    _score(task, state, fake, emb),
   )
   return out
+
+
+def _score(task, state, x, emb) -> np.ndarray:
+  """D's scores of images ``x`` with embeddings ``emb``."""
+  d_vars = core.net_variables(state["d"])
+  f = task._fn("score")  # pylint: disable=protected-access
+  return np.concatenate(
+    [
+      np.asarray(f(d_vars, jnp.asarray(x[i : i + 250]), jnp.asarray(emb[i : i + 250])))
+      for i in range(0, len(x), 250)
+    ]
+  )
 
 
 def _d_scores(task, state, real, emb, others=None) -> tuple[np.ndarray, np.ndarray]:
   """D's scores of ``real`` with their own embeddings and with example ``others[i]``'s
   (default: the previous example's)."""
   wrong = np.roll(emb, 1, axis=0) if others is None else emb[others]
-  d_vars = core.net_variables(state["d"])
-  f = task._fn("score")  # pylint: disable=protected-access
-  right_s, wrong_s = [], []
-  for i in range(0, len(real), 250):
-    x = jnp.asarray(real[i : i + 250])
-    right_s.append(np.asarray(f(d_vars, x, jnp.asarray(emb[i : i + 250]))))
-    wrong_s.append(np.asarray(f(d_vars, x, jnp.asarray(wrong[i : i + 250]))))
-  return np.concatenate(right_s), np.concatenate(wrong_s)
+  return _score(task, state, real, emb), _score(task, state, real, wrong)
 
 
 def mismatch_rejection(task, state, real, emb, attrs=None, mentions=None, others=None) -> float:

@@ -330,7 +330,7 @@ def _embed(encoder, params, vocab, max_len, captions, normalize=False, batch=256
   for lo in range(0, len(captions), batch):
     idx = order[lo : lo + batch]
     tok, ln = vocab.encode([captions[i] for i in idx], max_len)
-    tok = tok[:, : min(tok.shape[1], -(-max(int(ln.max()), 1) // 32) * 32)]
+    tok = tok[:, : min(tok.shape[1], -(-int(ln.max()) // 32) * 32)]
     e = _apply_encoder(encoder, params, tok, ln)
     out[idx] = np.asarray(_unit(e) if normalize else e)
   return out
