@@ -9,6 +9,7 @@ import textwrap
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -110,6 +111,25 @@ def test_d_overfitting_compares_training_heldout_and_fake_scores(trained):
   s = {k: float(np.mean(d.apply(d_vars, x, 1.0))) for k, x in dict(t=train, h=held, f=fake).items()}
   r = task.d_overfitting(res.state, 20, fake, held)
   assert r == pytest.approx((s["t"] - s["h"]) / (s["t"] - s["f"]), rel=1e-5)
+
+
+def test_d_scores_blend_reals_but_not_samples_during_a_fade(trained):
+  _, res = trained
+  task = task_lib.ProGANTask(tiny_config(), mesh_lib.make_mesh(jax.devices()[:1]), log=None)
+  x = np.random.default_rng(1).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+  step = 14  # stage 2, in its fade: alpha 0.25
+  alpha = float(task.schedule.alpha(step - 1, 2))
+  assert 0 < alpha < 1
+  _, d = task.networks(2)
+  d_vars = core.net_variables(res.state["d"])
+  blended = progressive.lod_blend(jnp.asarray(x), alpha, 2)
+  real = task.d_scores(res.state, x, step, {})
+  fake = task.d_scores(res.state, x, step, {}, real=False)
+  np.testing.assert_allclose(
+    real, d.apply(d_vars, blended, alpha).reshape(-1), rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(fake, d.apply(d_vars, x, alpha).reshape(-1), rtol=1e-5, atol=1e-6)
+  assert np.abs(real - fake).max() > 1e-4
 
 
 def test_sample_and_export_round_trip(trained, tmp_path):

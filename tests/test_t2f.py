@@ -136,6 +136,28 @@ def test_train_grows_judges_and_writes_samples(trained):
   )
 
 
+def test_d_scores_blend_reals_but_not_samples_during_a_fade(trained):
+  _, res = trained
+  task = _task()
+  x = np.random.default_rng(1).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+  text = task.encode(["a smiling person with red hair"] * 4)
+  step = 14  # stage 2, in its fade
+  assert 0 < task._alpha(step) < 1  # pylint: disable=protected-access
+  real = task.d_scores(res.state, x, text, step)
+  fake = task.d_scores(res.state, x, text, step, real=False)
+  fn = task._fn("score", 2)  # pylint: disable=protected-access
+  gv, dv = core.net_variables(res.state["g"]), core.net_variables(res.state["d"])
+  a = task._alpha(step)  # pylint: disable=protected-access
+  blended = progressive.lod_blend(jnp.asarray(x), a, 2)
+  np.testing.assert_allclose(
+    real, np.asarray(fn(gv, dv, blended, text, a)).reshape(-1), rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    fake, np.asarray(fn(gv, dv, x, text, a)).reshape(-1), rtol=1e-5, atol=1e-6
+  )
+  assert np.abs(real - fake).max() > 1e-4
+
+
 def test_encoder_and_ca_are_trained_jointly_with_g(trained):
   _, res = trained
   c = tiny_config()

@@ -240,22 +240,26 @@ class ProGANTask(progressive.StagedGANTask):
     del extras
     return d.apply(d_vars, x, alpha).reshape(-1)
 
-  def score_fn(self, stage: int):
+  def score_fn(self, stage: int, blend: bool = True):
     """Jitted ``(d_vars, x, alpha, extras) -> D's scores [B]`` for images at the final
-    resolution, box-filtered to the stage's and blended as training blends the reals."""
-    key = ("score", stage)
+    resolution, box-filtered to the stage's and, with ``blend`` (reals), blended as
+    training blends the reals; G's samples are already blended by its own fade."""
+    key = ("score", stage, blend)
     if key not in self._jit_cache:
       _, d = self.networks(stage)
       factor = self.final[0] // self.schedule.resolution(stage)[0]
 
       def score(v, x, a, extras):
-        x = progressive.lod_blend(image_data.downsample(x, factor), a, stage)
+        x = image_data.downsample(x, factor)
+        if blend:
+          x = progressive.lod_blend(x, a, stage)
         return self.apply_discriminator(d, v, x, a, extras)
 
       self._jit_cache[key] = jax.jit(score)
     return self._jit_cache[key]
 
-  def d_scores(self, state, images, step: int, extras: dict) -> np.ndarray:
+  def d_scores(self, state, images, step: int, extras: dict, *, real: bool = True) -> np.ndarray:
+    """D's scores of ``images`` (final resolution): reals, or (``real=False``) G's samples."""
     stage = self._state_stage(step)
     alpha = self.schedule.alpha(step - 1, stage)
     d_vars = core.net_variables(state["d"])
@@ -263,7 +267,7 @@ class ProGANTask(progressive.StagedGANTask):
     for i in range(0, len(images), 64):
       part = {k: jnp.asarray(v[i : i + 64]) for k, v in extras.items()}
       out.append(
-        np.asarray(self.score_fn(stage)(d_vars, jnp.asarray(images[i : i + 64]), alpha, part))
+        np.asarray(self.score_fn(stage, real)(d_vars, jnp.asarray(images[i : i + 64]), alpha, part))
       )
     return np.concatenate(out)
 
@@ -280,7 +284,7 @@ class ProGANTask(progressive.StagedGANTask):
     return em.discriminator_overfitting(
       self.d_scores(state, train, step, self.example_extras(idx, "train")),
       self.d_scores(state, real[:n], step, held),
-      self.d_scores(state, fake, step, held),
+      self.d_scores(state, fake, step, held, real=False),
     )
 
   def generate(self, state, z, step: int) -> np.ndarray:

@@ -438,14 +438,17 @@ class T2FTask(progressive.StagedGANTask):
     g_vars, a = core.generator_variables(state), self._alpha(step)
     return self._chunked(lambda e, z: fn(g_vars, e, z, a), emb, latents)
 
-  def d_scores(self, state, real, text, step: int) -> np.ndarray:
-    """D's scores of real faces (final resolution, [-1, 1]) with encoded captions; the
-    condition comes from the trained (not the EMA) encoder, as in training."""
+  def d_scores(self, state, images, text, step: int, *, real: bool = True) -> np.ndarray:
+    """D's scores of faces (final resolution, [-1, 1]) with encoded captions; the
+    condition comes from the trained (not the EMA) encoder, as in training. Reals are
+    blended during a fade as training blends them; G's samples (``real=False``) already
+    are, by G's own fade."""
     stage = self._state_stage(step)
     factor = self.final[0] // self.schedule.resolution(stage)[0]
     a = self._alpha(step)
-    x = image_data.downsample(np.asarray(real, np.float32), factor)
-    x = np.asarray(progressive.lod_blend(jnp.asarray(x), a, stage))
+    x = image_data.downsample(np.asarray(images, np.float32), factor)
+    if real:
+      x = np.asarray(progressive.lod_blend(jnp.asarray(x), a, stage))
     fn = self._fn("score", stage)
     gv, dv = core.net_variables(state["g"]), core.net_variables(state["d"])
     return self._chunked(lambda x_, *t: fn(gv, dv, x_, t, a), x, *text)
@@ -493,7 +496,7 @@ class T2FTask(progressive.StagedGANTask):
     out["eval/D_overfitting"] = em.discriminator_overfitting(
       self.d_scores(state, image_data.to_float(train), self.encode(train_caps), step),
       right,
-      self.d_scores(state, fake, text, step),
+      self.d_scores(state, fake, text, step, real=False),
     )
     out["eval/stage"] = float(self._state_stage(step))
     return out
