@@ -372,3 +372,20 @@ def test_bad_input_through_the_launchers(
   assert len(errors) == 1 and needle in errors[0], p.stderr[-3000:]
   assert "Traceback" not in p.stderr
   assert not workdir.exists()
+
+
+def test_contradicting_captions_by_hand():
+  # Table of 4 captions over 3 attributes: codes of the image each describes, and which
+  # attributes each names.
+  table = np.asarray([[0, 0, 0], [1, 1, 0], [0, 1, 1], [1, 0, 0]])
+  names = np.asarray([[1, 1, 1], [1, 1, 0], [0, 1, 1], [1, 0, 0]], bool)
+  example = np.asarray([[0, 0, 0], [1, 1, 0]])
+  # Contradictions of example 0: [0, 2, 2, 1]; of example 1: [2, 0, 1, 0].
+  rng = np.random.default_rng(0)
+  got = caption_pairs.contradicting_captions(example, table, names, rng, candidates=200)
+  assert got.tolist() == [3, 2]
+  # Nothing in the table contradicts an example it describes entirely: -1.
+  none = caption_pairs.contradicting_captions(
+    np.asarray([[0, 0, 0]]), table[:1], names[:1], rng, candidates=5
+  )
+  assert none.tolist() == [-1]

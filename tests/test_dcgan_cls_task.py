@@ -13,6 +13,7 @@ from PIL import Image
 
 from launch.configs import dcgan_cls as config_lib
 from zoo.data.faces import captioned
+from zoo.gan import core
 from zoo.errors import CaptionError, CheckpointError, ConfigError
 from zoo.models import export as export_lib
 from zoo.tasks import dcgan_cls as task_lib
@@ -140,6 +141,41 @@ def test_the_four_objectives_are_selectable(judges, variant, keys, absent):
   _, metrics = jax.jit(task.train_step)(state, batch, jax.random.key(1), 0)
   assert keys <= set(metrics) and not absent & set(metrics)
   assert np.isfinite(float(metrics["loss"]))
+
+
+def test_contradicting_wrong_captions(judges):
+  c = tiny_config(**{"eval.num_samples": 0, "objective.wrong_caption": "contradicting"})
+  task = task_lib.DCGANCLSTask(
+    c, mesh_lib.make_mesh(jax.devices()[:1]), encoder=text_task.load_text_encoder(), log=None
+  )
+  batch = next(task.train_batches(0))
+  again = next(task.train_batches(0))
+  np.testing.assert_array_equal(batch["wrong_emb"], again["wrong_emb"])  # resumable
+  attrs, mentions = task._contradict  # pylint: disable=protected-access
+  # Which training caption each wrong embedding is, and the example's own image.
+  dist = ((batch["wrong_emb"][:, None] - task.table[None]) ** 2).sum(-1)
+  wrong = dist.argmin(1)
+  own = ((batch["emb"][:, None] - task.table[None]) ** 2).sum(-1).argmin(1)
+  counts = (mentions[wrong] & (attrs[wrong] != attrs[own])).sum(-1)
+  assert (counts >= 1).all()
+  # GAN-CLS's D loss uses them: the rolled batch (the paper's) gives another loss.
+  state = task.init_state(jax.random.key(0))
+  d_vars = core.net_variables(state["d"])
+  fake = {"image": batch["image"][::-1]}
+
+  def d_loss(b):
+    return float(task.objective.d_loss(d_vars, b, fake, jax.random.key(0), 0)[0])
+
+  rolled = {k: v for k, v in batch.items() if k != "wrong_emb"}
+  explicit = {**rolled, "wrong_emb": np.roll(batch["emb"], 1, axis=0)}
+  assert d_loss(rolled) == pytest.approx(d_loss(explicit), rel=1e-6)
+  assert abs(d_loss(batch) - d_loss(rolled)) > 1e-6
+  with pytest.raises(ConfigError, match="wrong_caption"):
+    task_lib.validate_config(tiny_config(**{"objective.wrong_caption": "hardest"}))
+  with pytest.raises(ConfigError, match="name attributes"):
+    task_lib.validate_config(
+      tiny_config(**{"objective.wrong_caption": "contradicting", "data.source": "/tmp/cub"})
+    )
 
 
 def test_generate_interpolate_export(trained, tmp_path):

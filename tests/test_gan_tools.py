@@ -83,6 +83,34 @@ def test_features_and_local_edit_stay_in_the_region(model):
   )
 
 
+def test_style_codes_and_style_edits(model):
+  w = model.sample(3, seed=2)
+  imgs, codes = model.style_codes(w)
+  np.testing.assert_allclose(imgs, model.images(w), atol=1e-5)
+  slices = model.style_slices()
+  assert [s.stop - s.start for s in slices] == [2 * model.layer_shape(i)[2] for i in range(4)]
+  assert codes.shape == (3, model.style_size) == (3, slices[-1].stop)
+  # A layer's style biases are its output's spatial means.
+  feats = model.features(w, [2])[2]
+  c = model.layer_shape(2)[2]
+  np.testing.assert_allclose(codes[:, slices[2]][:, c:], feats.mean((1, 2)), atol=1e-4)
+  # A style edit of layer 2 moves that layer's style by exactly delta, and no earlier one.
+  delta = np.zeros(model.style_size, np.float32)
+  delta[slices[2].start + 1] = 0.5
+  edits = model.style_edit_of(delta)
+  assert set(edits) == {2}
+  edited = model._run(w, psi=1.0, style_edits=edits, styles=(1, 2))[2]  # pylint: disable=protected-access
+  np.testing.assert_allclose(
+    edited[2] - codes[:, slices[2]], np.broadcast_to(delta[slices[2]], (3, 2 * c)), atol=1e-5
+  )
+  np.testing.assert_allclose(edited[1], codes[:, slices[1]], atol=1e-6)
+  assert np.abs(model.images(w, style_edits=edits) - imgs).max() > 1e-4
+  with pytest.raises(ConfigError, match="style edit must be"):
+    model.style_edit_of(delta[:-1])
+  with pytest.raises(ConfigError, match="style edit of layer 2"):
+    model.images(w, style_edits={2: np.zeros(3)})
+
+
 def test_feature_diff_finds_the_channels_that_differ(model):
   w = model.sample(4, seed=2)
   same = gt.feature_diff(model, 2, w, w)

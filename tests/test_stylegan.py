@@ -1,6 +1,7 @@
 """StyleGAN: the networks (truncation, mixing, growth, R1, edits, conditional heads) and the
 staged task end to end (growth, SIGKILL mid-fade and resume, devices, bad input)."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -188,7 +189,7 @@ def test_feature_maps_are_sown_and_edits_act_locally():
   gv = _noisy(sg.init_variables(g, jax.random.key(0)))
   ws = g.apply(gv, _z(2), method=g.styles)
   img, inter = g.apply(gv, ws, 1.0, method=g.synthesize, noise="zero", mutable=["intermediates"])
-  maps = inter["intermediates"]["synthesis"]
+  maps = {k: v for k, v in inter["intermediates"]["synthesis"].items() if k.startswith("layer")}
   assert {k: v[0].shape for k, v in maps.items()} == {
     "layer0": (2, 4, 4, 8), "layer1": (2, 4, 4, 8), "layer2": (2, 8, 8, 8), "layer3": (2, 8, 8, 8),
   }  # fmt: skip
@@ -201,6 +202,35 @@ def test_feature_maps_are_sown_and_edits_act_locally():
   assert changed[:, :2, :2].all() and not changed[:, 2:, :].any() and not changed[:, :, 2:].any()
   with pytest.raises(ValueError, match="layers"):
     g.apply(gv, ws, 1.0, method=g.synthesize, noise="zero", edits={4: delta})
+
+
+def test_style_space_is_sown_and_its_edits_are_adain_scales_and_biases():
+  g, _ = _pair(1)
+  gv = _noisy(sg.init_variables(g, jax.random.key(0)))
+  ws = g.apply(gv, _z(2), method=g.styles)
+  run = functools.partial(g.apply, gv, ws, 1.0, method=g.synthesize, noise="zero")
+  img, inter = run(mutable=["intermediates"])
+  inter = inter["intermediates"]["synthesis"]
+  assert {k: v[0].shape for k, v in inter.items() if k.startswith("style")} == {
+    f"style{i}": (2, 16) for i in range(4)
+  }
+  # After AdaIN each channel's spatial mean is its style bias and its std |scale + 1|.
+  out, style = np.asarray(inter["layer2"][0]), np.asarray(inter["style2"][0])
+  np.testing.assert_allclose(out.mean(axis=(1, 2)), style[:, 8:], atol=1e-4)
+  np.testing.assert_allclose(out.std(axis=(1, 2)), np.abs(style[:, :8] + 1), rtol=1e-3)
+  # A bias edit is the same constant added to the layer's output...
+  bias = jnp.zeros((16,)).at[8 + 3].set(0.7)
+  np.testing.assert_allclose(
+    run(style_edits={2: bias}), run(edits={2: jnp.zeros((8,)).at[3].set(0.7)}), atol=1e-5
+  )
+  # ...and a scale edit adds delta times the instance-normalised activations.
+  scale = jnp.zeros((16,)).at[5].set(0.5)
+  normed = (out[..., 5] - style[:, None, None, 8 + 5]) / (style[:, None, None, 5] + 1)
+  by_hand = jnp.zeros_like(out).at[..., 5].set(0.5 * normed)
+  np.testing.assert_allclose(run(style_edits={2: scale}), run(edits={2: by_hand}), atol=1e-4)
+  assert float(jnp.abs(run(style_edits={2: scale}) - img).max()) > 1e-3
+  with pytest.raises(ValueError, match="style_edits name layers"):
+    run(style_edits={4: scale})
 
 
 def test_conditional_heads():

@@ -388,15 +388,24 @@ class LatentModel:
     psi: float = 1.0,
     cutoff: int | None = None,
     edits: Mapping[int, Any] | None = None,
+    style_edits: Mapping[int, Any] | None = None,
     noise_seed: int = 0,
   ) -> np.ndarray:
     """Images ``[n, H, W, 3]`` in [-1, 1] of latents in the model's space.
 
     StyleGAN: ``latents`` ``[n, w_dim]`` or per-layer ``[n, num_layers, w_dim]``;
     ``edits`` ``{layer: delta}`` adds ``delta`` (``[h, w, c]`` or ``[n, h, w, c]``) to that
-    layer's output. ProGAN: ``z [n, latent_dim]``.
+    layer's output, ``style_edits`` ``{layer: delta}`` adds ``delta`` (``[2 c]`` or ``[n, 2
+    c]``) to its style (:meth:`style_codes`). ProGAN: ``z [n, latent_dim]``.
     """
-    return self._run(latents, psi=psi, cutoff=cutoff, edits=edits, noise_seed=noise_seed)[0]
+    return self._run(
+      latents,
+      psi=psi,
+      cutoff=cutoff,
+      edits=edits,
+      style_edits=style_edits,
+      noise_seed=noise_seed,
+    )[0]
 
   def features(
     self,
@@ -423,70 +432,123 @@ class LatentModel:
   ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """:meth:`images` and every layer's :meth:`features` from one pass (StyleGAN)."""
     layers = tuple(range(self.num_layers))
-    return self._run(latents, psi=psi, edits=edits, noise_seed=noise_seed, layers=layers)
+    return self._run(latents, psi=psi, edits=edits, noise_seed=noise_seed, layers=layers)[:2]
 
-  def _edits(self, edits, n: int) -> dict[int, np.ndarray]:
+  def style_codes(self, latents, *, psi: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Images and the style space S (StyleGAN): every layer's AdaIN style, its ``c``
+    scales then ``c`` biases, concatenated over the layers: ``[n, H, W, 3]``, ``[n,
+    style_size]`` (:meth:`style_slices` names each layer's part)."""
+    self._need_layers("style codes")
+    imgs, _, codes = self._run(latents, psi=psi, styles=tuple(range(self.num_layers)), noise_seed=0)
+    return imgs, np.concatenate([codes[l] for l in range(self.num_layers)], axis=1)
+
+  def style_slices(self) -> list[slice]:
+    """Layer ``i``'s part of a style code: ``[scales (c_i), biases (c_i)]``."""
+    out, at = [], 0
+    for layer in range(self.num_layers):
+      c = self.layer_shape(layer)[2]
+      out.append(slice(at, at + 2 * c))
+      at += 2 * c
+    return out
+
+  @property
+  def style_size(self) -> int:
+    return self.style_slices()[-1].stop
+
+  def style_edit_of(self, delta) -> dict[int, np.ndarray]:
+    """A style-space vector ``[style_size]`` as ``style_edits`` ``{layer: [2 c]}`` (the
+    layers it changes)."""
+    delta = np.asarray(delta, np.float32)
+    if delta.shape != (self.style_size,):
+      raise ConfigError(f"a style edit must be [{self.style_size}], got shape {delta.shape}")
+    return {l: delta[sl] for l, sl in enumerate(self.style_slices()) if np.any(delta[sl])}
+
+  def _edits(self, edits, n: int, shape_of=None, what="edit") -> dict[int, np.ndarray]:
     out = {}
     for layer, delta in (edits or {}).items():
       layer = self.check_layer(layer)
-      shape = self.layer_shape(layer)
+      shape = (shape_of or self.layer_shape)(layer)
       d = np.asarray(delta, np.float32)
       if d.shape == shape:
         d = np.broadcast_to(d, (n, *shape))
       if d.shape != (n, *shape):
         raise ConfigError(
-          f"the edit of layer {layer} must be {list(shape)} or [{n}, ...], got {d.shape}"
+          f"the {what} of layer {layer} must be {list(shape)} or [{n}, ...], got {d.shape}"
         )
       out[layer] = d
     return out
 
-  def _run(self, latents, *, psi, cutoff=None, edits=None, noise_seed=0, layers=()):
+  def _run(
+    self,
+    latents,
+    *,
+    psi,
+    cutoff=None,
+    edits=None,
+    style_edits=None,
+    noise_seed=0,
+    layers=(),
+    styles=(),
+  ):
+    """Images, ``{layer: features}`` of ``layers`` and ``{layer: style}`` of ``styles``."""
     if self.family != "stylegan":
       if _check_psi(psi) != 1.0:
         raise ConfigError(
           f"truncation needs a W space (StyleGAN); {self.family} has none, so psi must be 1"
         )
-      if edits:
-        self._need_layers("local edits")
+      if edits or style_edits:
+        self._need_layers("local and style edits")
       z = self._check_latents(latents, self.latent_dim, "latents")
       if self.text_fns is not None:
         if self.caption is None:
           raise ConfigError(f"this {self.family} run draws images for a caption; give one")
         draw = self.text_fns[1]
-        return np.clip(self._chunked(lambda zc: draw(self.caption, zc), z), -1, 1), {}
+        return np.clip(self._chunked(lambda zc: draw(self.caption, zc), z), -1, 1), {}, {}
       if "progan" not in self._cache:
         g, alpha = self.g, self.alpha
         self._cache["progan"] = jax.jit(lambda v, z: jnp.clip(g.apply(v, z, alpha), -1, 1))
-      return self._chunked(lambda zc: self._cache["progan"](self.g_vars, zc), z), {}
+      return self._chunked(lambda zc: self._cache["progan"](self.g_vars, zc), z), {}, {}
     ws = self.styles(latents, psi=psi, cutoff=cutoff)
     n = ws.shape[0]
     edit_arrays = self._edits(edits, n)
-    order = sorted(edit_arrays)
-    key = ("synth", tuple(order), layers)
+    style_arrays = self._edits(
+      style_edits, n, lambda l: (2 * self.layer_shape(l)[2],), what="style edit"
+    )
+    order, style_order = sorted(edit_arrays), sorted(style_arrays)
+    key = ("synth", tuple(order), tuple(style_order), layers, styles)
     if key not in self._cache:
       g, alpha = self.g, self.alpha
 
-      def one(v, ws1, deltas, seed):
+      def one(v, ws1, deltas, style_deltas, seed):
         rng = jax.random.key(seed)  # the same noise maps for every image
-        e = {l: d[None] for l, d in zip(order, deltas)}
         img, st = g.apply(
           v,
           ws1[None],
           alpha,
-          edits=e,
+          edits={l: d[None] for l, d in zip(order, deltas)},
+          style_edits={l: d[None] for l, d in zip(style_order, style_deltas)},
           rngs={"noise": rng},
           method=g.synthesize,
           mutable=["intermediates"],
         )
         inter = st["intermediates"]["synthesis"]
-        return jnp.clip(img[0], -1, 1), tuple(inter[f"layer{l}"][0][0] for l in layers)
+        return (
+          jnp.clip(img[0], -1, 1),
+          tuple(inter[f"layer{l}"][0][0] for l in layers),
+          tuple(inter[f"style{l}"][0][0] for l in styles),
+        )
 
-      self._cache[key] = jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
+      self._cache[key] = jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, None)))
     fn = self._cache[key]
     seed = np.uint32(noise_seed)
-    deltas = [edit_arrays[l] for l in order]
-    imgs, feats = self._chunked(lambda w, *d: fn(self.g_vars, w, list(d), seed), ws, *deltas)
-    return imgs, dict(zip(layers, feats))
+    deltas = [edit_arrays[l] for l in order] + [style_arrays[l] for l in style_order]
+    k = len(order)
+
+    def run(w, *d):
+      return fn(self.g_vars, w, list(d[:k]), list(d[k:]), seed)
+
+    imgs, feats, codes = self._chunked(run, ws, *deltas)
+    return imgs, dict(zip(layers, feats)), dict(zip(styles, codes))
 
 
 # ---------------------------------------------------------------------------

@@ -78,7 +78,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   )
   # int_beta = 0 turns GAN-INT off; feature_matching > 0 weights Salimans' feature matching.
-  c.objective = ml_collections.ConfigDict(dict(**OBJECTIVES[objective], feature_matching=0.0))
+  # wrong_caption: GAN-CLS's wrong caption for a real image, 'random' (another example's,
+  # the paper) or 'contradicting' (wrong in as few named attributes as possible; the
+  # embedded faces only, whose captions name attributes).
+  c.objective = ml_collections.ConfigDict(
+    dict(**OBJECTIVES[objective], feature_matching=0.0, wrong_caption="random")
+  )
   c.loss = ml_collections.ConfigDict(dict(d_loss="logistic", g_loss="nonsaturating", n_critic=1))
   c.optim = ml_collections.ConfigDict(dict(lr=2e-4, b1=0.5, b2=0.999))
   # An exponential moving average of G's params (half-life in images; 0: none, as in the

@@ -49,6 +49,7 @@ __all__ = [
   "CaptionPairs",
   "check_captions",
   "check_pairs",
+  "contradicting_captions",
   "describe",
   "encodable",
   "heldout",
@@ -62,6 +63,43 @@ __all__ = [
 ]
 
 _HELDOUT_MAGIC = 0x4E1D
+
+
+def contradicting_captions(
+  attributes: np.ndarray,
+  table_attributes: np.ndarray,
+  table_mentions: np.ndarray,
+  rng: np.random.Generator,
+  *,
+  candidates: int = 128,
+) -> np.ndarray:
+  """A hard wrong caption for each example: of ``candidates`` captions drawn at random
+  from the table, one that contradicts the example's attributes in as few of the
+  attributes it names as possible, but in at least one.
+
+  A random wrong caption (Reed et al.'s GAN-CLS) usually contradicts the image in a
+  salient attribute (the background colour), so D learns to reject it by that alone and
+  never checks the small ones (mouth, eyes); a caption wrong in one attribute makes it.
+
+  Args:
+    attributes: int ``[B, A]`` attribute codes of the examples' images.
+    table_attributes: int ``[N, A]`` the codes of the image each table caption describes.
+    table_mentions: bool ``[N, A]`` the attributes each table caption names.
+    rng: draws the candidates.
+    candidates: captions drawn per example.
+
+  Returns:
+    int ``[B]`` table indices; ``-1`` where no candidate contradicts the example.
+  """
+  attributes = np.asarray(attributes)
+  b = attributes.shape[0]
+  cand = rng.integers(0, len(table_attributes), (b, candidates))
+  wrong = table_mentions[cand] & (table_attributes[cand] != attributes[:, None])
+  count = wrong.sum(-1)  # [B, K] contradicted attributes
+  count = np.where(count > 0, count, np.iinfo(count.dtype).max)
+  best = np.argmin(count, axis=1)  # the first drawn among the fewest
+  chosen = cand[np.arange(b), best]
+  return np.where(count[np.arange(b), best] < np.iinfo(count.dtype).max, chosen, -1)
 
 
 def source_of(data) -> str:

@@ -179,7 +179,8 @@ class TextConditionalObjective:
 
   Reed et al. 2016 ("Generative Adversarial Text to Image Synthesis"). The batch holds real
   images and the embeddings ``φ(t)`` of their captions; the *wrong* caption of example i is
-  the one of example ``i - 1`` (the batch rolled by one).
+  the one of example ``i - 1`` (the batch rolled by one), or the batch's ``wrong_emb``
+  when it has one (e.g. :func:`zoo.data.caption_pairs.contradicting_captions`).
 
   * D: with ``cls`` (GAN-CLS, Alg. 1) :func:`zoo.losses.gan.d_gan_cls_loss` on
     (real, right), (real, wrong), (fake, right); without it the plain conditional GAN loss
@@ -212,19 +213,24 @@ class TextConditionalObjective:
       raise ConfigError(f"GAN-CLS is defined for d_loss='logistic', not {self.losses.d_loss!r}")
 
   def embeddings(self, batch):
+    """``(right, other)``: the captions' embeddings and the batch's rolled by one (GAN-INT
+    interpolates between those two)."""
     emb = batch[self.emb_key]
-    wrong = jnp.roll(emb, 1, axis=0)
-    return emb, wrong
+    return emb, jnp.roll(emb, 1, axis=0)
+
+  def wrong_embeddings(self, batch):
+    """GAN-CLS's wrong captions: the batch's ``wrong_emb``, else the rolled batch."""
+    return batch.get("wrong_emb", self.embeddings(batch)[1])
 
   def generate(self, g_vars, batch, rng, step):
-    emb, wrong = self.embeddings(batch)
+    emb, other = self.embeddings(batch)
     n = emb.shape[0]
     z = jax.random.normal(rng, (n, self.latent_dim), jnp.float32)
     if self.int_beta is None:
       images, updated = self.g_apply(g_vars, z, emb, step)
       return {"image": images}, updated
     z_int = jax.random.normal(jax.random.fold_in(rng, 1), (n, self.latent_dim), jnp.float32)
-    emb_int = gan_losses.gan_int_embeddings(emb, wrong, beta=self.int_beta)
+    emb_int = gan_losses.gan_int_embeddings(emb, other, beta=self.int_beta)
     images, updated = self.g_apply(
       g_vars, jnp.concatenate([z, z_int]), jnp.concatenate([emb, emb_int]), step
     )
@@ -235,7 +241,7 @@ class TextConditionalObjective:
     return logits, feats, {**collections, **dict(updated)}
 
   def d_loss(self, d_vars, batch, fake, rng, step):
-    emb, wrong = self.embeddings(batch)
+    emb, wrong = batch[self.emb_key], self.wrong_embeddings(batch)
     real = batch[self.image_key]
     rr, _, col = self._d(d_vars, {}, real, emb, step)
     fr, _, col = self._d(d_vars, col, fake["image"], emb, step)
@@ -249,12 +255,12 @@ class TextConditionalObjective:
     return jnp.mean(loss), (metrics, col)
 
   def g_loss(self, d_vars, batch, fake, rng, step):
-    emb, wrong = self.embeddings(batch)
+    emb, other = self.embeddings(batch)
     fr, f_feats, col = self._d(d_vars, {}, fake["image"], emb, step)
     losses = [G_LOSSES[self.losses.g_loss](fr)]
     metrics = {}
     if "image_int" in fake:
-      emb_int = gan_losses.gan_int_embeddings(emb, wrong, beta=self.int_beta)
+      emb_int = gan_losses.gan_int_embeddings(emb, other, beta=self.int_beta)
       fi, _, col = self._d(d_vars, col, fake["image_int"], emb_int, step)
       losses.append(G_LOSSES[self.losses.g_loss](fi))
       metrics["G_int"] = jnp.mean(losses[-1])

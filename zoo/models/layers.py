@@ -406,7 +406,9 @@ class AdaIN(nn.Module):
     lr_multiplier: for the style dense layer.
     normalize: set ``False`` to only apply the style modulation.
 
-  ``x: [B, H, W, C]``, ``w: [B, D]`` -> ``[B, H, W, C]``.
+  ``x: [B, H, W, C]``, ``w: [B, D]`` -> ``[B, H, W, C]``. ``style_fn``, when given, maps
+  the style ``[B, 2C]`` (scales then biases) before it is used: StyleGAN's tools read and
+  edit it there (the "style space" of Wu et al. 2021).
   """
 
   epsilon: float = 1e-8
@@ -416,7 +418,7 @@ class AdaIN(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, w: Array) -> Array:
+  def __call__(self, x: Array, w: Array, style_fn=None) -> Array:
     c = x.shape[-1]
     if w.ndim != 2 or w.shape[0] != x.shape[0]:
       raise ValueError(f"w must be [B, D] with B = {x.shape[0]}, got shape {w.shape}")
@@ -428,6 +430,8 @@ class AdaIN(nn.Module):
       param_dtype=self.param_dtype,
       name="style",
     )(w)
+    if style_fn is not None:
+      style = style_fn(style)
     bshape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)
     scale = style[:, :c].reshape(bshape)
     shift = style[:, c:].reshape(bshape)

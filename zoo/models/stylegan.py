@@ -27,15 +27,18 @@ outputs the nearest-2x-upsampled image of the previous stage and the grown D sco
 Synthesis features: every layer's output is sown into the ``'intermediates'`` collection
 as ``layer<i>`` (``apply(..., mutable=['intermediates'])``) for feature-map views, and
 ``edits={i: delta}`` adds ``delta`` (broadcastable to ``[B, H_i, W_i, C_i]``) to layer
-``i``'s output before the next layer reads it, for local edits.
+``i``'s output before the next layer reads it, for local edits. Every layer's style (the
+AdaIN scales and biases ``[B, 2 C_i]`` its affine map makes of ``w_i``: the "style space"
+S of Wu et al. 2021) is sown as ``style<i>``, and ``style_edits={i: delta}`` adds
+``delta`` (broadcastable to ``[B, 2 C_i]``) to it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping as MappingT
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -165,10 +168,18 @@ class _Epilogue(nn.Module):
   """noise -> (the conv's bias) -> leaky ReLU -> AdaIN(w): the end of every layer."""
 
   @nn.compact
-  def __call__(self, x: Array, w: Array, noise: str) -> Array:
+  def __call__(self, x: Array, w: Array, noise: str, style_fn=None) -> Array:
     n = jnp.zeros(x.shape[:-1] + (1,), x.dtype) if noise == "zero" else None
     x = NoiseInjection(name="noise")(x, n)
-    return AdaIN(name="style")(_lrelu(x), w)
+    return AdaIN(name="style")(_lrelu(x), w, style_fn)
+
+
+class _Hooks(NamedTuple):
+  """What :class:`Synthesis` does at each layer ``i``: ``layer(i, x)`` edits and sows its
+  output; ``style(i)`` is the ``style_fn`` its AdaIN applies to the style."""
+
+  layer: Callable[[int, Array], Array]
+  style: Callable[[int], Callable[[Array], Array]]
 
 
 class _StartBlock(nn.Module):
@@ -176,14 +187,14 @@ class _StartBlock(nn.Module):
   features: int
 
   @nn.compact
-  def __call__(self, ws: Array, noise: str, edit) -> tuple[Array, Array]:
+  def __call__(self, ws: Array, noise: str, hooks: _Hooks) -> Array:
     h0, w0 = self.start
     const = self.param("const", nn.initializers.ones_init(), (h0, w0, self.features))
     x = jnp.broadcast_to(const, (ws.shape[0], h0, w0, self.features)).astype(ws.dtype)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    x = edit(0, _Epilogue(name="epilogue0")(x + bias, ws[:, 0], noise))
+    x = hooks.layer(0, _Epilogue(name="epilogue0")(x + bias, ws[:, 0], noise, hooks.style(0)))
     x = EqualizedConv(self.features, 3, name="conv")(x)
-    x = edit(1, _Epilogue(name="epilogue1")(x, ws[:, 1], noise))
+    x = hooks.layer(1, _Epilogue(name="epilogue1")(x, ws[:, 1], noise, hooks.style(1)))
     return x
 
 
@@ -192,15 +203,15 @@ class _UpBlock(nn.Module):
   level: int
 
   @nn.compact
-  def __call__(self, x: Array, ws: Array, noise: str, edit) -> Array:
+  def __call__(self, x: Array, ws: Array, noise: str, hooks: _Hooks) -> Array:
     i = 2 * self.level
     # Upsample, conv, then blur (the reference's order for its unfused layers); the conv's
     # bias is added after the blur, which commutes with a per-channel constant anyway.
     x = upsample_2x(x, kernel=None)
     x = blur(EqualizedConv(self.features, 3, name="conv0")(x))
-    x = edit(i, _Epilogue(name="epilogue0")(x, ws[:, i], noise))
+    x = hooks.layer(i, _Epilogue(name="epilogue0")(x, ws[:, i], noise, hooks.style(i)))
     x = EqualizedConv(self.features, 3, name="conv1")(x)
-    x = edit(i + 1, _Epilogue(name="epilogue1")(x, ws[:, i + 1], noise))
+    x = hooks.layer(i + 1, _Epilogue(name="epilogue1")(x, ws[:, i + 1], noise, hooks.style(i + 1)))
     return x
 
 
@@ -228,6 +239,7 @@ class Synthesis(nn.Module):
     *,
     noise: str = "random",
     edits: MappingT[int, Array] | None = None,
+    style_edits: MappingT[int, Array] | None = None,
   ) -> Array:
     start = _check_stage(self.start, self.stage)
     n = num_layers(self.stage)
@@ -235,10 +247,11 @@ class Synthesis(nn.Module):
       raise ValueError(f"ws must be [B, {n}, W] at stage {self.stage}, got shape {ws.shape}")
     if noise not in NOISE_MODES:
       raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-    edits = dict(edits or {})
-    bad = sorted(set(edits) - set(range(n)))
-    if bad:
-      raise ValueError(f"edits name layers {bad}; this stage has layers 0..{n - 1}")
+    edits, style_edits = dict(edits or {}), dict(style_edits or {})
+    for what, d in (("edits", edits), ("style_edits", style_edits)):
+      bad = sorted(set(d) - set(range(n)))
+      if bad:
+        raise ValueError(f"{what} name layers {bad}; this stage has layers 0..{n - 1}")
 
     def edit(i: int, x: Array) -> Array:
       if i in edits:
@@ -246,12 +259,22 @@ class Synthesis(nn.Module):
       self.sow("intermediates", f"layer{i}", x)
       return x
 
-    h = _StartBlock(start, self._nf(0), name=f"block_{resolution_name(start)}")(ws, noise, edit)
+    def restyle(i: int) -> Callable[[Array], Array]:
+      def fn(s: Array) -> Array:
+        if i in style_edits:
+          s = s + jnp.asarray(style_edits[i], s.dtype)
+        self.sow("intermediates", f"style{i}", s)
+        return s
+
+      return fn
+
+    hooks = _Hooks(edit, restyle)
+    h = _StartBlock(start, self._nf(0), name=f"block_{resolution_name(start)}")(ws, noise, hooks)
     prev = h
     for k in range(1, self.stage + 1):
       prev = h
       name = f"block_{resolution_name(resolution_at(start, k))}"
-      h = _UpBlock(self._nf(k), k, name=name)(h, ws, noise, edit)
+      h = _UpBlock(self._nf(k), k, name=name)(h, ws, noise, hooks)
     img = self._to_rgb(self.stage)(h)
     if self.stage == 0:
       return img
@@ -332,8 +355,10 @@ class Generator(nn.Module):
     ws = jnp.broadcast_to(w[:, None], (w.shape[0], self.num_ws, w.shape[-1]))
     return truncate(ws, self.w_avg.value.astype(ws.dtype), psi, cutoff)
 
-  def synthesize(self, ws: Array, alpha: Any = 1.0, *, noise: str = "random", edits=None):
-    return self.synthesis(ws, alpha, noise=noise, edits=edits)
+  def synthesize(
+    self, ws: Array, alpha: Any = 1.0, *, noise: str = "random", edits=None, style_edits=None
+  ):
+    return self.synthesis(ws, alpha, noise=noise, edits=edits, style_edits=style_edits)
 
   def __call__(
     self,

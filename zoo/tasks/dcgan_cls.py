@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from zoo.data import caption_pairs
+from zoo.data import caption_pairs, faces
 from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
 from zoo.eval import captions as caption_eval
@@ -80,6 +80,13 @@ def validate_config(c) -> None:
   need(c.model.resolution in (32, 64, 128), f"model.resolution={c.model.resolution!r}")
   need(0 <= c.objective.int_beta <= 1, f"objective.int_beta={c.objective.int_beta!r}")
   need(c.objective.feature_matching >= 0, "objective.feature_matching must be >= 0")
+  wrong = wrong_caption(c)
+  need(wrong in WRONG_CAPTIONS, f"objective.wrong_caption={wrong!r}: one of {WRONG_CAPTIONS}")
+  need(
+    wrong == "random" or not caption_pairs.is_folder(c.data),
+    "objective.wrong_caption='contradicting' needs captions that name attributes (the "
+    "embedded faces); a caption dataset's captions name none",
+  )
   need(c.optim.lr > 0, f"optim.lr={c.optim.lr!r} must be > 0")
   need(
     isinstance(c.data.get("source", ""), str),
@@ -96,6 +103,16 @@ def validate_config(c) -> None:
     f"ema.half_life_images={hl!r} must be a number >= 0",
   )
   objectives.LossConfig.from_config(c.loss)
+
+
+#: How GAN-CLS picks a real image's wrong caption: another example's (the paper), or one
+#: that contradicts it in the fewest named attributes (``caption_pairs.contradicting_captions``).
+WRONG_CAPTIONS = ("random", "contradicting")
+
+
+def wrong_caption(c) -> str:
+  """``objective.wrong_caption`` (``'random'`` for runs written before the key existed)."""
+  return c.objective.get("wrong_caption", "random")
 
 
 def ema_half_life(c) -> float:
@@ -131,6 +148,7 @@ class DCGANCLSTask:
     self._source = source  # None: opened on first use (modes that only draw never do)
     self._train_captions: list[str] | None = None
     self.table = None  # embeddings of every training caption, computed once for training
+    self._contradict = None  # (attributes [N, A], mentions [N, A]) of every training caption
     self._held = None
     self._jit: dict[str, Callable] = {}
     self.last_eval: dict[str, float] = {}
@@ -180,12 +198,27 @@ class DCGANCLSTask:
     return self._train_captions
 
   def collate(self, items, indices):
+    indices = np.asarray(indices)
     x = np.stack([it["image"] for it in items]).astype(np.float32) * (2 / 255) - 1
-    return {"image": x, "emb": self.table[np.asarray(indices)]}
+    batch = {"image": x, "emb": self.table[indices]}
+    if self._contradict is not None:
+      # Drawn from the batch's own indices, so a resumed stream draws the same.
+      rng = np.random.default_rng([self.config.seed, 0xC1A5, *indices.tolist()])
+      attrs = np.stack([it["attributes"] for it in items])
+      chosen = caption_pairs.contradicting_captions(attrs, *self._contradict, rng)
+      rolled = np.roll(indices, 1)
+      batch["wrong_emb"] = self.table[np.where(chosen >= 0, chosen, rolled)]
+    return batch
 
   def train_batches(self, start_step: int) -> Iterator[dict]:
     if self.table is None:
       self.table = self.encoder.embed(self.train_captions)
+    if wrong_caption(self.config) == "contradicting" and self._contradict is None:
+      rows = [self.source.caption(i) for i in range(len(self.source))]
+      self._contradict = (
+        np.stack([[r[2][n] for n in faces.ATTRIBUTE_NAMES] for r in rows]),
+        np.stack([r[1] for r in rows]),
+      )
     stream = ShardedStream(
       self.source,
       batch_size=self.config.batch_size,
