@@ -22,7 +22,8 @@ from tests.conftest import (
 )
 from tests.test_dcgan_cls_task import tiny_config as dcgan_tiny_config
 from tests.test_t2f import tiny_config as t2f_tiny_config
-from zoo.data import caption_pairs
+from zoo.data import caption_pairs, faces
+from zoo.data.faces import captioned
 from zoo.data import captions as caption_data
 from zoo.data.captions import CaptionDataError
 from zoo.errors import ConfigError
@@ -389,3 +390,44 @@ def test_contradicting_captions_by_hand():
     np.asarray([[0, 0, 0]]), table[:1], names[:1], rng, candidates=5
   )
   assert none.tolist() == [-1]
+
+
+def test_twin_captions_differ_in_one_attribute_only():
+  codes = np.stack(
+    [
+      [captioned.face_attributes(i, seed=0, split="test")[n] for n in faces.ATTRIBUTE_NAMES]
+      for i in range(40)
+    ]
+  )
+  j = faces.ATTRIBUTE_NAMES.index("background_color")
+  right, wrong = captioned.twin_captions(codes, "background_color")
+  assert (right, wrong) == captioned.twin_captions(codes, "background_color")  # deterministic
+  colors = faces.ATTRIBUTES["background_color"]
+  for r, w, c in zip(right, wrong, codes[:, j]):
+    said = [x for x in colors if x in w.split(" ") or f"{x}." in w or f"{x}," in w]
+    assert colors[c] in r and colors[c] not in said and len(said) == 1, (r, w)
+    # the rest of the wording is the same
+    assert r.replace(colors[c], said[0]) == w
+  for name in faces.ATTRIBUTE_NAMES:
+    right, wrong = captioned.twin_captions(codes, name)
+    assert all(r != w for r, w in zip(right, wrong))
+
+
+def test_attribute_rejection_by_hand():
+  codes = np.stack(
+    [
+      [captioned.face_attributes(i, seed=0, split="test")[n] for n in faces.ATTRIBUTE_NAMES]
+      for i in range(30)
+    ]
+  )
+  real = np.arange(30, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 3), np.float32)
+  colors = faces.ATTRIBUTES["background_color"]
+  j = faces.ATTRIBUTE_NAMES.index("background_color")
+
+  def score(x, caps):  # a D that checks the background colour and nothing else
+    return np.asarray([colors[codes[int(f[0, 0, 0]), j]] in c for f, c in zip(x, caps)], float)
+
+  r = caption_eval.attribute_rejection(score, real, codes, num=20)
+  assert set(r) == {f"eval/rejection/{n}" for n in faces.ATTRIBUTE_NAMES}
+  assert r["eval/rejection/background_color"] == 1.0
+  assert r["eval/rejection/mouth"] == 0.0  # both captions say the right colour, or neither

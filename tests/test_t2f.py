@@ -123,6 +123,7 @@ def test_train_grows_judges_and_writes_samples(trained):
   assert 0 <= ev["eval/acc_mentioned"] <= 1 and ev["eval/FD"] >= 0 and ev["eval/stage"] == 2
   assert 0 <= ev["eval/mismatch_rejection"] <= 1 or np.isnan(ev["eval/mismatch_rejection"])
   assert "eval/D_overfitting" in ev
+  assert 0 <= ev["eval/rejection/eyes"] <= 1
   assert os.path.exists(os.path.join(workdir, "eval.json"))
   samples = set(os.listdir(os.path.join(workdir, "samples")))
   for name in ("stage0_4x4_00000004.png", "stage1_8x8_00000012.png", "timelapse.gif"):

@@ -11,7 +11,10 @@ The family draws samples for held-out captions of test faces
 * ``eval/FD``: classifier Fréchet distance between the samples and the test faces;
 * ``eval/mismatch_rejection`` (when D's scores are given): the fraction of real test faces
   D scores higher with their own caption than with the previous face's caption, over the
-  pairs where that caption does not describe the face (:func:`mismatch_rejection`).
+  pairs where that caption does not describe the face (:func:`mismatch_rejection`);
+* ``eval/rejection/<attribute>`` (:func:`attribute_rejection`): the same with a wrong
+  caption that differs from the right one in that attribute only. A D that checks only
+  salient attributes (the background) gives its G no reason to draw the small ones.
 
 Real caption datasets (:mod:`zoo.data.caption_pairs`) have no attributes: :func:`judge`
 with ``attributes=None`` reports ``eval/FD`` and ``eval/mismatch_rejection`` only, and the
@@ -25,8 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.data import faces
+from zoo.data.faces import captioned
 
 __all__ = [
+  "attribute_rejection",
   "caption_accuracy",
   "describes_previous",
   "judge",
@@ -96,6 +101,23 @@ def mismatch_rejection(
   else:
     keep = np.ones(len(right), bool)
   return float(np.mean(right[keep] > wrong[keep])) if keep.any() else float("nan")
+
+
+def attribute_rejection(
+  score, real, attributes, *, num: int = 500, seed: int = 0
+) -> dict[str, float]:
+  """``{'eval/rejection/<attribute>': r}``: for every face attribute, the fraction of the
+  first ``num`` real faces ``real`` (codes ``attributes [n, A]``) that D scores higher
+  with a caption naming the attribute than with its twin that says another value
+  (:func:`zoo.data.faces.captioned.twin_captions`); 0.5 is chance.
+
+  ``score(images, captions) -> D's scores [n]``."""
+  real, attributes = real[:num], np.asarray(attributes)[:num]
+  out = {}
+  for name in faces.ATTRIBUTE_NAMES:
+    right, wrong = captioned.twin_captions(attributes, name, seed=seed)
+    out[f"eval/rejection/{name}"] = float(np.mean(score(real, right) > score(real, wrong)))
+  return out
 
 
 def judge(

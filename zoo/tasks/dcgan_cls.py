@@ -321,6 +321,12 @@ def judge(task: DCGANCLSTask, state) -> dict[str, float]:
     scores=scores,
     others=others,
   )
+  if attrs is not None:  # which attributes D checks: one-attribute twins of the captions
+    out.update(
+      caption_eval.attribute_rejection(
+        lambda x, caps: _score(task, state, x, task.encoder.embed(caps)), real, attrs
+      )
+    )
   # D's overfitting to the training pairs: n of them, spread over the set, own captions.
   train, train_caps = caption_pairs.spread_pairs(task.source, n)
   train = train.astype(np.float32) * (2 / 255) - 1

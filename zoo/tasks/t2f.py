@@ -492,6 +492,12 @@ class T2FTask(progressive.StagedGANTask):
       scores=(right, wrong),
       others=others,
     )
+    if attrs is not None:  # which attributes D checks: one-attribute twins of the captions
+      out.update(
+        caption_eval.attribute_rejection(
+          lambda x, caps: self.d_scores(state, x, self.encode(caps), step), real, attrs[:n]
+        )
+      )
     train, train_caps = caption_pairs.spread_pairs(self.source, n)
     out["eval/D_overfitting"] = em.discriminator_overfitting(
       self.d_scores(state, image_data.to_float(train), self.encode(train_caps), step),

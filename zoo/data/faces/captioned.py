@@ -48,6 +48,30 @@ def pair_caption(
   return text, np.asarray([n in names for n in faces.ATTRIBUTE_NAMES])
 
 
+def twin_captions(
+  attributes: np.ndarray, attribute: str, *, seed: int = 0, split: str = "test"
+) -> tuple[list[str], list[str]]:
+  """For each face (codes ``[n, A]``), a caption that names ``attribute`` and its twin
+  that says another value of it: the same template, words and other attributes, so
+  the two differ in that attribute only (the value drawn from ``seed`` and the face).
+
+  Returns ``(right, wrong)`` lists of ``n`` captions."""
+  j = faces.ATTRIBUTE_NAMES.index(attribute)
+  size = faces.ATTRIBUTE_SIZES[j]
+  right, wrong = [], []
+  for i, row in enumerate(np.asarray(attributes)):
+    attrs = {k: int(v) for k, v in zip(faces.ATTRIBUTE_NAMES, row)}
+    rng = np.random.default_rng([_CAPTION_MAGIC, 0x7A1, int(seed), faces._SPLIT_IDS[split], i])  # pylint: disable=protected-access
+    other = dict(attrs, **{attribute: (attrs[attribute] + int(rng.integers(1, size))) % size})
+    for variant in range(1000):  # a random subset names the attribute half the time
+      text, mentions = pair_caption(attrs, seed=seed, split=split, face=i, variant=variant)
+      if mentions[j]:
+        break
+    right.append(text)
+    wrong.append(pair_caption(other, seed=seed, split=split, face=i, variant=variant)[0])
+  return right, wrong
+
+
 def _codes(attrs: dict[str, int]) -> np.ndarray:
   return np.asarray([attrs[n] for n in faces.ATTRIBUTE_NAMES], np.int32)
 
