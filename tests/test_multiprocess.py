@@ -216,6 +216,8 @@ LAUNCHES = {
 #:   shift away, so its bias gradient is rounding noise (~1e-9, of either sign).
 #: The losses agree to 1e-4 at every step in every family.
 _PARAM_ATOL = {"stylegan": 5e-3, "dcgan_cls": 1e-3}
+#: StyleGAN's gradient norms hold those cancelling terms: ~1e6 times float32's 1.2e-7.
+_GRAD_NORM_ATOL = {"stylegan": 0.1}
 _SKIP_OPT_STATE = {"stylegan"}
 
 #: The one family the default (CI) set runs; the others are slow.
@@ -296,8 +298,8 @@ def test_launcher_two_processes_of_two_devices_match_one(family, tmp_path, reque
     for k in a:
       if k != "step" and "per_sec" not in k:
         # A norm over all gradient elements holds StyleGAN's cancelling ones (below).
-        rtol = 1e-3 if "grad_norm" in k else 1e-4
-        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-6, err_msg=f"{k} at {a['step']}")
+        rtol, tol = (1e-3, _GRAD_NORM_ATOL.get(family, 1e-6)) if "grad_norm" in k else (1e-4, 1e-6)
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=tol, err_msg=f"{k} at {a['step']}")
   (s1, one), (s2, two) = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
   assert s1 == s2 == logs[0][-1]["step"]
   assert set(one) == set(two)

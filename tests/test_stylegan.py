@@ -396,9 +396,11 @@ def test_one_device_matches_four(tmp_path):
   # 4-device reductions sum in another order. The losses agree to 1e-5 and stay close, but
   # Adam (eps 1e-8, moments reset at the fade) turns a gradient element that cancels to
   # ~1e-7 into a +-lr step whose sign is rounding noise, and a dozen steps of the tiny GAN
-  # grow the rest to percents. So: through the growth into the fade, every step's losses
-  # to 1e-3 (a sharding bug, such as a statistic over one device's shard, moves them from
-  # the first step) and the params to a few learning-rate steps.
+  # grow the rest to percents. So: the first step's losses to 1e-5 (a sharding bug, such as
+  # a statistic over one device's shard, moves them from the first step: they agree to
+  # ~1e-7), every step's to 1e-3 up to the first step of stage 1 (step 5, the first after
+  # the reset), to 5e-2 after it (1.9e-3 and 2.1e-2 seen at steps 6 and 7), and the
+  # params to a few learning-rate steps.
   c = {"schedule.fade_images": 16, "schedule.final_stable_images": 8}
   runs = [
     task_lib.train_and_evaluate(tiny_config(**c), str(tmp_path / name), mesh=mesh, log=None)
@@ -406,8 +408,9 @@ def test_one_device_matches_four(tmp_path):
   ]
   assert runs[0].step == 7 and jax.device_count() == 4
   for a, b in zip(*(r.history for r in runs), strict=True):
+    rtol = 1e-5 if a["step"] == 1 else 1e-3 if a["step"] <= 5 else 5e-2
     for key in ("D", "G", "D_r1"):
-      np.testing.assert_allclose(a[key], b[key], rtol=1e-3, err_msg=f"{key} at {a['step']}")
+      np.testing.assert_allclose(a[key], b[key], rtol=rtol, err_msg=f"{key} at {a['step']}")
   params = [jax.device_get({n: r.state[n]["params"] for n in ("g", "d")}) for r in runs]
   # Each step moves a parameter by about lr; the most that steps of opposite signs can
   # part them by (5e-3 failed on one Xeon by one bias element at 6.2e-3).
