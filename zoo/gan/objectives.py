@@ -220,7 +220,7 @@ class TextConditionalObjective:
 
   def wrong_embeddings(self, batch):
     """GAN-CLS's wrong captions: the batch's ``wrong_emb``, else the rolled batch."""
-    return batch.get("wrong_emb", self.embeddings(batch)[1])
+    return batch["wrong_emb"] if "wrong_emb" in batch else self.embeddings(batch)[1]
 
   def generate(self, g_vars, batch, rng, step):
     emb, other = self.embeddings(batch)

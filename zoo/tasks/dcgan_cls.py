@@ -146,7 +146,7 @@ class DCGANCLSTask:
       feature_matching=float(c.objective.feature_matching),
     )
     self._source = source  # None: opened on first use (modes that only draw never do)
-    self._train_captions: list[str] | None = None
+    self._caption_rows: list[tuple] | None = None  # source.caption(i) of every pair
     self.table = None  # embeddings of every training caption, computed once for training
     self._contradict = None  # (attributes [N, A], mentions [N, A]) of every training caption
     self._held = None
@@ -193,9 +193,13 @@ class DCGANCLSTask:
 
   @property
   def train_captions(self) -> list[str]:
-    if self._train_captions is None:
-      self._train_captions = [self.source.caption(i)[0] for i in range(len(self.source))]
-    return self._train_captions
+    return [row[0] for row in self._rows()]
+
+  def _rows(self) -> list[tuple]:
+    """``(text, mentions, attributes)`` of every training pair, read once."""
+    if self._caption_rows is None:
+      self._caption_rows = [self.source.caption(i) for i in range(len(self.source))]
+    return self._caption_rows
 
   def collate(self, items, indices):
     indices = np.asarray(indices)
@@ -214,7 +218,7 @@ class DCGANCLSTask:
     if self.table is None:
       self.table = self.encoder.embed(self.train_captions)
     if wrong_caption(self.config) == "contradicting" and self._contradict is None:
-      rows = [self.source.caption(i) for i in range(len(self.source))]
+      rows = self._rows()
       self._contradict = (
         np.stack([[r[2][n] for n in faces.ATTRIBUTE_NAMES] for r in rows]),
         np.stack([r[1] for r in rows]),
