@@ -22,8 +22,9 @@ def _key(i):
   return jax.random.key(i, impl="rbg")
 
 
-def _small(resolution, minibatch_kernels=0):
+def _small(resolution, minibatch_kernels=0, conditioning="concat"):
   cfg = dict(
+    conditioning=conditioning,
     resolution=resolution,
     ngf=8,
     ndf=8,
@@ -115,7 +116,14 @@ def test_bad_resolution_on_module_call():
 
 @pytest.mark.parametrize(
   "cfg",
-  [{"ngf": 0}, {"ndf": -1}, {"latent_dim": 2.5}, {"minibatch_kernels": -1}, {"bogus": 1}],
+  [
+    {"ngf": 0},
+    {"ndf": -1},
+    {"latent_dim": 2.5},
+    {"minibatch_kernels": -1},
+    {"bogus": 1},
+    {"conditioning": "sum"},
+  ],
 )
 def test_bad_config_values(cfg):
   with pytest.raises(ConfigError) as e:
@@ -255,6 +263,42 @@ def test_text_reaches_outputs():
   _, fa = d(d_vars, x, emb, train=False, features=True)
   _, fb = d(d_vars, x, emb2, train=False, features=True)
   np.testing.assert_array_equal(fa, fb)
+
+
+def test_projection_discriminator_is_bilinear_in_the_text():
+  """conditioning='projection': D(x, e) = head(x) + <e W + b, feats(x)>, so the change
+  a caption makes is the inner product computed by hand, and D without the text term
+  (W = b = 0) ignores the caption."""
+  g, d = _small(32, conditioning="projection")
+  _, d_vars = _np_variables(g, d, seed=4)
+  p = d_vars["params"]
+  feat_dim = 4 * 4 * 8 * 8
+  assert "text_proj" not in p and p["text_embed"]["kernel"].shape == (TEXT_DIM, feat_dim)
+  assert p["joint"]["kernel"].shape == (1, 1, 8 * 8, 8 * 8)  # no text channels
+  da = _jit_apply(d)
+  _, emb, x = _inputs(32, seed=5)
+  emb2 = jnp.asarray(np.random.default_rng(6).standard_normal(emb.shape), jnp.float32)
+  rng = np.random.default_rng(7)
+  te = {
+    "kernel": jnp.asarray(rng.standard_normal((TEXT_DIM, feat_dim)) * 0.05, jnp.float32),
+    "bias": jnp.asarray(rng.standard_normal(feat_dim) * 0.05, jnp.float32),
+  }
+  v = {**d_vars, "params": {**p, "text_embed": te}}
+  lg_a, feats = da(v, x, emb, train=False, features=True)
+  lg_b, feats_b = da(v, x, emb2, train=False, features=True)
+  np.testing.assert_array_equal(feats, feats_b)
+  f, k = np.asarray(feats, np.float64), np.asarray(te["kernel"], np.float64)
+  want = np.sum(((np.asarray(emb) - np.asarray(emb2)) @ k) * f, axis=1)
+  np.testing.assert_allclose(lg_a - lg_b, want, rtol=1e-4, atol=1e-4)
+  assert np.abs(want).min() > 1e-2  # the check is not vacuous
+  zero = {**d_vars, "params": {**p, "text_embed": jax.tree_util.tree_map(jnp.zeros_like, te)}}
+  np.testing.assert_array_equal(da(zero, x, emb, train=False), da(zero, x, emb2, train=False))
+  # the unconditional head is the concat D's without the text: same 4x4 VALID score
+  head = da(zero, x, emb, train=False)
+  _, inter = da(zero, x, emb, train=False, capture_intermediates=True)
+  joint = jax.nn.leaky_relu(inter["intermediates"]["joint_bn"]["__call__"][0], 0.2)
+  score = jnp.einsum("bhwc,hwc->b", joint, p["score"]["kernel"][..., 0])
+  np.testing.assert_allclose(head, score, rtol=1e-4, atol=1e-5)
 
 
 def test_jit_matches_eager():

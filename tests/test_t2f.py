@@ -209,6 +209,38 @@ def test_growth_keeps_old_leaves_bit_identical():
     state = grown
 
 
+def test_projection_discriminator_is_bilinear_in_the_condition():
+  """model.conditioning='projection': D(x, c) = head(x) + <EqualizedDense(c), phi(x)>, so
+  two conditions' scores differ by the inner product computed by hand from dense0's
+  output, and the last block has no compressor; growth carries the projection."""
+  c = tiny_config(**{"model.conditioning": "projection"})
+  _, d = models.make_t2f(c.model, 1, vocab_size=20)
+  assert d.conditioning == "projection"
+  feat = d.cond_features
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 8, 8, 3)), jnp.float32)
+  c1, c2 = (
+    jnp.asarray(np.random.default_rng(s).standard_normal((3, feat)), jnp.float32) for s in (1, 2)
+  )
+  v = d.init(jax.random.key(0), x, c1, 0.5)
+  last = v["params"]["block_4x4"]
+  assert "compress" not in last and last["text_embed"]["kernel"].shape == (feat, 8)
+  apply = jax.jit(lambda v, x, c: d.apply(v, x, c, 0.5, capture_intermediates=True))
+  s1, inter = apply(v, x, c1)
+  s2, _ = apply(v, x, c2)
+  phi = jax.nn.leaky_relu(inter["intermediates"]["block_4x4"]["dense0"]["__call__"][0], 0.2)
+  k = np.asarray(last["text_embed"]["kernel"], np.float64) / np.sqrt(feat)  # equalized lr
+  want = np.sum(((np.asarray(c1) - np.asarray(c2)) @ k) * np.asarray(phi), axis=1)
+  assert np.abs(want).min() > 1e-3
+  np.testing.assert_allclose(s1 - s2, want, rtol=1e-4, atol=1e-5)
+  task = _task(c)
+  state = jax.device_get(task.init_state(jax.random.key(1), 0))
+  grown = jax.device_get(task.grow(state, jax.random.key(2), 1))
+  np.testing.assert_array_equal(
+    state["d"]["params"]["block_4x4"]["text_embed"]["kernel"],
+    grown["d"]["params"]["block_4x4"]["text_embed"]["kernel"],
+  )
+
+
 def test_condition_on_the_ca_output_without_gradient_through_d():
   c = tiny_config(**{"model.d_condition": "ca", "loss.cond_grad": False})
   task = _task(c)
@@ -421,6 +453,7 @@ def test_generate_without_checkpoint(tmp_path):
   "overrides, words",
   [
     ({"model.d_condition": "pixels"}, "d_condition"),
+    ({"model.conditioning": "sum"}, "conditioning"),
     ({"model.ca_dim": 0}, "ca_dim"),
     ({"loss.kl_weight": -1.0}, "kl_weight"),
     ({"loss.ca_noise": -0.5}, "ca_noise"),

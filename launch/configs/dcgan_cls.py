@@ -73,6 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       latent_dim=100,
       proj_dim=128,
       minibatch_kernels=0,  # > 0: minibatch discrimination in D (Salimans et al.)
+      # How D reads the text: 'concat' (the paper) or 'projection' (Miyato & Koyama).
+      conditioning="concat",
       minibatch_kernel_dim=5,
       num_channels=3,
     )

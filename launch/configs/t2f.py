@@ -71,6 +71,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_layers=3,
       cond_dim=128,  # the text compressed in D's last block
       d_condition="embedding",  # 'embedding' (reference) | 'ca' (the augmented condition)
+      # How D's last block reads it: 'concat' (reference) | 'projection' (Miyato & Koyama).
+      conditioning="concat",
       # 'lstm': the word LSTM trained with G (reference); 'pretrained': the zoo's frozen
       # caption encoder (text.encoder_workdir), the reference's use_pretrained_encoder.
       text_encoder="lstm",

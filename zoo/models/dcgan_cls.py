@@ -22,6 +22,10 @@ Layout (the plain variant of the authors' Torch code, ``reedscot/icml2016``,
   LeakyReLU(0.2)`` replicated over the 4x4 grid and concatenated after the image
   features; ``1x1 conv(8ndf) -> BN -> LeakyReLU(0.2)``; a 4x4 VALID convolution
   to one logit (the reference ends in a sigmoid; here the losses take logits).
+  With ``conditioning='projection'`` (not the paper's; Miyato & Koyama, "cGANs with
+  Projection Discriminator", 2018) the text instead enters as an inner product:
+  ``logit = head(h) + <Dense(16 * 8ndf)(emb), flatten(h)>``, where ``h`` is the 4x4
+  image features and ``head`` the same 1x1 and 4x4 convolutions without the text.
   With ``minibatch_kernels > 0`` the 4x4 joint features are instead flattened,
   passed through :class:`~zoo.models.layers.MinibatchDiscrimination` and a
   ``Dense(1)``.
@@ -195,6 +199,9 @@ class Discriminator(nn.Module):
       kernels applied to the flattened 4x4 joint features before the score.
     minibatch_kernel_dim: dimension of each minibatch-discrimination kernel.
     num_channels: input channels ``C``.
+    conditioning: ``'concat'`` (the paper: the projected text tiled over the 4x4
+      features) or ``'projection'`` (an inner product of a linear map of ``emb`` with
+      the flattened 4x4 features, added to an unconditional score).
   """
 
   resolution: int = 64
@@ -203,6 +210,7 @@ class Discriminator(nn.Module):
   minibatch_kernels: int = 0
   minibatch_kernel_dim: int = 5
   num_channels: int = 3
+  conditioning: str = "concat"
 
   @nn.compact
   def __call__(
@@ -225,9 +233,16 @@ class Discriminator(nn.Module):
         h = _batch_norm(train, f"conv{i}_bn")(h)
       h = nn.leaky_relu(h, _LRELU_SLOPE)
     feats = h.reshape(b, -1)
-    t = _text_projection(emb, self.proj_dim).astype(h.dtype)
-    t = jnp.broadcast_to(t[:, None, None, :], (b, 4, 4, self.proj_dim))
-    h = jnp.concatenate([h, t], axis=-1)
+    if self.conditioning == "projection":
+      # The text's whole effect is bilinear in (emb, image features): checking that an
+      # attribute the caption names is drawn needs no interaction learned through ReLUs.
+      t = nn.Dense(feats.shape[-1], kernel_init=_torch_linear_init, name="text_embed")(emb)
+      cond = jnp.sum(t.astype(feats.dtype) * feats, axis=-1)
+    else:
+      cond = 0.0
+      t = _text_projection(emb, self.proj_dim).astype(h.dtype)
+      t = jnp.broadcast_to(t[:, None, None, :], (b, 4, 4, self.proj_dim))
+      h = jnp.concatenate([h, t], axis=-1)
     h = self._conv(chans[-1], 1, 1, 0, "joint")(h)
     h = nn.leaky_relu(_batch_norm(train, "joint_bn")(h), _LRELU_SLOPE)
     if self.minibatch_kernels > 0:
@@ -241,7 +256,7 @@ class Discriminator(nn.Module):
       logits = nn.Conv(
         1, (4, 4), padding="VALID", use_bias=False, kernel_init=_normal(0.02), name="score"
       )(h)
-    logits = logits.reshape(b)
+    logits = logits.reshape(b) + cond
     if features:
       return logits, feats
     return logits
@@ -264,7 +279,8 @@ class Discriminator(nn.Module):
 _INT_KEYS = ("ngf", "ndf", "latent_dim", "proj_dim", "num_channels", "minibatch_kernel_dim")
 _G_KEYS = ("resolution", "ngf", "latent_dim", "proj_dim", "num_channels")
 _D_KEYS = ("resolution", "ndf", "proj_dim", "minibatch_kernels", "minibatch_kernel_dim")
-_D_KEYS += ("num_channels",)
+_D_KEYS += ("num_channels", "conditioning")
+CONDITIONINGS = ("concat", "projection")
 
 
 def make_dcgan_cls(model_config: Mapping[str, Any]) -> tuple[Generator, Discriminator]:
@@ -272,7 +288,8 @@ def make_dcgan_cls(model_config: Mapping[str, Any]) -> tuple[Generator, Discrimi
 
   ``model_config`` (a dict or an ``ml_collections.ConfigDict``) may hold
   ``resolution``, ``ngf``, ``ndf``, ``latent_dim``, ``proj_dim``,
-  ``minibatch_kernels``, ``minibatch_kernel_dim`` and ``num_channels``; missing
+  ``minibatch_kernels``, ``minibatch_kernel_dim``, ``num_channels`` and D's
+  ``conditioning`` (:data:`CONDITIONINGS`); missing
   keys take the module defaults. An unknown key or a bad value is a one-line
   :class:`ConfigError`.
   """
@@ -291,6 +308,9 @@ def make_dcgan_cls(model_config: Mapping[str, Any]) -> tuple[Generator, Discrimi
   v = config.get("minibatch_kernels", 0)
   if not isinstance(v, int) or isinstance(v, bool) or v < 0:
     raise ConfigError(f"model.minibatch_kernels={v!r} must be an integer >= 0 (0: off)")
+  v = config.get("conditioning", "concat")
+  if v not in CONDITIONINGS:
+    raise ConfigError(f"model.conditioning={v!r} must be one of {', '.join(CONDITIONINGS)}")
   g = Generator(**{k: v for k, v in config.items() if k in _G_KEYS})
   d = Discriminator(**{k: v for k, v in config.items() if k in _D_KEYS})
   return g, d

@@ -24,6 +24,12 @@ layer to ``cond_dim`` and replicated over the ``h0 x w0`` positions -> 1x1 conv 
 dense (the reference's 4x4 conv) -> dense(1). Its names stay resolution-based
 (``from_rgb_<res>``, ``block_<res>``; the last block adds ``compress`` and ``conv_cond``).
 
+How D reads the condition (``model.conditioning``, a name the text-conditional DCGAN
+shares): ``'concat'`` (the reference, above) or ``'projection'`` (Miyato & Koyama 2018;
+not the reference's): the last block has no ``compress`` and its 1x1 conv sees the image
+features alone, and the score adds ``<EqualizedDense(hidden)(cond), phi>``, where ``phi``
+is the block's last hidden features (``dense0``'s output).
+
 What D is conditioned on (``model.d_condition``): ``'embedding'`` (the reference: the
 encoder's output, ``cond_features = hidden_dim``) or ``'ca'`` (the augmented condition c,
 ``cond_features = ca_dim``).
@@ -58,6 +64,7 @@ from zoo.models.text import LSTMEncoder
 Array = jax.Array
 
 __all__ = [
+  "CONDITIONINGS",
   "D_CONDITIONS",
   "TEXT_ENCODERS",
   "ConditionalDiscriminator",
@@ -74,6 +81,8 @@ D_CONDITIONS = {"embedding": "emb", "ca": "c"}
 #: ``model.text_encoder``: the jointly trained word LSTM (reference) or a frozen pretrained
 #: caption encoder whose embeddings come in with the batch.
 TEXT_ENCODERS = ("lstm", "pretrained")
+#: ``model.conditioning``: how D's last block reads the condition.
+CONDITIONINGS = ("concat", "projection")
 
 _lrelu = progan._lrelu  # pylint: disable=protected-access
 
@@ -213,6 +222,7 @@ class _CondFinalBlock(nn.Module):
   hidden: int
   mbstd_group_size: int
   cond_dim: int
+  conditioning: str = "concat"
 
   @nn.compact
   def __call__(self, x: Array, cond: Array) -> Array:
@@ -223,14 +233,19 @@ class _CondFinalBlock(nn.Module):
         g = b  # as zoo.models.progan: one group over the whole batch
       x = MinibatchStdDev(group_size=g, num_new_features=1)(x)
     x = _lrelu(EqualizedConv(self.features, 3, name="conv")(x))
-    # The reference's compressor: a linear layer, no activation.
-    y = EqualizedDense(self.cond_dim, gain=1.0, name="compress")(cond.astype(x.dtype))
-    y = jnp.broadcast_to(y[:, None, None, :], (*x.shape[:3], self.cond_dim))
-    x = jnp.concatenate([x, y], axis=-1)
+    if self.conditioning == "concat":
+      # The reference's compressor: a linear layer, no activation.
+      y = EqualizedDense(self.cond_dim, gain=1.0, name="compress")(cond.astype(x.dtype))
+      y = jnp.broadcast_to(y[:, None, None, :], (*x.shape[:3], self.cond_dim))
+      x = jnp.concatenate([x, y], axis=-1)
     x = _lrelu(EqualizedConv(self.features, 1, name="conv_cond")(x))
     x = x.reshape(x.shape[0], -1)
-    x = _lrelu(EqualizedDense(self.hidden, name="dense0")(x))
-    return EqualizedDense(1, gain=1.0, name="dense1")(x)[:, 0]
+    phi = _lrelu(EqualizedDense(self.hidden, name="dense0")(x))
+    score = EqualizedDense(1, gain=1.0, name="dense1")(phi)[:, 0]
+    if self.conditioning == "projection":
+      t = EqualizedDense(self.hidden, gain=1.0, name="text_embed")(cond.astype(phi.dtype))
+      score = score + jnp.sum(t * phi, axis=-1)
+    return score
 
 
 class ConditionalDiscriminator(progan.Discriminator):
@@ -246,6 +261,7 @@ class ConditionalDiscriminator(progan.Discriminator):
 
   cond_features: int = 256
   cond_dim: int = 128
+  conditioning: str = "concat"
 
   @nn.compact
   def __call__(self, x: Array, cond: Array, alpha: Any = 1.0) -> Array:  # pylint: disable=arguments-renamed
@@ -268,6 +284,7 @@ class ConditionalDiscriminator(progan.Discriminator):
       self._nf(-1),
       self.mbstd_group_size,
       self.cond_dim,
+      self.conditioning,
       name=f"block_{progan.resolution_name(start)}",
     )(h, cond)
 
@@ -284,6 +301,7 @@ _TEXT_KEYS = (
   "cond_dim",
   "d_condition",
   "text_encoder",
+  "conditioning",
 )
 _PROGAN_KEYS = progan._G_KEYS + tuple(k for k in progan._D_KEYS if k not in progan._G_KEYS)  # pylint: disable=protected-access
 
@@ -303,7 +321,8 @@ def make_t2f(
   ``config`` (dict or ConfigDict) may hold the ProGAN keys of
   :func:`zoo.models.progan.make_progan` (``latent_dim`` is the noise size here) and
   ``embed_dim``, ``hidden_dim``, ``num_layers``, ``ca_dim``, ``cond_dim``,
-  ``d_condition`` (``'embedding'`` | ``'ca'``), ``text_encoder`` (``'lstm'`` |
+  ``d_condition`` (``'embedding'`` | ``'ca'``), ``conditioning`` (:data:`CONDITIONINGS`),
+  ``text_encoder`` (``'lstm'`` |
   ``'pretrained'``: then ``text_dim``, the pretrained encoder's embedding size, is
   required); missing keys take the module defaults. An unknown key or a bad value is a
   one-line ConfigError.
@@ -322,6 +341,9 @@ def make_t2f(
   d_condition = config.get("d_condition", "embedding")
   if d_condition not in D_CONDITIONS:
     raise ConfigError(f"model.d_condition={d_condition!r}, expected one of {list(D_CONDITIONS)}")
+  conditioning = config.get("conditioning", "concat")
+  if conditioning not in CONDITIONINGS:
+    raise ConfigError(f"model.conditioning={conditioning!r}, expected one of {list(CONDITIONINGS)}")
   text_encoder = config.get("text_encoder", "lstm")
   if text_encoder not in TEXT_ENCODERS:
     raise ConfigError(f"model.text_encoder={text_encoder!r}, expected one of {list(TEXT_ENCODERS)}")
@@ -357,6 +379,7 @@ def make_t2f(
     mbstd_group_size=d0.mbstd_group_size,
     cond_features=cond_features,
     cond_dim=cond_dim,
+    conditioning=conditioning,
   )
   return g, d
 
