@@ -431,3 +431,34 @@ def test_attribute_rejection_by_hand():
   assert set(r) == {f"eval/rejection/{n}" for n in faces.ATTRIBUTE_NAMES}
   assert r["eval/rejection/background_color"] == 1.0
   assert r["eval/rejection/mouth"] == 0.0  # both captions say the right colour, or neither
+
+
+def test_latent_diversity_by_hand():
+  names, sizes = faces.ATTRIBUTE_NAMES, faces.ATTRIBUTE_SIZES
+  k, n = 4, 3
+  # Real faces: every attribute takes values 0 and 1, ten times each: two different faces
+  # differ with probability 2 * 10 * 10 / (20 * 19) = 10 / 19.
+  real = {a: np.array([0, 1] * 10) for a in names}
+  mentions = np.zeros((n, len(names)), bool)
+  mentions[:, 0] = True  # every caption names the first attribute: left out
+  mentions[1, 1] = True  # caption 1 names the second: only captions 0 and 2 count there
+  pred = {a: np.zeros(n * k, int) for a in names}  # one face per caption: 0
+  pred[names[1]] = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 2, 2])
+  pred[names[2]] = np.array([0, 1, 2, 3, 0, 0, 1, 1, 0, 0, 0, 0]) % sizes[2]
+  r = caption_eval.latent_diversity(pred, mentions, real, latents=k)
+  assert f"eval/diversity/{names[0]}" not in r
+  # caption 0: pairs differ 4 of 6 (2/3); caption 2: values 0,1,2,2 -> 5 of 6 differ.
+  assert r[f"eval/diversity/{names[1]}"] == pytest.approx((2 / 3 + 5 / 6) / 2 / (10 / 19))
+  want2 = np.mean(
+    [1 - np.sum(np.bincount(g) * (np.bincount(g) - 1)) / 12 for g in pred[names[2]].reshape(n, k)]
+  ) / (10 / 19)
+  assert r[f"eval/diversity/{names[2]}"] == pytest.approx(want2)
+  assert r[f"eval/diversity/{names[3]}"] == 0.0  # z changes nothing
+  vals = [v for key, v in r.items() if key != "eval/diversity"]
+  assert r["eval/diversity"] == pytest.approx(np.mean(vals))
+  # as diverse as real faces: 1
+  same = {a: np.tile([0, 1], n * k // 2) for a in names}
+  r = caption_eval.latent_diversity(same, mentions, real, latents=k)
+  assert r[f"eval/diversity/{names[3]}"] == pytest.approx((1 - 4 / 12) / (10 / 19))
+  with pytest.raises(ValueError):
+    caption_eval.latent_diversity(pred, mentions, real, latents=1)

@@ -119,6 +119,7 @@ def test_train_writes_samples_and_judges_by_captions(trained):
   assert 0 <= ev["eval/mismatch_rejection"] <= 1
   assert np.isfinite(ev["eval/D_overfitting"])
   assert 0 <= ev["eval/rejection/mouth"] <= 1 and 0 <= ev["eval/rejection/background_color"] <= 1
+  assert ev["eval/diversity"] >= 0 and "eval/diversity/hair_style" in ev
   samples = os.listdir(os.path.join(workdir, "samples"))
   assert {"latest.png", "captions.txt", "captioned.png", "timelapse.gif"} <= set(samples)
   assert Image.open(os.path.join(workdir, "samples", "latest.png")).size[0] > 0

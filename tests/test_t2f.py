@@ -124,6 +124,7 @@ def test_train_grows_judges_and_writes_samples(trained):
   assert 0 <= ev["eval/mismatch_rejection"] <= 1 or np.isnan(ev["eval/mismatch_rejection"])
   assert "eval/D_overfitting" in ev
   assert 0 <= ev["eval/rejection/eyes"] <= 1
+  assert ev["eval/diversity"] >= 0 and "eval/diversity/hair_style" in ev
   assert os.path.exists(os.path.join(workdir, "eval.json"))
   samples = set(os.listdir(os.path.join(workdir, "samples")))
   for name in ("stage0_4x4_00000004.png", "stage1_8x8_00000012.png", "timelapse.gif"):

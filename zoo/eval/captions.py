@@ -15,6 +15,9 @@ The family draws samples for held-out captions of test faces
 * ``eval/rejection/<attribute>`` (:func:`attribute_rejection`): the same with a wrong
   caption that differs from the right one in that attribute only. A D that checks only
   salient attributes (the background) gives its G no reason to draw the small ones.
+* ``eval/diversity`` and ``eval/diversity/<attribute>`` (:func:`latent_diversity`): how
+  much the latent varies what a caption leaves open. A G that follows its captions by
+  drawing one face per caption scores high accuracy and 0 here; real faces score 1.
 
 Real caption datasets (:mod:`zoo.data.caption_pairs`) have no attributes: :func:`judge`
 with ``attributes=None`` reports ``eval/FD`` and ``eval/mismatch_rejection`` only, and the
@@ -34,6 +37,8 @@ __all__ = [
   "attribute_rejection",
   "caption_accuracy",
   "describes_previous",
+  "latent_diversity",
+  "sample_diversity",
   "judge",
   "mismatch_rejection",
   "other_captions",
@@ -118,6 +123,63 @@ def attribute_rejection(
     right, wrong = captioned.twin_captions(attributes, name, seed=seed)
     out[f"eval/rejection/{name}"] = float(np.mean(score(real, right) > score(real, wrong)))
   return out
+
+
+def _disagreement(values: np.ndarray, size: int) -> float:
+  """Probability that two different draws among ``values`` (int [k]) differ."""
+  k = len(values)
+  c = np.bincount(values, minlength=size).astype(np.float64)
+  return float(1.0 - np.sum(c * (c - 1)) / (k * (k - 1)))
+
+
+def latent_diversity(pred, mentions, real_pred, *, latents: int) -> dict[str, float]:
+  """How much the latent varies the attributes a caption does not name.
+
+  Args:
+    pred: classifier predictions ``{attribute: int [n * latents]}`` of samples for ``n``
+      captions, caption-major (samples ``i * latents ... (i + 1) * latents - 1`` share
+      caption ``i`` and differ only in the latent).
+    mentions: bool [n, A], which attributes each caption names.
+    real_pred: predictions ``{attribute: int [m]}`` of real faces.
+    latents: samples per caption (>= 2).
+
+  Returns:
+    ``eval/diversity/<attribute>``: over the captions that do not name the attribute, the
+    probability that two samples of one caption are predicted different values, divided
+    by the same probability for two real faces, ``1 - sum_v p_v^2`` (the attributes of
+    the synthetic faces are drawn independently, so a caption's other attributes do not
+    change it); ``eval/diversity``: their mean. NaN-free: attributes every caption names,
+    or that never vary among the real faces, are left out.
+  """
+  if latents < 2:
+    raise ValueError(f"latents must be >= 2, got {latents}")
+  mentions = np.asarray(mentions, bool)
+  out = {}
+  for j, name in enumerate(faces.ATTRIBUTE_NAMES):
+    size = faces.ATTRIBUTE_SIZES[j]
+    real = _disagreement(np.asarray(real_pred[name]), size)
+    open_ = np.flatnonzero(~mentions[:, j])
+    if not len(open_) or real <= 0:
+      continue
+    groups = np.asarray(pred[name]).reshape(len(mentions), latents)[open_]
+    out[f"eval/diversity/{name}"] = float(np.mean([_disagreement(g, size) for g in groups]) / real)
+  if out:
+    out["eval/diversity"] = float(np.mean(list(out.values())))
+  return out
+
+
+def sample_diversity(
+  classifier, draw, real, mentions, *, captions: int = 100, latents: int = 10
+) -> dict[str, float]:
+  """:func:`latent_diversity` of ``latents`` samples for each of the first ``captions``.
+
+  ``draw(rows)`` returns images [len(rows), H, W, 3] for caption indices ``rows``, each
+  with a latent of its own; ``real`` are real faces [m, H, W, 3] in [-1, 1]."""
+  m = min(captions, len(mentions))
+  fake = draw(np.repeat(np.arange(m), latents))
+  return latent_diversity(
+    classifier.predict(fake), np.asarray(mentions)[:m], classifier.predict(real), latents=latents
+  )
 
 
 def judge(

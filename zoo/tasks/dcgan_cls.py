@@ -331,6 +331,15 @@ def judge(task: DCGANCLSTask, state) -> dict[str, float]:
         lambda x, caps: _score(task, state, x, task.encoder.embed(caps)), real, attrs
       )
     )
+    seed = task.config.seed + 3
+    out.update(
+      caption_eval.sample_diversity(
+        task.classifier,
+        lambda rows: task.generate(state, task.latents(len(rows), seed), emb[rows]),
+        real,
+        mentions,
+      )
+    )
   # D's overfitting to the training pairs: n of them, spread over the set, own captions.
   train, train_caps = caption_pairs.spread_pairs(task.source, n)
   train = train.astype(np.float32) * (2 / 255) - 1

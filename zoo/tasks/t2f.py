@@ -498,6 +498,17 @@ class T2FTask(progressive.StagedGANTask):
           lambda x, caps: self.d_scores(state, x, self.encode(caps), step), real, attrs[:n]
         )
       )
+      seed = self.config.seed + 3
+      out.update(
+        caption_eval.sample_diversity(
+          self.classifier,
+          lambda rows: self.generate_text(
+            state, tuple(a[rows] for a in text), self.latents(len(rows), seed), step
+          ),
+          real,
+          mentions[:n],
+        )
+      )
     train, train_caps = caption_pairs.spread_pairs(self.source, n)
     out["eval/D_overfitting"] = em.discriminator_overfitting(
       self.d_scores(state, image_data.to_float(train), self.encode(train_caps), step),
