@@ -380,3 +380,16 @@ def test_latent_toolkit_draws_for_one_caption(trained):
   from tests.test_gan_tools import check_caption_model  # pylint: disable=g-import-not-at-top
 
   check_caption_model(trained[0], "dcgan_cls")
+
+
+def test_config_variants():
+  for objective, want in config_lib.OBJECTIVES.items():
+    c = config_lib.get_config(objective)
+    assert (c.objective.cls, c.objective.int_beta) == (want["cls"], want["int_beta"])
+    assert c.model.conditioning == "concat" and c.model.resolution == 32
+  c = config_lib.get_config("gan_cls,paper,projection")
+  assert (c.model.conditioning, c.model.resolution, c.objective.int_beta) == ("projection", 64, 0.0)
+  assert config_lib.get_config("gan_int_cls,projection").model.ngf == 16
+  for bad in ("gan_cls,wide", "projection", "gan,,bogus"):
+    with pytest.raises(ValueError):
+      config_lib.get_config(bad)

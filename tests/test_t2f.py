@@ -91,6 +91,9 @@ def test_configs_and_schedule():
     assert c.model.text_encoder == "pretrained" and c.loss.kl_weight == 0.05
     assert progressive.make_schedule(c).num_stages == (5 if "paper" in arg else 4)
   assert config_lib.get_config().model.text_encoder == "lstm"
+  assert config_lib.get_config().model.conditioning == "concat"
+  c = config_lib.get_config("pretrained,projection")
+  assert (c.model.conditioning, c.model.text_encoder) == ("projection", "pretrained")
   assert config_lib.get_config().loss.balanced_mismatch
   for bad in ("papr", "default,paper"):
     with pytest.raises(ValueError, match="variant"):

@@ -14,7 +14,9 @@ Usage::
 
 Variants (after the colon): the objective, on the embedded captioned faces at the CPU
 sizes below; add ``,paper`` (e.g. ``gan_int_cls,paper``) for the paper's 64x64 networks
-(ngf = ndf = 64, 600 epochs' worth of steps).
+(ngf = ndf = 64, 600 epochs' worth of steps), and ``,projection`` for a projection
+discriminator (``model.conditioning='projection'``, Miyato & Koyama 2018) in place of the
+paper's concatenation.
   gan_int_cls (default)  matching-aware D + interpolated embeddings for G
   gan_cls                matching-aware D only
   gan_int                interpolation only, plain conditional D
@@ -56,10 +58,10 @@ OBJECTIVES = {
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parts = [p for p in (arg or "gan_int_cls").split(",") if p]
   objective = parts[0]
-  if objective not in OBJECTIVES or any(p != "paper" for p in parts[1:]):
+  if objective not in OBJECTIVES or any(p not in ("paper", "projection") for p in parts[1:]):
     raise ValueError(
       f"unknown dcgan_cls config variant {arg!r}; expected one of {sorted(OBJECTIVES)}, "
-      "optionally followed by ',paper'"
+      "optionally followed by ',paper' and/or ',projection'"
     )
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -116,4 +118,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 100_000
     c.eval_every = 5000
     c.save_every = 2000
+  if "projection" in parts:
+    c.model.conditioning = "projection"
   return c

@@ -15,7 +15,9 @@ Usage::
 
 Variants (after the colon; add ``,pretrained`` to either, e.g. ``t2f.py:pretrained``, for
 the zoo's frozen pretrained caption encoder in place of the jointly trained LSTM, with the
-CA's KL weight at 0.05 instead of the reference's 1):
+CA's KL weight at 0.05 instead of the reference's 1; add ``,projection`` for a projection
+discriminator, ``model.conditioning='projection'``, in place of the reference's concatenated
+condition):
   (none)  the embedded captioned faces, 4x4 -> 32x32, small encoder and channel counts,
           a schedule scaled down like ProGAN's default so it trains on a CPU.
   paper   the reference's 64x64 configuration (configs/11.conf of akanimax/T2F): word
@@ -142,11 +144,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.async_checkpoints = True
 
   parts = [p for p in (arg or "").split(",") if p]
-  unknown = set(parts) - {"default", "paper", "pretrained"}
+  unknown = set(parts) - {"default", "paper", "pretrained", "projection"}
   if unknown or ("default" in parts and "paper" in parts):
     raise ValueError(
       f"unknown t2f config variant {arg!r}; expected default or paper, optionally with "
-      "',pretrained'"
+      "',pretrained' and/or ',projection'"
     )
   if "pretrained" in parts:
     c.model.text_encoder = "pretrained"
@@ -154,6 +156,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # is almost pure noise, far less than the bits a caption names. A small weight keeps
     # the augmentation while letting the caption through (README: T2F, where it stands).
     c.loss.kl_weight = 0.05
+  if "projection" in parts:
+    c.model.conditioning = "projection"
   variant = "paper" if "paper" in parts else "default"
   if variant == "default":
     c.model.latent_dim = 64
