@@ -94,6 +94,7 @@ def test_configs_and_schedule():
   assert config_lib.get_config().model.conditioning == "concat"
   c = config_lib.get_config("pretrained,projection")
   assert (c.model.conditioning, c.model.text_encoder) == ("projection", "pretrained")
+  assert config_lib.get_config("projection_map").model.conditioning == "projection_map"
   assert config_lib.get_config().loss.balanced_mismatch
   for bad in ("papr", "default,paper"):
     with pytest.raises(ValueError, match="variant"):
@@ -213,13 +214,15 @@ def test_growth_keeps_old_leaves_bit_identical():
     state = grown
 
 
-def test_projection_discriminator_is_bilinear_in_the_condition():
+@pytest.mark.parametrize("conditioning", ["projection", "projection_map"])
+def test_projection_discriminator_is_bilinear_in_the_condition(conditioning):
   """model.conditioning='projection': D(x, c) = head(x) + <EqualizedDense(c), phi(x)>, so
   two conditions' scores differ by the inner product computed by hand from dense0's
-  output, and the last block has no compressor; growth carries the projection."""
-  c = tiny_config(**{"model.conditioning": "projection"})
+  output ('projection_map': from the flattened 4x4 map that dense0 reads), and the last
+  block has no compressor; growth carries the projection."""
+  c = tiny_config(**{"model.conditioning": conditioning})
   _, d = models.make_t2f(c.model, 1, vocab_size=20)
-  assert d.conditioning == "projection"
+  assert d.conditioning == conditioning
   feat = d.cond_features
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 8, 8, 3)), jnp.float32)
   c1, c2 = (
@@ -227,11 +230,16 @@ def test_projection_discriminator_is_bilinear_in_the_condition():
   )
   v = d.init(jax.random.key(0), x, c1, 0.5)
   last = v["params"]["block_4x4"]
-  assert "compress" not in last and last["text_embed"]["kernel"].shape == (feat, 8)
   apply = jax.jit(lambda v, x, c: d.apply(v, x, c, 0.5, capture_intermediates=True))
   s1, inter = apply(v, x, c1)
   s2, _ = apply(v, x, c2)
-  phi = jax.nn.leaky_relu(inter["intermediates"]["block_4x4"]["dense0"]["__call__"][0], 0.2)
+  block = inter["intermediates"]["block_4x4"]
+  if conditioning == "projection":
+    phi = jax.nn.leaky_relu(block["dense0"]["__call__"][0], 0.2)
+  else:
+    phi = jax.nn.leaky_relu(block["conv_cond"]["__call__"][0], 0.2).reshape(3, -1)
+  assert "compress" not in last and last["text_embed"]["kernel"].shape == (feat, phi.shape[1])
+  assert phi.shape[1] == (8 if conditioning == "projection" else 4 * 4 * d._nf(0))
   k = np.asarray(last["text_embed"]["kernel"], np.float64) / np.sqrt(feat)  # equalized lr
   want = np.sum(((np.asarray(c1) - np.asarray(c2)) @ k) * np.asarray(phi), axis=1)
   assert np.abs(want).min() > 1e-3

@@ -144,11 +144,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.async_checkpoints = True
 
   parts = [p for p in (arg or "").split(",") if p]
-  unknown = set(parts) - {"default", "paper", "pretrained", "projection"}
+  unknown = set(parts) - {"default", "paper", "pretrained", "projection", "projection_map"}
   if unknown or ("default" in parts and "paper" in parts):
     raise ValueError(
       f"unknown t2f config variant {arg!r}; expected default or paper, optionally with "
-      "',pretrained' and/or ',projection'"
+      "',pretrained' and/or ',projection' (or ',projection_map')"
     )
   if "pretrained" in parts:
     c.model.text_encoder = "pretrained"
@@ -156,8 +156,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # is almost pure noise, far less than the bits a caption names. A small weight keeps
     # the augmentation while letting the caption through (README: T2F, where it stands).
     c.loss.kl_weight = 0.05
-  if "projection" in parts:
-    c.model.conditioning = "projection"
+  for p in ("projection", "projection_map"):
+    if p in parts:
+      c.model.conditioning = p
   variant = "paper" if "paper" in parts else "default"
   if variant == "default":
     c.model.latent_dim = 64

@@ -28,7 +28,9 @@ How D reads the condition (``model.conditioning``, a name the text-conditional D
 shares): ``'concat'`` (the reference, above) or ``'projection'`` (Miyato & Koyama 2018;
 not the reference's): the last block has no ``compress`` and its 1x1 conv sees the image
 features alone, and the score adds ``<EqualizedDense(hidden)(cond), phi>``, where ``phi``
-is the block's last hidden features (``dense0``'s output).
+is the block's last hidden features (``dense0``'s output); ``'projection_map'`` projects
+onto the flattened ``h0 x w0`` map of the 1x1 conv instead (``h0 w0 features`` numbers,
+as the text-conditional DCGAN's projection D).
 
 What D is conditioned on (``model.d_condition``): ``'embedding'`` (the reference: the
 encoder's output, ``cond_features = hidden_dim``) or ``'ca'`` (the augmented condition c,
@@ -82,7 +84,7 @@ D_CONDITIONS = {"embedding": "emb", "ca": "c"}
 #: caption encoder whose embeddings come in with the batch.
 TEXT_ENCODERS = ("lstm", "pretrained")
 #: ``model.conditioning``: how D's last block reads the condition.
-CONDITIONINGS = ("concat", "projection")
+CONDITIONINGS = ("concat", "projection", "projection_map")
 
 _lrelu = progan._lrelu  # pylint: disable=protected-access
 
@@ -242,9 +244,12 @@ class _CondFinalBlock(nn.Module):
     x = x.reshape(x.shape[0], -1)
     phi = _lrelu(EqualizedDense(self.hidden, name="dense0")(x))
     score = EqualizedDense(1, gain=1.0, name="dense1")(phi)[:, 0]
-    if self.conditioning == "projection":
-      t = EqualizedDense(self.hidden, gain=1.0, name="text_embed")(cond.astype(phi.dtype))
-      score = score + jnp.sum(t * phi, axis=-1)
+    if self.conditioning != "concat":
+      # 'projection': onto dense0's summary; 'projection_map': onto every number of the
+      # h0 x w0 map, as the text-conditional DCGAN's projection D.
+      feats = phi if self.conditioning == "projection" else x
+      t = EqualizedDense(feats.shape[-1], gain=1.0, name="text_embed")(cond.astype(x.dtype))
+      score = score + jnp.sum(t * feats, axis=-1)
     return score
 
 
