@@ -268,6 +268,68 @@ def test_condition_on_the_ca_output_without_gradient_through_d():
   assert max(jax.tree.leaves(moved)) > 0
 
 
+def test_near_miss_images_are_d_wrong_pairs():
+  """loss.mismatch_captions='near': every batch row carries the image of a face that
+  contradicts the row's caption in exactly one attribute it names, and D's
+  matching-aware term scores that image with the row's own condition."""
+  c = tiny_config(**{"loss.mismatch_captions": "near"})
+  task = _task(c)
+  src = task.source
+  batch = next(task.train_batches(0))
+  x = batch["wrong_image"]
+  assert x.shape == batch["image"].shape
+  near = task.near_misses()
+  faces_ = np.stack([task_lib.image_data.to_float(src[i]["image"]) for i in range(len(src))])
+  small = task_lib.image_data.downsample(faces_, faces_.shape[1] // x.shape[1])
+  tokens, _ = task.encode(task.train_captions)
+  for row in range(len(x)):
+    which = np.flatnonzero(np.abs(small - x[row]).max((1, 2, 3)) < 1e-6)  # pairs of that face
+    own = np.flatnonzero((tokens == batch["tokens"][row]).all(1))  # the row's caption
+    if all((near[j] < 0).all() for j in own):  # no near miss: the previous row's image
+      np.testing.assert_array_equal(x[row], batch["image"][row - 1])
+      continue
+    assert any(set(near[j]) & set(which) for j in own), row
+    for j in own:  # each near miss contradicts exactly one attribute caption j names
+      _, mentions, attrs = src.caption(j)
+      for i in set(near[j]) - {-1}:
+        other = src.caption(int(i))[2]
+        assert sum(attrs[n] != other[n] for n, m in zip(faces_names(), mentions) if m) == 1
+  state = task.init_state(jax.random.key(0), 0)
+  obj = task.objective(0, 1.0)
+  z = np.zeros((len(batch["lengths"]), c.model.latent_dim), np.float32)
+  fake = obj.g_apply(core.generator_variables(state), batch, z, jax.random.key(3), 0)
+  dv = {"params": state["d"]["params"]}
+  _, (metrics, _) = obj.d_loss(dv, batch, fake, jax.random.key(4), 0)
+  wrong = obj.d_apply(dv, batch["wrong_image"], fake["cond"], 0)
+  np.testing.assert_allclose(metrics["D_wrong_score"], jnp.mean(wrong), rtol=1e-5)
+  _, m = jax.jit(task.train_step, static_argnums=4)(state, batch, jax.random.key(1), 0, 0)
+  assert np.isfinite(float(m["loss"]))
+
+
+def faces_names():
+  from zoo.data import faces
+
+  return faces.ATTRIBUTE_NAMES
+
+
+def test_near_misses_by_hand():
+  from zoo.data.faces import captioned
+
+  # faces (attribute codes) and which attributes their captions name
+  attrs = np.array([[0, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+  mentions = np.array(
+    [[True, True, False], [False, True, False], [True, True, False], [False, False, True]]
+  )
+  near = captioned.near_misses(attrs, mentions, k=50, seed=0)
+  # caption j against face i: how many attributes j names that face i does not have
+  assert set(near[0]) == {1}  # caption 0 says (0, 0): face 2 misses twice, face 3 not
+  assert set(near[1]) == {0, 3}  # says attribute 1 = 1: face 2 has it
+  assert set(near[2]) == {1}  # says (1, 1): faces 0 and 3 miss twice
+  assert set(near[3]) == {0, 1, 2}  # says attribute 2 = 1
+  lonely = captioned.near_misses(attrs[:1], mentions[:1], k=3)
+  assert (lonely == -1).all()  # a caption never misses its own face
+
+
 def test_ca_noise_scales_the_conditioning_noise():
   # loss.ca_noise = 0: G trains and draws on c = mu (the CA's noise is off); 1 (the default)
   # is StackGAN's c = mu + sigma eps. Training and sampling scale eps alike.
@@ -469,6 +531,8 @@ def test_generate_without_checkpoint(tmp_path):
     ({"model.ca_dim": 0}, "ca_dim"),
     ({"loss.kl_weight": -1.0}, "kl_weight"),
     ({"loss.ca_noise": -0.5}, "ca_noise"),
+    ({"loss.mismatch_captions": "twin"}, "mismatch_captions"),
+    ({"loss.mismatch_captions": "near", "loss.matching_aware": False}, "mismatch_captions"),
     (
       {"loss.d_loss": "logistic", "loss.g_loss": "nonsaturating", "loss.balanced_mismatch": False},
       "matching_aware",

@@ -302,7 +302,8 @@ class LearnedConditionObjective:
   Losses: D ``losses.d_loss`` on (real, cond) vs (fake, cond), ``losses.drift`` on the
   real scores, and with ``mismatch`` the matching-aware term of the T2F reference,
   ``+ mean D(real, wrong cond)`` (WGAN only; the wrong condition of example i is example
-  ``i - 1``'s). With ``balanced_mismatch`` the two negatives share one weight, as in
+  ``i - 1``'s; when the batch has ``'wrong_image'``, that image with example i's own
+  condition instead, so the wrong pairs' captions are distributed as the right ones'). With ``balanced_mismatch`` the two negatives share one weight, as in
   GAN-CLS (Reed et al. 2016), for any ``d_loss`` ``L(real, fake) = a(real) + b(fake)``:
   ``mean [L(real, fake) + L(real, wrong)] / 2 = a(real) + b(fake)/2 + b(wrong)/2``, i.e.
   ``mean D(fake)/2 + mean D(real, wrong)/2 - mean D(real)`` for WGAN and
@@ -355,7 +356,10 @@ class LearnedConditionObjective:
     fake_scores = self.d_apply(d_vars, fake["image"], cond, step)
     loss, metrics = adversarial_d_loss(self.losses, real_scores, fake_scores)
     if self.mismatch:
-      wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
+      if "wrong_image" in batch:  # the caption's near-miss image
+        wrong_scores = self.d_apply(d_vars, batch["wrong_image"], cond, step)
+      else:
+        wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
       if self.balanced_mismatch:  # (L(real, fake) + L(real, wrong)) / 2, plus the drift
         d_loss = D_LOSSES[self.losses.d_loss]
         loss = loss + 0.5 * (

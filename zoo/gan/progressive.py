@@ -233,6 +233,8 @@ class StagedGANTask:
     )
     alpha = self.schedule.alpha(step, stage)
     batch = {**batch, "image": lod_blend(batch["image"], alpha, stage)}
+    if "wrong_image" in batch:  # reals too: the matching-aware term's mismatched images
+      batch["wrong_image"] = lod_blend(batch["wrong_image"], alpha, stage)
     obj = self.objective(stage, alpha)
     state, metrics = core.train_step(
       state,

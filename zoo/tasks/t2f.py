@@ -62,7 +62,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from zoo.data import caption_pairs
+from zoo.data import caption_pairs, faces
+from zoo.data.faces import captioned
 from zoo.data.images import unconditional as image_data
 from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
@@ -89,7 +90,16 @@ from zoo.training.pictures import (
 
 VOCAB_FILE = "vocab.json"
 #: The T2F keys of the ``loss`` section; the rest is :class:`objectives.LossConfig`.
-_T2F_LOSS_KEYS = ("kl_weight", "matching_aware", "cond_grad", "balanced_mismatch", "ca_noise")
+_T2F_LOSS_KEYS = (
+  "kl_weight",
+  "matching_aware",
+  "cond_grad",
+  "balanced_mismatch",
+  "ca_noise",
+  "mismatch_captions",
+)
+#: ``loss.mismatch_captions``: the wrong caption of D's matching-aware term.
+MISMATCH_CAPTIONS = ("other", "near")
 _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
 #: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
@@ -111,7 +121,7 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
 
 def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
   """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad', 'balanced_mismatch',
-  'ca_noise'})`` of a ``loss`` section (a run without ``balanced_mismatch`` used the
+  'ca_noise', 'mismatch_captions'})`` of a ``loss`` section (a run without ``balanced_mismatch`` used the
   reference's sum)."""
   d = dict(section.to_dict() if hasattr(section, "to_dict") else section)
   extra = {
@@ -120,6 +130,7 @@ def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
     "cond_grad": True,
     "balanced_mismatch": False,
     "ca_noise": 1.0,
+    "mismatch_captions": "other",
   }
   extra.update({k: d.pop(k) for k in _T2F_LOSS_KEYS if k in d})
   losses = objectives.LossConfig.from_config(d)
@@ -130,6 +141,11 @@ def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
   for key in ("matching_aware", "cond_grad", "balanced_mismatch"):
     if not isinstance(extra[key], bool):
       raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
+  if extra["mismatch_captions"] not in MISMATCH_CAPTIONS:
+    raise ConfigError(
+      f"bad t2f config: loss.mismatch_captions={extra['mismatch_captions']!r}, expected one "
+      f"of {list(MISMATCH_CAPTIONS)}"
+    )
   objectives.check_mismatch_term(
     losses.d_loss,
     mismatch=extra["matching_aware"],
@@ -149,7 +165,13 @@ def validate_config(c) -> None:
   # Unknown model keys, bad sizes or start (a pretrained encoder's size is known later).
   models.make_t2f(c.model, 0, vocab_size=3, text_dim=1)
   sched = progressive.make_schedule(c)
-  split_loss_config(c.loss)
+  _, extra = split_loss_config(c.loss)
+  need(
+    extra["mismatch_captions"] != "near"
+    or (extra["matching_aware"] and not caption_pairs.is_folder(c.data)),
+    "loss.mismatch_captions='near' needs loss.matching_aware and the embedded faces (a "
+    "caption folder has no attributes to find near misses by)",
+  )
   o = c.optim
   need(o.lr > 0, f"optim.lr={o.lr!r} must be > 0")
   need(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optim.b1 and optim.b2 must be in [0, 1)")
@@ -259,6 +281,7 @@ class T2FTask(progressive.StagedGANTask):
     self.kl_weight, self.ca_noise = float(extra["kl_weight"]), float(extra["ca_noise"])
     self.matching_aware, self.cond_grad = extra["matching_aware"], extra["cond_grad"]
     self.balanced_mismatch = extra["balanced_mismatch"]
+    self.near = extra["mismatch_captions"] == "near"
     self.tx_d = progressive.optimizer(c.optim, self.losses.reg_interval)
     self.tx_g = progressive.optimizer(c.optim, 1)
     self.final = self.schedule.resolution(self.schedule.num_stages - 1)
@@ -267,6 +290,7 @@ class T2FTask(progressive.StagedGANTask):
     self._train_captions: list[str] | None = None
     self._train_text: tuple[np.ndarray, ...] | None = None
     self._held: dict | None = None
+    self._near: np.ndarray | None = None
     self._jit: dict[Any, Callable] = {}
     self.last_eval: dict[str, float] = {}
 
@@ -319,6 +343,17 @@ class T2FTask(progressive.StagedGANTask):
       return (np.asarray(self.encoder.embed(list(captions)), np.float32),)
     return self.vocab.encode(list(captions), self.config.text.max_len)
 
+  def near_misses(self) -> np.ndarray:
+    """int [pairs, 8]: for each training caption, training pairs whose faces contradict it
+    in exactly one attribute it names (:func:`zoo.data.faces.captioned.near_misses`)."""
+    if self._near is None:
+      rows = [self.source.caption(i) for i in range(len(self.source))]
+      attrs = np.stack([[r[2][n] for n in faces.ATTRIBUTE_NAMES] for r in rows])
+      self._near = captioned.near_misses(
+        attrs, np.stack([r[1] for r in rows]), seed=self.config.seed
+      )
+    return self._near
+
   def check_readable(self, captions) -> None:
     """CaptionError (one line) for a caption :meth:`encode` would refuse, found by
     tokenizing alone (a pretrained encoder's forward pass is not needed to know)."""
@@ -332,12 +367,20 @@ class T2FTask(progressive.StagedGANTask):
     if self._train_text is None:  # every training caption encoded (or embedded) once
       self._train_text = self.encode(self.train_captions)
     text = self._train_text
+    near = self.near_misses() if self.near else None
 
     def collate(items, indices):
       x = image_data.to_float(np.stack([it["image"] for it in items]))
       idx = np.asarray(indices)
       out = {"image": image_data.downsample(x, factor)}
-      return {**out, **{k: a[idx] for k, a in zip(self.text_keys, text)}}
+      out.update({k: a[idx] for k, a in zip(self.text_keys, text)})
+      if near is not None:  # one of each caption's near-miss faces, drawn from the batch
+        rng = np.random.default_rng([self.config.seed, *idx.tolist()])
+        wrong = near[idx, rng.integers(0, near.shape[1], len(idx))]
+        wrong = np.where(wrong < 0, np.roll(idx, 1), wrong)  # none: the previous pair's
+        imgs = [it["image"] for it in self.source.get_many(wrong.tolist())]
+        out["wrong_image"] = image_data.downsample(image_data.to_float(np.stack(imgs)), factor)
+      return out
 
     return ShardedStream(
       self.source,

@@ -72,6 +72,34 @@ def twin_captions(
   return right, wrong
 
 
+def near_misses(
+  attributes: np.ndarray, mentions: np.ndarray, *, k: int = 8, seed: int = 0, chunk: int = 512
+) -> np.ndarray:
+  """For every pair's caption, ``k`` pairs whose faces contradict it in exactly one of
+  the attributes it names: the caption's hard mismatched images.
+
+  Args:
+    attributes: int [n, A], the attribute codes of pair i's face.
+    mentions: bool [n, A], which attributes pair i's caption names.
+    k: candidates per caption, drawn uniformly with replacement from all near misses.
+    seed: seeds the draw.
+  Returns:
+    int64 [n, k]: pair indices; row j is -1 where no face near-misses caption j.
+  """
+  a, m = np.asarray(attributes), np.asarray(mentions, bool)
+  n = len(a)
+  out = np.full((n, k), -1, np.int64)
+  rng = np.random.default_rng([_CAPTION_MAGIC, 0x4EA, int(seed)])
+  for lo in range(0, n, chunk):
+    named = m[lo : lo + chunk, None, :]
+    wrong = ((a[None, :, :] != a[lo : lo + chunk, None, :]) & named).sum(-1) == 1
+    for r, row in enumerate(wrong):
+      cand = np.flatnonzero(row)
+      if len(cand):
+        out[lo + r] = cand[rng.integers(0, len(cand), k)]
+  return out
+
+
 def _codes(attrs: dict[str, int]) -> np.ndarray:
   return np.asarray([attrs[n] for n in faces.ATTRIBUTE_NAMES], np.int32)
 
