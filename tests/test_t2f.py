@@ -269,10 +269,10 @@ def test_condition_on_the_ca_output_without_gradient_through_d():
 
 
 def test_near_miss_images_are_d_wrong_pairs():
-  """loss.mismatch_captions='near': every batch row carries the image of a face that
+  """loss.mismatch_pairs='near_miss': every batch row carries the image of a face that
   contradicts the row's caption in exactly one attribute it names, and D's
   matching-aware term scores that image with the row's own condition."""
-  c = tiny_config(**{"loss.mismatch_captions": "near"})
+  c = tiny_config(**{"loss.mismatch_pairs": "near_miss"})
   task = _task(c)
   src = task.source
   batch = next(task.train_batches(0))
@@ -531,8 +531,8 @@ def test_generate_without_checkpoint(tmp_path):
     ({"model.ca_dim": 0}, "ca_dim"),
     ({"loss.kl_weight": -1.0}, "kl_weight"),
     ({"loss.ca_noise": -0.5}, "ca_noise"),
-    ({"loss.mismatch_captions": "twin"}, "mismatch_captions"),
-    ({"loss.mismatch_captions": "near", "loss.matching_aware": False}, "mismatch_captions"),
+    ({"loss.mismatch_pairs": "twin"}, "mismatch_pairs"),
+    ({"loss.mismatch_pairs": "near_miss", "loss.matching_aware": False}, "mismatch_pairs"),
     (
       {"loss.d_loss": "logistic", "loss.g_loss": "nonsaturating", "loss.balanced_mismatch": False},
       "matching_aware",

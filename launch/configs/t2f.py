@@ -115,10 +115,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Scale of the CA's noise eps in training and sampling alike (1: StackGAN's
       # c = mu + sigma eps; 0: G is trained and drawn on c = mu).
       ca_noise=1.0,
-      # D's wrong caption: 'other' (the previous example's, the reference) or 'near' (the
-      # embedded faces only: another pair's caption that this face contradicts in exactly
-      # one attribute it names).
-      mismatch_captions="other",
+      # D's mismatched pairs: 'other' (each real image with the previous example's caption,
+      # the reference) or 'near_miss' (each caption with a face that contradicts exactly
+      # one attribute it names; the embedded faces only).
+      mismatch_pairs="other",
     )
   )
   c.optim = ml_collections.ConfigDict(

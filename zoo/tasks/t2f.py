@@ -16,7 +16,9 @@ Pieces:
   for the data, trained first when missing, as the DCGAN's) embeds every caption once and
   its embeddings take the LSTM's place; the CA is still trained with G;
 * objective (:class:`zoo.gan.objectives.LearnedConditionObjective`): WGAN-GP (λ = 10) +
-  drift 1e-3, the reference's matching-aware term ``+ mean D(real, wrong caption)``, and
+  drift 1e-3, the reference's matching-aware term ``+ mean D(real, wrong caption)`` (or,
+  ``loss.mismatch_pairs='near_miss'``, each caption with a real face that contradicts
+  exactly one attribute it names: hard negatives from the embedded faces' labels), and
   ``loss.kl_weight`` (1, as the reference) x the CA's KL in G's loss;
 * what D is conditioned on (``model.d_condition``): ``'embedding'`` as the reference,
   which shows D the encoder's output; in D's update it is a constant (the reference zeroes
@@ -96,10 +98,10 @@ _T2F_LOSS_KEYS = (
   "cond_grad",
   "balanced_mismatch",
   "ca_noise",
-  "mismatch_captions",
+  "mismatch_pairs",
 )
-#: ``loss.mismatch_captions``: the wrong caption of D's matching-aware term.
-MISMATCH_CAPTIONS = ("other", "near")
+#: ``loss.mismatch_pairs``: the mismatched pairs of D's matching-aware term.
+MISMATCH_PAIRS = ("other", "near_miss")
 _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "max_to_keep")
 
 #: How a resume may differ from the run (see :mod:`zoo.training.workdir`): the networks
@@ -121,8 +123,8 @@ RESUME_KEYS = workdir_lib.ResumeKeys(
 
 def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
   """``(LossConfig, {'kl_weight', 'matching_aware', 'cond_grad', 'balanced_mismatch',
-  'ca_noise', 'mismatch_captions'})`` of a ``loss`` section (a run without ``balanced_mismatch`` used the
-  reference's sum)."""
+  'ca_noise', 'mismatch_pairs'})`` of a ``loss`` section (a run without
+  ``balanced_mismatch`` used the reference's sum)."""
   d = dict(section.to_dict() if hasattr(section, "to_dict") else section)
   extra = {
     "kl_weight": 1.0,
@@ -130,7 +132,7 @@ def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
     "cond_grad": True,
     "balanced_mismatch": False,
     "ca_noise": 1.0,
-    "mismatch_captions": "other",
+    "mismatch_pairs": "other",
   }
   extra.update({k: d.pop(k) for k in _T2F_LOSS_KEYS if k in d})
   losses = objectives.LossConfig.from_config(d)
@@ -141,10 +143,10 @@ def split_loss_config(section) -> tuple[objectives.LossConfig, dict]:
   for key in ("matching_aware", "cond_grad", "balanced_mismatch"):
     if not isinstance(extra[key], bool):
       raise ConfigError(f"bad t2f config: loss.{key}={extra[key]!r} must be a bool")
-  if extra["mismatch_captions"] not in MISMATCH_CAPTIONS:
+  if extra["mismatch_pairs"] not in MISMATCH_PAIRS:
     raise ConfigError(
-      f"bad t2f config: loss.mismatch_captions={extra['mismatch_captions']!r}, expected one "
-      f"of {list(MISMATCH_CAPTIONS)}"
+      f"bad t2f config: loss.mismatch_pairs={extra['mismatch_pairs']!r}, expected one "
+      f"of {list(MISMATCH_PAIRS)}"
     )
   objectives.check_mismatch_term(
     losses.d_loss,
@@ -167,9 +169,9 @@ def validate_config(c) -> None:
   sched = progressive.make_schedule(c)
   _, extra = split_loss_config(c.loss)
   need(
-    extra["mismatch_captions"] != "near"
+    extra["mismatch_pairs"] != "near_miss"
     or (extra["matching_aware"] and not caption_pairs.is_folder(c.data)),
-    "loss.mismatch_captions='near' needs loss.matching_aware and the embedded faces (a "
+    "loss.mismatch_pairs='near_miss' needs loss.matching_aware and the embedded faces (a "
     "caption folder has no attributes to find near misses by)",
   )
   o = c.optim
@@ -281,7 +283,7 @@ class T2FTask(progressive.StagedGANTask):
     self.kl_weight, self.ca_noise = float(extra["kl_weight"]), float(extra["ca_noise"])
     self.matching_aware, self.cond_grad = extra["matching_aware"], extra["cond_grad"]
     self.balanced_mismatch = extra["balanced_mismatch"]
-    self.near = extra["mismatch_captions"] == "near"
+    self.near = extra["mismatch_pairs"] == "near_miss"
     self.tx_d = progressive.optimizer(c.optim, self.losses.reg_interval)
     self.tx_g = progressive.optimizer(c.optim, 1)
     self.final = self.schedule.resolution(self.schedule.num_stages - 1)
