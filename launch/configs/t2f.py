@@ -17,7 +17,7 @@ Variants (after the colon; add ``,pretrained`` to either, e.g. ``t2f.py:pretrain
 the zoo's frozen pretrained caption encoder in place of the jointly trained LSTM, with the
 CA's KL weight at 0.05 instead of the reference's 1; add ``,projection`` for a projection
 discriminator, ``model.conditioning='projection'``, in place of the reference's concatenated
-condition):
+condition, or ``,projection_map`` to project onto D's whole start-resolution map):
   (none)  the embedded captioned faces, 4x4 -> 32x32, small encoder and channel counts,
           a schedule scaled down like ProGAN's default so it trains on a CPU.
   paper   the reference's 64x64 configuration (configs/11.conf of akanimax/T2F): word
