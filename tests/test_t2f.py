@@ -312,6 +312,12 @@ def faces_names():
   return faces.ATTRIBUTE_NAMES
 
 
+def test_near_miss_pairs_need_the_embedded_faces(tmp_path):
+  c = tiny_config(**{"loss.mismatch_pairs": "near_miss", "data.source": str(tmp_path)})
+  with pytest.raises(ConfigError, match="near_miss.*caption folder has no attributes"):
+    task_lib.validate_config(c)
+
+
 def test_near_misses_by_hand():
   from zoo.data.faces import captioned
 
