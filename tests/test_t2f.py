@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from launch.configs import t2f as config_lib
+from zoo.data import faces
 from zoo.gan import core, progressive
 from zoo.errors import CaptionError, CheckpointError, ConfigError, ZooError
 from zoo.models import export as export_lib
@@ -293,7 +294,7 @@ def test_near_miss_images_are_d_wrong_pairs():
       _, mentions, attrs = src.caption(j)
       for i in set(near[j]) - {-1}:
         other = src.caption(int(i))[2]
-        assert sum(attrs[n] != other[n] for n, m in zip(faces_names(), mentions) if m) == 1
+        assert sum(attrs[n] != other[n] for n, m in zip(faces.ATTRIBUTE_NAMES, mentions) if m) == 1
   state = task.init_state(jax.random.key(0), 0)
   obj = task.objective(0, 1.0)
   z = np.zeros((len(batch["lengths"]), c.model.latent_dim), np.float32)
@@ -304,12 +305,6 @@ def test_near_miss_images_are_d_wrong_pairs():
   np.testing.assert_allclose(metrics["D_wrong_score"], jnp.mean(wrong), rtol=1e-5)
   _, m = jax.jit(task.train_step, static_argnums=4)(state, batch, jax.random.key(1), 0, 0)
   assert np.isfinite(float(m["loss"]))
-
-
-def faces_names():
-  from zoo.data import faces
-
-  return faces.ATTRIBUTE_NAMES
 
 
 def test_near_miss_pairs_need_the_embedded_faces(tmp_path):

@@ -303,8 +303,9 @@ class LearnedConditionObjective:
   real scores, and with ``mismatch`` the matching-aware term of the T2F reference,
   ``+ mean D(real, wrong cond)`` (WGAN only; the wrong condition of example i is example
   ``i - 1``'s; when the batch has ``'wrong_image'``, that image with example i's own
-  condition instead, so the wrong pairs' captions are distributed as the right ones'). With ``balanced_mismatch`` the two negatives share one weight, as in
-  GAN-CLS (Reed et al. 2016), for any ``d_loss`` ``L(real, fake) = a(real) + b(fake)``:
+  condition instead, so the wrong pairs' captions are distributed as the right ones').
+  With ``balanced_mismatch`` the two negatives share one weight, as in GAN-CLS (Reed et
+  al. 2016), for any ``d_loss`` ``L(real, fake) = a(real) + b(fake)``:
   ``mean [L(real, fake) + L(real, wrong)] / 2 = a(real) + b(fake)/2 + b(wrong)/2``, i.e.
   ``mean D(fake)/2 + mean D(real, wrong)/2 - mean D(real)`` for WGAN and
   :func:`zoo.losses.gan.d_gan_cls_loss` for the logistic loss. The reference's sum

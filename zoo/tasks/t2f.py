@@ -64,8 +64,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from zoo.data import caption_pairs, faces
-from zoo.data.faces import captioned
+from zoo.data import caption_pairs
 from zoo.data.images import unconditional as image_data
 from zoo.data.stream import ShardedStream, is_process_count
 from zoo.errors import ConfigError
@@ -349,11 +348,7 @@ class T2FTask(progressive.StagedGANTask):
     """int [pairs, 8]: for each training caption, training pairs whose faces contradict it
     in exactly one attribute it names (:func:`zoo.data.faces.captioned.near_misses`)."""
     if self._near is None:
-      rows = [self.source.caption(i) for i in range(len(self.source))]
-      attrs = np.stack([[r[2][n] for n in faces.ATTRIBUTE_NAMES] for r in rows])
-      self._near = captioned.near_misses(
-        attrs, np.stack([r[1] for r in rows]), seed=self.config.seed
-      )
+      self._near = self.source.near_misses(seed=self.config.seed)
     return self._near
 
   def check_readable(self, captions) -> None:
@@ -371,17 +366,19 @@ class T2FTask(progressive.StagedGANTask):
     text = self._train_text
     near = self.near_misses() if self.near else None
 
-    def collate(items, indices):
+    def pixels(items):
       x = image_data.to_float(np.stack([it["image"] for it in items]))
+      return image_data.downsample(x, factor)
+
+    def collate(items, indices):
       idx = np.asarray(indices)
-      out = {"image": image_data.downsample(x, factor)}
+      out = {"image": pixels(items)}
       out.update({k: a[idx] for k, a in zip(self.text_keys, text)})
       if near is not None:  # one of each caption's near-miss faces, drawn from the batch
         rng = np.random.default_rng([self.config.seed, *idx.tolist()])
         wrong = near[idx, rng.integers(0, near.shape[1], len(idx))]
         wrong = np.where(wrong < 0, np.roll(idx, 1), wrong)  # none: the previous pair's
-        imgs = [it["image"] for it in self.source.get_many(wrong.tolist())]
-        out["wrong_image"] = image_data.downsample(image_data.to_float(np.stack(imgs)), factor)
+        out["wrong_image"] = pixels(self.source.get_many(wrong.tolist()))
       return out
 
     return ShardedStream(

@@ -176,6 +176,12 @@ class CaptionedFaces(MemoSource):
       )
     return out
 
+  def near_misses(self, *, k: int = 8, seed: int = 0) -> np.ndarray:
+    """:func:`near_misses` of every pair of the source (no rendering)."""
+    rows = [self.caption(i) for i in range(len(self))]
+    attrs = np.stack([_codes(r[2]) for r in rows])
+    return near_misses(attrs, np.stack([r[1] for r in rows]), k=k, seed=seed)
+
   def all_captions(self) -> set[str]:
     """Every caption string of the source (no rendering)."""
     return {self.caption(i)[0] for i in range(len(self))}
