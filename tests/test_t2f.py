@@ -97,6 +97,10 @@ def test_configs_and_schedule():
   assert (c.model.conditioning, c.model.text_encoder) == ("projection", "pretrained")
   assert config_lib.get_config("projection_map").model.conditioning == "projection_map"
   assert config_lib.get_config().loss.balanced_mismatch
+  c = config_lib.get_config("pretrained,projection,gan_cls")
+  assert (c.loss.d_loss, c.loss.g_loss, c.loss.reg) == ("logistic", "nonsaturating", "r1")
+  assert (c.loss.drift, c.loss.ca_noise, c.loss.kl_weight) == (0.0, 0.0, 0.0)
+  task_lib.validate_config(c)
   for bad in ("papr", "default,paper"):
     with pytest.raises(ValueError, match="variant"):
       config_lib.get_config(bad)
