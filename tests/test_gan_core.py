@@ -370,3 +370,36 @@ def test_matching_aware_logistic_is_gan_cls():
   np.testing.assert_allclose(metrics["D_wrong_score"], s_wrong.mean(), rtol=1e-5)
   with pytest.raises(ConfigError, match="balanced_mismatch"):
     objective(balanced_mismatch=False)
+
+
+@pytest.mark.parametrize("pairs", ["near_miss", "other"])
+def test_wrong_labels(pairs):
+  # Labels are one one-hot per attribute; a near miss changes exactly one attribute with
+  # two or more values to another of its values, and over many draws every such attribute
+  # and every other value is drawn.
+  from zoo.gan import objectives  # pylint: disable=g-import-not-at-top
+
+  sizes = (3, 1, 2, 4)
+  rng = np.random.default_rng(0)
+  idx = np.stack([rng.integers(0, s, 4000) for s in sizes], 1)
+  label = np.concatenate([np.eye(s)[idx[:, i]] for i, s in enumerate(sizes)], 1).astype(np.float32)
+  wrong = np.asarray(
+    jax.jit(objectives.wrong_labels, static_argnums=(2,), static_argnames="pairs")(
+      jax.random.key(1), jnp.asarray(label), sizes, pairs=pairs
+    )
+  )
+  assert wrong.shape == label.shape and wrong.dtype == label.dtype
+  if pairs == "other":
+    np.testing.assert_array_equal(wrong, np.roll(label, 1, axis=0))
+    return
+  groups = np.split(wrong, np.cumsum(sizes)[:-1], axis=1)
+  assert all(np.all(g.sum(1) == 1) for g in groups)  # still one value per attribute
+  new = np.stack([g.argmax(1) for g in groups], 1)
+  changed = new != idx
+  np.testing.assert_array_equal(changed.sum(1), 1)
+  assert not changed[:, 1].any()  # a one-value attribute has no other value
+  np.testing.assert_allclose(changed[:, [0, 2, 3]].mean(0), 1 / 3, atol=0.03)
+  sel = changed[:, 3] & (idx[:, 3] == 0)  # the 4-value attribute's other values, evenly
+  np.testing.assert_allclose(
+    np.bincount(new[sel, 3], minlength=4) / sel.sum(), [0] + [1 / 3] * 3, atol=0.08
+  )

@@ -426,6 +426,8 @@ def test_one_device_matches_four(tmp_path):
     ({"model.condition": "classifier"}, "model.condition"),
     ({"model.mapping_layers": 0}, "model.mapping_layers"),
     ({"loss.reg": "l2"}, "reg="),
+    ({"loss.mismatch": "near_misses", "model.condition": "projection"}, "loss.mismatch"),
+    ({"loss.mismatch": "near_miss"}, "needs a conditional model"),
   ],
 )
 def test_bad_config_is_one_line(tmp_path, overrides, words):
@@ -435,13 +437,54 @@ def test_bad_config_is_one_line(tmp_path, overrides, words):
   assert not os.path.exists(tmp_path / "w")
 
 
-@pytest.mark.parametrize("condition", ["projection", pytest.param("acgan", marks=pytest.mark.slow)])
-def test_conditional_training_follows_labels(tmp_path, condition):
+def test_conditional_mismatch_term_by_hand():
+  # The matching-aware term on a projection-like D whose score is sum(x) + w . label:
+  # GAN-CLS's softplus(-s_real) + softplus(s_fake)/2 + softplus(s_wrong)/2, the wrong
+  # labels being near misses of the right ones.
+  from zoo.gan import objectives  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  real, fake = rng.normal(size=(2, 6, 2, 2, 3)).astype(np.float32) * 0.3
+  sizes = (2, 3)
+  label = np.concatenate([np.eye(2)[[0, 1, 0, 1, 0, 1]], np.eye(3)[[0, 1, 2, 0, 1, 2]]], 1).astype(
+    np.float32
+  )
+  w = jnp.asarray([0.5, -1.0, 2.0, 0.1, -0.7], jnp.float32)
+
+  def d_apply(v, x, lab):
+    return x.reshape(x.shape[0], -1).sum(-1) + lab @ v, None
+
+  obj = task_lib.ConditionalStyleMixingObjective(
+    g_apply=None,
+    d_apply=d_apply,
+    latent_dim=1,
+    losses=objectives.LossConfig(d_loss="logistic", g_loss="nonsaturating"),
+    group_sizes=sizes,
+    mismatch="near_miss",
+  )
+  key = jax.random.key(3)
+  loss, (metrics, _) = obj.d_loss(w, {"image": real, "label": label}, fake, key, 0)
+  wrong = np.asarray(objectives.wrong_labels(key, jnp.asarray(label), sizes))
+  assert (wrong != label).any(1).all()
+  score = lambda x, lab: x.reshape(6, -1).sum(-1) + lab @ np.asarray(w)  # noqa: E731
+  softplus = lambda s: np.log1p(np.exp(s))  # noqa: E731
+  want = softplus(-score(real, label)) + softplus(score(fake, label)) / 2
+  want = np.mean(want + softplus(score(real, wrong)) / 2)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose(metrics["D_wrong_score"], score(real, wrong).mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "condition, mismatch",
+  [("projection", "near_miss"), pytest.param("acgan", "none", marks=pytest.mark.slow)],
+)
+def test_conditional_training_follows_labels(tmp_path, condition, mismatch):
   # One step per phase (8x8, fade to 16x16, 16x16): labels reach G's mapping network
-  # and D's head.
+  # and D's head (and D's matching-aware term sees wrong labels).
   c = tiny_config(
     **{
       "model.condition": condition,
+      "loss.mismatch": mismatch,
       "schedule.fade_images": 8,
       "schedule.stable_images": 8,
       "schedule.final_stable_images": 8,
@@ -452,6 +495,7 @@ def test_conditional_training_follows_labels(tmp_path, condition):
   for h in res.history:
     assert all(np.isfinite(h[k]) for k in ("D", "G", "D_r1"))
     assert ("D_class_real" in h) == (condition == "acgan")
+    assert ("D_wrong_score" in h) == (mismatch != "none")
   assert "label_embed" in res.state["g"]["params"]["mapping"]
   task, state, step = task_lib.restore_state(str(tmp_path / "w"))
   z = task.generator_inputs(jax.random.key(0), 3)

@@ -68,6 +68,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       reg_interval=1,
       drift=0.0,
       n_critic=1,
+      # Conditional runs: D's matching-aware term on real images with wrong labels
+      # ('other': another example's; 'near_miss': one attribute changed), as GAN-CLS.
+      mismatch="none",
     )
   )
   c.optim = ml_collections.ConfigDict(

@@ -53,8 +53,10 @@ class LossConfig:
   n_critic: int = 1
 
   @classmethod
-  def from_config(cls, section: Mapping[str, Any]) -> "LossConfig":
-    section = dict(section)
+  def from_config(cls, section: Mapping[str, Any], *, family_keys=()) -> "LossConfig":
+    """The shared keys of ``section``; ``family_keys`` are a family's own loss keys, which
+    its task reads (left out here rather than rejected as unknown)."""
+    section = {k: v for k, v in dict(section).items() if k not in family_keys}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(section) - names)
     if unknown:
@@ -273,6 +275,44 @@ class TextConditionalObjective:
     return loss, (metrics, col)
 
 
+def wrong_labels(rng, label: jax.Array, group_sizes, *, pairs: str = "near_miss") -> jax.Array:
+  """Mismatched labels for D's matching-aware term: ``label`` ``[B, K]`` is one one-hot per
+  attribute (``group_sizes`` sum to K). ``pairs='other'``: the previous example's label;
+  ``'near_miss'``: the example's own label with exactly one attribute (uniform over those
+  with two or more values) changed to another value (uniform), so that D must check
+  every attribute, not only those that tell most faces apart."""
+  if pairs == "other":
+    return jnp.roll(label, 1, axis=0)
+  sizes = [int(s) for s in group_sizes]
+  if sum(sizes) != label.shape[-1]:
+    raise ValueError(f"group sizes {sizes} do not sum to the label size {label.shape[-1]}")
+  which = [i for i, s in enumerate(sizes) if s > 1]
+  k_group, k_value = jax.random.split(rng)
+  group = jnp.asarray(which)[jax.random.randint(k_group, label.shape[:1], 0, len(which))]
+  parts, start = [], 0
+  for i, size in enumerate(sizes):
+    part = label[:, start : start + size]
+    start += size
+    if size > 1:
+      shift = jax.random.randint(jax.random.fold_in(k_value, i), label.shape[:1], 1, size)
+      changed = jax.nn.one_hot((jnp.argmax(part, -1) + shift) % size, size, dtype=label.dtype)
+      part = jnp.where((group == i)[:, None], changed, part)
+    parts.append(part)
+  return jnp.concatenate(parts, axis=-1)
+
+
+def balanced_mismatch_term(losses: LossConfig, real_scores, fake_scores, wrong_scores):
+  """What turns :func:`adversarial_d_loss` into GAN-CLS's matching-aware D loss (Reed et
+  al. 2016) for any separable ``losses.d_loss`` ``L(real, fake) = a(real) + b(fake)``:
+  ``mean [L(real, wrong) - L(real, fake)] / 2``, so that the total is
+  ``mean [L(real, fake) + L(real, wrong)] / 2`` and D(fake) and D(real, wrong) share one
+  weight (for the logistic loss, :func:`zoo.losses.gan.d_gan_cls_loss`)."""
+  d_loss = D_LOSSES[losses.d_loss]
+  return 0.5 * (
+    jnp.mean(d_loss(real_scores, wrong_scores)) - jnp.mean(d_loss(real_scores, fake_scores))
+  )
+
+
 def check_mismatch_term(d_loss: str, *, mismatch: bool, balanced: bool, where: str = "") -> None:
   """One-line ConfigError unless the matching-aware D term is defined for ``d_loss``: the
   reference's unbalanced sum is WGAN's; any other separable loss needs the balanced
@@ -362,10 +402,7 @@ class LearnedConditionObjective:
       else:
         wrong_scores = self.d_apply(d_vars, real, jnp.roll(cond, 1, axis=0), step)
       if self.balanced_mismatch:  # (L(real, fake) + L(real, wrong)) / 2, plus the drift
-        d_loss = D_LOSSES[self.losses.d_loss]
-        loss = loss + 0.5 * (
-          jnp.mean(d_loss(real_scores, wrong_scores)) - jnp.mean(d_loss(real_scores, fake_scores))
-        )
+        loss = loss + balanced_mismatch_term(self.losses, real_scores, fake_scores, wrong_scores)
       else:
         loss = loss + jnp.mean(wrong_scores)
       metrics["D_wrong_score"] = jnp.mean(wrong_scores)

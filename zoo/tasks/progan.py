@@ -61,9 +61,12 @@ _LOOP_KEYS = ("seed", "log_every", "save_every", "eval_every", "sample_every", "
 # ---------------------------------------------------------------------------
 
 
-def validate_config(c, *, family: str = "progan", networks=models.make_progan) -> None:
+def validate_config(
+  c, *, family: str = "progan", networks=models.make_progan, loss_keys: tuple[str, ...] = ()
+) -> None:
   """One-line ConfigError for a bad value; checks every section. ``networks(model, stage)``
-  builds the family's pair (StyleGAN checks its own model section through it)."""
+  builds the family's pair (StyleGAN checks its own model section through it);
+  ``loss_keys`` are the family's own ``loss`` keys, which it checks itself."""
 
   def need(ok, msg):
     if not ok:
@@ -71,7 +74,7 @@ def validate_config(c, *, family: str = "progan", networks=models.make_progan) -
 
   networks(c.model, 0)  # unknown model keys, bad start
   sched = make_schedule(c)
-  objectives.LossConfig.from_config(c.loss)
+  objectives.LossConfig.from_config(c.loss, family_keys=loss_keys)
   o = c.optim
   need(o.lr > 0, f"optim.lr={o.lr!r} must be > 0")
   need(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optim.b1 and optim.b2 must be in [0, 1)")
@@ -129,6 +132,7 @@ class ProGANTask(progressive.StagedGANTask):
 
   name = "progan"
   export_call = "module.apply(variables, z [B, latent_dim], alpha)"
+  family_loss_keys: tuple[str, ...] = ()  # the family's own ``loss`` keys (see validate_config)
 
   @staticmethod
   def validate_config(config) -> None:
@@ -142,7 +146,7 @@ class ProGANTask(progressive.StagedGANTask):
     self.schedule = make_schedule(c)
     for b in self.schedule.batch_sizes:
       mesh_lib.check_batch_size(b, mesh, "schedule.batch_sizes entry")
-    self.losses = objectives.LossConfig.from_config(c.loss)
+    self.losses = objectives.LossConfig.from_config(c.loss, family_keys=self.family_loss_keys)
     self.tx_d = _optimizer(c, self.losses.reg_interval)
     self.tx_g = _optimizer(c, 1)
     self.final = self.schedule.resolution(self.schedule.num_stages - 1)

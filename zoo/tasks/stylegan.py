@@ -51,9 +51,28 @@ __all__ = [
 ]
 
 
+#: ``loss.mismatch``: the wrong labels of a conditional D's matching-aware term (none: no
+#: such term; see :func:`zoo.gan.objectives.wrong_labels`).
+MISMATCH = ("none", "other", "near_miss")
+
+
+def mismatch(c) -> str:
+  """``loss.mismatch`` (runs written before the key existed had none)."""
+  return c.loss.get("mismatch", "none")
+
+
 def validate_config(c) -> None:
   """One-line ConfigError for a bad value (ProGAN's checks, StyleGAN's model and mixing)."""
   condition = c.model.get("condition", "none")
+  if mismatch(c) not in MISMATCH:
+    raise ConfigError(
+      f"bad stylegan config: loss.mismatch={mismatch(c)!r}, expected one of {list(MISMATCH)}"
+    )
+  if mismatch(c) != "none" and condition == "none":
+    raise ConfigError(
+      f"bad stylegan config: loss.mismatch={mismatch(c)!r} needs a conditional model "
+      "(model.condition 'projection' or 'acgan')"
+    )
   if condition != "none" and c.data.source not in ("", "faces"):
     raise ConfigError(
       f"bad stylegan config: model.condition={condition!r} needs labelled data, the embedded "
@@ -63,6 +82,7 @@ def validate_config(c) -> None:
     c,
     family="stylegan",
     networks=lambda m, stage: models.make_stylegan(m, stage, label_dim=label_dim(c)),
+    loss_keys=StyleGANTask.family_loss_keys,
   )
   if not 0.0 <= c.mixing.prob <= 1.0:
     raise ConfigError(f"bad stylegan config: mixing.prob={c.mixing.prob!r} must be in [0, 1]")
@@ -109,12 +129,16 @@ class ConditionalStyleMixingObjective(StyleMixingObjective):
   ``d_apply(d_vars, images, label) -> (scores [B], class logits [B, K] or None)``. The
   projection discriminator uses the label inside D; with ``acgan`` D's class logits add
   :func:`zoo.losses.gan.acgan_class_loss` on reals and fakes to D's loss and on fakes to
-  G's (Odena et al. 2017), one softmax per attribute (``group_sizes``).
+  G's (Odena et al. 2017), one softmax per attribute (``group_sizes``). With ``mismatch``
+  ('other' or 'near_miss', :func:`zoo.gan.objectives.wrong_labels`) D also learns to
+  reject real images shown a wrong label, GAN-CLS's matching-aware term with the balanced
+  weighting (:func:`zoo.gan.objectives.balanced_mismatch_term`).
   """
 
   label_key: str = "label"
   acgan: bool = False
   group_sizes: tuple[int, ...] = ()
+  mismatch: str = "none"
 
   def generate(self, g_vars, batch, rng, step):
     label = batch[self.label_key]
@@ -132,6 +156,11 @@ class ConditionalStyleMixingObjective(StyleMixingObjective):
     real_s, real_l = self.d_apply(d_vars, batch[self.image_key], label)
     fake_s, fake_l = self.d_apply(d_vars, fake, label)
     loss, metrics = objectives.adversarial_d_loss(self.losses, real_s, fake_s)
+    if self.mismatch != "none":
+      wrong = objectives.wrong_labels(rng, label, self.group_sizes, pairs=self.mismatch)
+      wrong_s = self.d_apply(d_vars, batch[self.image_key], wrong)[0]
+      loss = loss + objectives.balanced_mismatch_term(self.losses, real_s, fake_s, wrong_s)
+      metrics["D_wrong_score"] = jnp.mean(wrong_s)
     if self.acgan:
       real_c, fake_c = self._class_loss(real_l, label), self._class_loss(fake_l, label)
       loss = loss + real_c + fake_c
@@ -153,6 +182,7 @@ class StyleGANTask(progan.ProGANTask):
   """ProGAN's staged task with StyleGAN's networks and style-mixing fakes."""
 
   name = "stylegan"
+  family_loss_keys = ("mismatch",)
 
   @staticmethod
   def validate_config(config) -> None:
@@ -226,6 +256,7 @@ class StyleGANTask(progan.ProGANTask):
         d_apply=lambda v, x, label: d.apply(v, x, alpha, label),
         acgan=d.condition == "acgan",
         group_sizes=tuple(faces.ATTRIBUTE_SIZES),
+        mismatch=mismatch(self.config),
         **common,
       )
 
