@@ -275,12 +275,18 @@ class TextConditionalObjective:
     return loss, (metrics, col)
 
 
+#: What :func:`wrong_labels` pairs a real image with.
+WRONG_LABEL_PAIRS = ("other", "near_miss")
+
+
 def wrong_labels(rng, label: jax.Array, group_sizes, *, pairs: str = "near_miss") -> jax.Array:
   """Mismatched labels for D's matching-aware term: ``label`` ``[B, K]`` is one one-hot per
   attribute (``group_sizes`` sum to K). ``pairs='other'``: the previous example's label;
   ``'near_miss'``: the example's own label with exactly one attribute (uniform over those
   with two or more values) changed to another value (uniform), so that D must check
   every attribute, not only those that tell most faces apart."""
+  if pairs not in WRONG_LABEL_PAIRS:
+    raise ValueError(f"pairs={pairs!r}, expected one of {list(WRONG_LABEL_PAIRS)}")
   if pairs == "other":
     return jnp.roll(label, 1, axis=0)
   sizes = [int(s) for s in group_sizes]

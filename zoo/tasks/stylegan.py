@@ -53,7 +53,7 @@ __all__ = [
 
 #: ``loss.mismatch``: the wrong labels of a conditional D's matching-aware term (none: no
 #: such term; see :func:`zoo.gan.objectives.wrong_labels`).
-MISMATCH = ("none", "other", "near_miss")
+MISMATCH = ("none", *objectives.WRONG_LABEL_PAIRS)
 
 
 def mismatch(c) -> str:
