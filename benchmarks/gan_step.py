@@ -289,20 +289,26 @@ def pix2pix_step(task, *, seed: int) -> JaxStep:
 
 
 class TorchMMPeak:
-  """GFLOP/s of one ``n x n x n`` float32 ``torch.mm`` (best of 3)."""
+  """GFLOP/s of one ``n x n x n`` float32 ``torch.mm`` (best of 3), on the device the
+  PyTorch references run on."""
 
   def __init__(self, torch_mod, n: int):
+    from benchmarks import torch_gans  # pylint: disable=g-import-not-at-top
+
     self.torch, self.n = torch_mod, n
+    self.device, self.sync = torch_gans.device(), torch_gans.sync
     g = torch_mod.Generator().manual_seed(0)
-    self.a = torch_mod.randn(n, n, generator=g)
-    self.b = torch_mod.randn(n, n, generator=g)
+    self.a = torch_mod.randn(n, n, generator=g).to(self.device)
+    self.b = torch_mod.randn(n, n, generator=g).to(self.device)
     torch_mod.mm(self.a, self.b)
+    self.sync(self.device)
 
   def __call__(self) -> float:
     best = float("inf")
     for _ in range(3):
       t0 = time.perf_counter()
       self.torch.mm(self.a, self.b)
+      self.sync(self.device)
       best = min(best, time.perf_counter() - t0)
     return 2 * self.n**3 / best / 1e9
 

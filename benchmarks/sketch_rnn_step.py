@@ -307,6 +307,11 @@ class TorchStep:
       hyper_num_units=c.hyper_num_units,
       hyper_embedding_size=c.hyper_embedding_size,
     )
+    from benchmarks import torch_gans  # pylint: disable=g-import-not-at-top
+
+    # The GPU when PyTorch sees one, as JAX uses it, so both run on the same device.
+    self.device, self.sync = torch_gans.device(), torch_gans.sync
+    model.to(self.device)
     self.num_params = sum(p.numel() for p in model.parameters())
     self.trainer = ref.TorchTrainer(
       model,
@@ -319,13 +324,14 @@ class TorchStep:
       kl_decay_rate=c.kl_decay_rate,
       kl_tolerance=c.kl_tolerance,
     )
-    self.strokes = torch.from_numpy(np.asarray(batch["strokes"]))
-    self.seq_len = torch.from_numpy(np.asarray(batch["seq_len"]).astype(np.int64))
+    self.strokes = torch.from_numpy(np.asarray(batch["strokes"])).to(self.device)
+    self.seq_len = torch.from_numpy(np.asarray(batch["seq_len"]).astype(np.int64)).to(self.device)
     self.last_loss = None
 
   def __call__(self) -> float:
     t0 = time.perf_counter()
     self.last_loss = self.trainer.step(self.strokes, self.seq_len)
+    self.sync(self.device)
     return time.perf_counter() - t0
 
 

@@ -41,7 +41,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["dcgan_cls_step", "param_count", "pix2pix_step"]
+__all__ = ["dcgan_cls_step", "device", "param_count", "pix2pix_step", "sync"]
+
+
+def device() -> torch.device:
+  """Where the references run: the GPU when PyTorch sees one (as JAX would), else the CPU."""
+  return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync(dev: torch.device) -> None:
+  """Waits for the device's queued work, so that wall-clock timing of a step is honest."""
+  if dev.type == "cuda":
+    torch.cuda.synchronize(dev)
+
+
+def _adam(params, lr: float, b1: float, b2: float) -> torch.optim.Optimizer:
+  params = list(params)
+  fused = bool(params) and params[0].is_cuda
+  return torch.optim.Adam(params, lr=lr, betas=(b1, b2), fused=fused or None)
 
 
 def param_count(module: nn.Module) -> int:
@@ -197,16 +214,17 @@ def pix2pix_step(
     raise ValueError(f"size={size} must be a power of two")
   torch.manual_seed(seed)
   num_downs = size.bit_length() - 1
+  dev = device()
   g = UNetGenerator(input_nc, output_nc, num_downs, ngf, norm, use_dropout)
   d = NLayerDiscriminator(input_nc + output_nc, ndf, n_layers_D, norm)
   _init_normal(g)
   _init_normal(d)
-  g.train()
-  d.train()
-  opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(b1, b2))
-  opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(b1, b2))
-  a = torch.rand(batch, input_nc, size, size) * 2 - 1
-  b = torch.rand(batch, output_nc, size, size) * 2 - 1
+  g.to(dev).train()
+  d.to(dev).train()
+  opt_g = _adam(g.parameters(), lr, b1, b2)
+  opt_d = _adam(d.parameters(), lr, b1, b2)
+  a = torch.rand(batch, input_nc, size, size, device=dev) * 2 - 1
+  b = torch.rand(batch, output_nc, size, size, device=dev) * 2 - 1
 
   def step() -> None:
     fake = g(a)
@@ -227,6 +245,7 @@ def pix2pix_step(
     loss_g = _gan_criterion(pred, True, gan_mode) + lambda_l1 * F.l1_loss(fake, b)
     loss_g.backward()
     opt_g.step()
+    sync(dev)
 
   step.g_params = param_count(g)
   step.d_params = param_count(d)
@@ -346,21 +365,22 @@ def dcgan_cls_step(
   section; ``int_beta=0`` turns GAN-INT off) on ``batch`` random images and caption
   embeddings of size ``embed_dim`` (see the module docstring)."""
   torch.manual_seed(seed)
+  dev = device()
   g = DCGANCLSGenerator(resolution, ngf, latent_dim, embed_dim, proj_dim, num_channels)
   d = DCGANCLSDiscriminator(resolution, ndf, embed_dim, proj_dim, num_channels)
-  g.train()
-  d.train()
-  opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(b1, b2))
-  opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(b1, b2))
-  real = torch.rand(batch, num_channels, resolution, resolution) * 2 - 1
-  emb = torch.randn(batch, embed_dim)
+  g.to(dev).train()
+  d.to(dev).train()
+  opt_g = _adam(g.parameters(), lr, b1, b2)
+  opt_d = _adam(d.parameters(), lr, b1, b2)
+  real = torch.rand(batch, num_channels, resolution, resolution, device=dev) * 2 - 1
+  emb = torch.randn(batch, embed_dim, device=dev)
   wrong = torch.roll(emb, 1, dims=0)
   emb_int = int_beta * emb + (1.0 - int_beta) * wrong
 
   def step() -> None:
-    z = torch.randn(batch, latent_dim)
+    z = torch.randn(batch, latent_dim, device=dev)
     if int_beta:
-      z_int = torch.randn(batch, latent_dim)
+      z_int = torch.randn(batch, latent_dim, device=dev)
       images = g(torch.cat([z, z_int]), torch.cat([emb, emb_int]))
       fake, fake_int = images[:batch], images[batch:]
     else:
@@ -386,6 +406,7 @@ def dcgan_cls_step(
     loss_g = torch.mean(torch.cat(terms))
     loss_g.backward()
     opt_g.step()
+    sync(dev)
 
   step.g_params = param_count(g)
   step.d_params = param_count(d)

@@ -69,6 +69,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.torch_gans import device as _device
+from benchmarks.torch_gans import sync
+
 __all__ = ["channels_at", "param_counts", "progan_step", "stylegan_step", "t2f_step"]
 
 LRELU_SLOPE = 0.2
@@ -91,10 +94,6 @@ def _stage(resolution: int) -> int:
   if s < 0 or START << s != resolution:
     raise ValueError(f"resolution must be 4 * 2**k, got {resolution}")
   return s
-
-
-def _device() -> torch.device:
-  return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -598,8 +597,7 @@ def _make_step(
     state["step"] = k + 1
     metrics.update(D=d_loss.detach(), G=g_loss.detach())
     step.metrics = metrics
-    if device.type == "cuda":
-      torch.cuda.synchronize(device)
+    sync(device)
 
   step.metrics = {}
   step.g, step.d, step.ema = g, d, ema
@@ -783,8 +781,7 @@ def t2f_step(
       torch._foreach_lerp_(ema, g_params, ema_weight)
 
     step.metrics = {"D": d_loss.detach(), "G": g_loss.detach(), "D_reg": pen.detach()}
-    if device.type == "cuda":
-      torch.cuda.synchronize(device)
+    sync(device)
 
   step.metrics = {}
   step.g, step.d, step.ema = g, d, ema
