@@ -335,6 +335,33 @@ def test_near_misses_by_hand():
   assert (lonely == -1).all()  # a caption never misses its own face
 
 
+def test_near_misses_are_every_near_miss_drawn_uniformly():
+  """Against brute force on random faces: the draws cover exactly the pairs that
+  contradict exactly one named attribute, each about equally often (a pooled chi-square;
+  drawing the attribute uniformly instead of the pair would fail it)."""
+  from zoo.data.faces import captioned
+
+  rng = np.random.default_rng(5)
+  chi2, dof = 0.0, 0
+  for trial in range(4):
+    attrs = rng.integers(0, 3, (60, 4))
+    mentions = rng.random((60, 4)) < 0.6
+    near = captioned.near_misses(attrs, mentions, k=4000, seed=trial)
+    assert near.shape == (60, 4000) and near.dtype == np.int64
+    for j in range(60):
+      truth = np.flatnonzero(((attrs != attrs[j]) & mentions[j]).sum(1) == 1)
+      if not len(truth):
+        assert (near[j] == -1).all()
+        continue
+      assert set(near[j].tolist()) == set(truth.tolist()), j
+      counts = np.bincount(np.searchsorted(truth, near[j]), minlength=len(truth))
+      expected = 4000 / len(truth)
+      chi2 += float(((counts - expected) ** 2 / expected).sum())
+      dof += len(truth) - 1
+  assert dof > 500
+  assert abs(chi2 - dof) / np.sqrt(2 * dof) < 5, (chi2, dof)
+
+
 def test_ca_noise_scales_the_conditioning_noise():
   # loss.ca_noise = 0: G trains and draws on c = mu (the CA's noise is off); 1 (the default)
   # is StackGAN's c = mu + sigma eps. Training and sampling scale eps alike.

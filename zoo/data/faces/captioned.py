@@ -73,30 +73,68 @@ def twin_captions(
 
 
 def near_misses(
-  attributes: np.ndarray, mentions: np.ndarray, *, k: int = 8, seed: int = 0, chunk: int = 512
+  attributes: np.ndarray, mentions: np.ndarray, *, k: int = 8, seed: int = 0
 ) -> np.ndarray:
   """For every pair's caption, ``k`` pairs whose faces contradict it in exactly one of
   the attributes it names: the caption's hard mismatched images.
 
   Args:
-    attributes: int [n, A], the attribute codes of pair i's face.
+    attributes: int [n, A], the attribute codes of pair i's face (non-negative).
     mentions: bool [n, A], which attributes pair i's caption names.
     k: candidates per caption, drawn uniformly with replacement from all near misses.
     seed: seeds the draw.
   Returns:
     int64 [n, k]: pair indices; row j is -1 where no face near-misses caption j.
+
+  Grouped rather than compared pair by pair (O(n log n) per named-attribute pattern, not
+  O(n^2)): the near misses of caption j that differ in attribute t are the pairs that
+  agree with j on every other attribute j names (one block of a sort by those codes and
+  then by t), less the sub-block that also agrees on t. A draw picks t in proportion to
+  its block's size and then a pair in it, which is uniform over all near misses.
   """
-  a, m = np.asarray(attributes), np.asarray(mentions, bool)
-  n = len(a)
+  a = np.asarray(attributes, np.int64)
+  m = np.asarray(mentions, bool)
+  n, num = a.shape
   out = np.full((n, k), -1, np.int64)
+  if n == 0 or k == 0:
+    return out
+  radix = a.max(0) + 1  # codes as digits of one integer key per pair
+  if float(np.prod(radix.astype(np.float64))) >= 2.0**62:
+    raise ValueError("near_misses: too many attribute values to key the pairs by")
+  sizes = np.zeros((n, num), np.int64)  # |near misses of caption j that differ in t|
+  plans = []
+  patterns, which = np.unique(m, axis=0, return_inverse=True)
+  which = np.asarray(which).reshape(-1)
+  for p, pattern in enumerate(patterns):
+    js = np.flatnonzero(which == p)
+    named = np.flatnonzero(pattern)
+    for t in named:
+      key = np.zeros(n, np.int64)
+      for i in named[named != t]:
+        key = key * radix[i] + a[:, i]
+      combined = key * radix[t] + a[:, t]
+      order = np.argsort(combined, kind="stable")
+      sorted_keys = combined[order]
+      base = key[js] * radix[t]
+      start = np.searchsorted(sorted_keys, base)
+      stop = np.searchsorted(sorted_keys, base + radix[t])
+      lo = np.searchsorted(sorted_keys, base + a[js, t])
+      hi = np.searchsorted(sorted_keys, base + a[js, t] + 1)
+      sizes[js, t] = (stop - start) - (hi - lo)
+      plans.append((js, t, order, start, lo, hi))
+  total = sizes.sum(1)
   rng = np.random.default_rng([_CAPTION_MAGIC, 0x4EA, int(seed)])
-  for lo in range(0, n, chunk):
-    named = m[lo : lo + chunk, None, :]
-    wrong = ((a[None, :, :] != a[lo : lo + chunk, None, :]) & named).sum(-1) == 1
-    for r, row in enumerate(wrong):
-      cand = np.flatnonzero(row)
-      if len(cand):
-        out[lo + r] = cand[rng.integers(0, len(cand), k)]
+  u = np.minimum(
+    (rng.random((n, k)) * total[:, None]).astype(np.int64), np.maximum(total - 1, 0)[:, None]
+  )
+  ends = np.cumsum(sizes, 1)
+  pick = np.minimum((u[:, :, None] >= ends[:, None, :]).sum(-1), num - 1)  # the attribute t
+  r = u - np.take_along_axis(ends - sizes, pick, 1)  # the rank within t's block
+  for js, t, order, start, lo, hi in plans:
+    rows, cols = np.nonzero((pick[js] == t) & (total[js] > 0)[:, None])
+    pos = start[rows] + r[js[rows], cols]
+    pos = np.where(pos < lo[rows], pos, pos + (hi[rows] - lo[rows]))  # skip the agreeing ones
+    out[js[rows], cols] = order[pos]
   return out
 
 
