@@ -19,6 +19,7 @@ from zoo.gan import core, progressive
 from zoo.errors import CaptionError, CheckpointError, ConfigError, ZooError
 from zoo.models import export as export_lib
 from zoo.models import t2f as models
+from zoo.models.progan import channels_at
 from zoo.models.text import Vocabulary
 from zoo.tasks import t2f as task_lib
 from zoo.tasks import text_encoder as text_task
@@ -101,7 +102,15 @@ def test_configs_and_schedule():
   assert (c.loss.d_loss, c.loss.g_loss, c.loss.reg) == ("logistic", "nonsaturating", "r1")
   assert (c.loss.drift, c.loss.ca_noise, c.loss.kl_weight) == (0.0, 0.0, 0.0)
   task_lib.validate_config(c)
-  for bad in ("papr", "default,paper"):
+  best = config_lib.get_config("best")
+  assert (best.model.conditioning, best.model.text_encoder) == ("projection", "pretrained")
+  assert (best.loss.d_loss, best.loss.reg, best.loss.kl_weight) == ("logistic", "r1", 0.0)
+  m = best.model
+  widths = [channels_at(level, fmap_base=m.fmap_base, fmap_max=m.fmap_max) for level in range(4)]
+  assert widths == [256, 128, 64, 32], widths  # the default's 4x4 width doubled, no other
+  assert progressive.make_schedule(best).total == 20_000
+  task_lib.validate_config(best)
+  for bad in ("papr", "default,paper", "paper,best"):
     with pytest.raises(ValueError, match="variant"):
       config_lib.get_config(bad)
 
