@@ -14,19 +14,14 @@ import sys
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from zoo.tasks import progan as progan_task
 from zoo.tasks import stylegan as stylegan_task
 
 
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}/"))
-    else:
-      out[f"{prefix}{k}"] = np.asarray(v)
-  return out
+def _flat(tree) -> dict[str, np.ndarray]:
+  return traverse_util.flatten_dict(jax.device_get(tree), sep="/")
 
 
 def main(runs) -> None:
@@ -34,8 +29,8 @@ def main(runs) -> None:
     task, state, step = progan_task.restore_state(run, task_cls=stylegan_task.StyleGANTask)
     init_key, _ = jax.random.split(jax.random.key(task.config.seed))
     init = task.init_state(init_key, stage=0)
-    now = _flat(jax.device_get(state["g"]["params"]))
-    then = _flat(jax.device_get(init["g"]["params"]))
+    now = _flat(state["g"]["params"])
+    then = _flat(init["g"]["params"])
     m = task.config.model.mapping_lr_multiplier
     print(f"{run} (step {step}, mapping lr multiplier {m:g}): relative change of each kernel")
     for name in sorted(then):

@@ -107,7 +107,7 @@ def test_configs_and_schedule():
   assert (best.loss.d_loss, best.loss.reg, best.loss.kl_weight) == ("logistic", "r1", 0.0)
   m = best.model
   widths = [channels_at(level, fmap_base=m.fmap_base, fmap_max=m.fmap_max) for level in range(4)]
-  assert widths == [256, 128, 64, 32], widths  # the default's 4x4 width doubled, no other
+  assert widths == [256, 128, 64, 32], widths  # the default's widths doubled at every level
   assert progressive.make_schedule(best).total == 20_000
   task_lib.validate_config(best)
   for bad in ("papr", "default,paper", "paper,best"):

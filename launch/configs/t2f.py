@@ -20,8 +20,9 @@ discriminator, ``model.conditioning='projection'``, in place of the reference's 
 condition, or ``,projection_map`` to project onto D's whole start-resolution map; add
 ``,gan_cls`` for GAN-CLS's logistic loss with a light R1 (γ = 0.01, no drift) in place of
 WGAN-GP, and G drawn from the CA's mean, ``loss.ca_noise=0`` with no KL term; ``best`` is
-``pretrained,projection,gan_cls`` with 256 channels at 4x4 and a longer last stage, the
-recipe that meets the 90 % caption accuracy on the CPU):
+``pretrained,projection,gan_cls`` with twice the default's channels (256 at 4x4 down to 32
+at 32x32) and a longer last stage, the recipe that meets the 90 % caption accuracy on the
+CPU):
   (none)  the embedded captioned faces, 4x4 -> 32x32, small encoder and channel counts,
           a schedule scaled down like ProGAN's default so it trains on a CPU.
   paper   the reference's 64x64 configuration (configs/11.conf of akanimax/T2F): word
@@ -211,8 +212,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.schedule.final_stable_images = 80_000
     c.data.num_faces = 2_000
     if "best" in parts:
-      # Twice the channels at 4x4 only (G's first block, D's last, where the caption is
-      # projected) and a longer 32x32 stage (README: T2F, "Lower still, then wider").
+      # Twice the default's channels at every level, 256 at 4x4 (G's first block, D's
+      # last, where the caption is projected; widening only 8x8 and up did little), and a
+      # longer 32x32 stage (README: T2F, "Lower still, then wider").
       c.model.fmap_base = 512
       c.model.fmap_max = 256
       c.schedule.final_stable_images = 140_000
