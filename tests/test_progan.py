@@ -103,6 +103,22 @@ def test_bad_config_raises():
   assert g.resolution == (8, 4) and g.latent_dim == 8 and d.mbstd_group_size == 4
 
 
+def test_discriminator_widths_apart_from_the_generator():
+  """``d_fmap_base`` / ``d_fmap_max`` widen D alone; 0 leaves it at G's widths."""
+  g, d = progan.make_progan({**CFG, "d_fmap_base": 4 * CFG["fmap_base"], "d_fmap_max": 64}, 2)
+  assert (g.fmap_base, g.fmap_max) == (CFG["fmap_base"], CFG["fmap_max"])
+  assert (d.fmap_base, d.fmap_max) == (4 * CFG["fmap_base"], 64)
+  dp = progan.init_variables(d, jax.random.key(0))["params"]
+  gp = progan.init_variables(g, jax.random.key(0))["params"]
+  assert dp["block_16x16"]["conv0"]["kernel"].shape[-1] == 64  # min(512 // 8, 64)
+  assert gp["block_16x16"]["conv0"]["kernel"].shape[-1] == 16  # min(128 // 8, 16)
+  _, d0 = progan.make_progan({**CFG, "d_fmap_base": 0, "d_fmap_max": 0}, 2)
+  assert (d0.fmap_base, d0.fmap_max) == (CFG["fmap_base"], CFG["fmap_max"])
+  for bad in (-1, 2.0, True):
+    with pytest.raises(ConfigError, match="d_fmap_base"):
+      progan.make_progan({**CFG, "d_fmap_base": bad}, 0)
+
+
 def test_channels_match_reference():
   nf = [progan.channels_at(k, fmap_base=8192, fmap_max=512) for k in range(-1, 7)]
   assert nf == [512, 512, 512, 512, 512, 256, 128, 64]  # 4x4 .. 256x256 after the -1 entry

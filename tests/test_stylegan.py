@@ -260,11 +260,20 @@ def test_conditional_heads():
     ({"mapping_lr_multiplier": 0.0}, 0, "mapping_lr_multiplier"),
     ({"w_dim": 0}, 0, "model.w_dim"),
     ({"start": (3, 3)}, 0, "unsupported start"),
+    ({"d_fmap_max": -8}, 0, "model.d_fmap_max"),
   ],
 )
 def test_bad_model_config_is_one_line(cfg, labels, words):
   with pytest.raises(ConfigError, match=words):
     sg.make_stylegan({**SMALL, **cfg}, 0, label_dim=labels)
+
+
+def test_discriminator_widths_apart_from_the_generator():
+  g, d = _pair(1, d_fmap_base=4 * SMALL["fmap_base"], d_fmap_max=4 * SMALL["fmap_max"])
+  assert (g.fmap_base, g.fmap_max) == (SMALL["fmap_base"], SMALL["fmap_max"])
+  assert (d.fmap_base, d.fmap_max) == (4 * SMALL["fmap_base"], 4 * SMALL["fmap_max"])
+  _, d0 = _pair(1, d_fmap_base=0, d_fmap_max=0)
+  assert (d0.fmap_base, d0.fmap_max) == (SMALL["fmap_base"], SMALL["fmap_max"])
 
 
 # ---------------------------------------------------------------------------

@@ -228,6 +228,14 @@ def test_growth_keeps_old_leaves_bit_identical():
     state = grown
 
 
+def test_discriminator_widths_apart_from_the_generator():
+  c = tiny_config()
+  c.model.d_fmap_base = 4 * c.model.fmap_base
+  g, d = models.make_t2f(c.model, 1, vocab_size=20)
+  assert (g.fmap_base, d.fmap_base) == (c.model.fmap_base, 4 * c.model.fmap_base)
+  assert d.fmap_max == g.fmap_max == c.model.fmap_max
+
+
 @pytest.mark.parametrize("conditioning", ["projection", "projection_map"])
 def test_projection_discriminator_is_bilinear_in_the_condition(conditioning):
   """model.conditioning='projection': D(x, c) = head(x) + <EqualizedDense(c), phi(x)>, so

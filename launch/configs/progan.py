@@ -41,6 +41,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       normalize_latents=True,
       use_pixelnorm=True,
       mbstd_group_size=4,
+      # D's own widths (0: the generator's fmap_base / fmap_max)
+      d_fmap_base=0,
+      d_fmap_max=0,
     )
   )
   c.schedule = ml_collections.ConfigDict(

@@ -53,6 +53,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       fmap_max=512,
       num_channels=3,
       mbstd_group_size=4,
+      # D's own widths (0: the generator's fmap_base / fmap_max)
+      d_fmap_base=0,
+      d_fmap_max=0,
       w_avg_beta=0.995,
       condition="none",
     )

@@ -89,6 +89,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       normalize_latents=False,  # the reference feeds [c, z] as it is
       use_pixelnorm=True,
       mbstd_group_size=4,
+      d_fmap_base=0,  # D's own widths (0: the generator's fmap_base / fmap_max)
+      d_fmap_max=0,
     )
   )
   c.schedule = ml_collections.ConfigDict(

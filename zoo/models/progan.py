@@ -429,6 +429,22 @@ class Discriminator(nn.Module):
 _G_KEYS = ("start", "latent_dim", "fmap_base", "fmap_max", "num_channels")
 _G_KEYS += ("normalize_latents", "use_pixelnorm")
 _D_KEYS = ("start", "fmap_base", "fmap_max", "num_channels", "mbstd_group_size")
+#: The discriminator's own widths, for a D wider or narrower than G; 0 (or absent) gives
+#: it the generator's ``fmap_base`` / ``fmap_max``.
+D_WIDTH_KEYS = ("d_fmap_base", "d_fmap_max")
+
+
+def discriminator_widths(config: Mapping[str, Any]) -> dict[str, int]:
+  """``{'fmap_base': ..., 'fmap_max': ...}`` for D from ``d_fmap_base`` / ``d_fmap_max``
+  (only the keys set to a positive value). One-line ConfigError for a bad value."""
+  out = {}
+  for key in D_WIDTH_KEYS:
+    v = config.get(key, 0)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+      raise ConfigError(f"model.{key}={v!r} must be an integer >= 0 (0: the generator's)")
+    if v:
+      out[key.removeprefix("d_")] = v
+  return out
 
 
 def make_progan(config: Mapping[str, Any], stage: int) -> tuple[Generator, Discriminator]:
@@ -436,14 +452,14 @@ def make_progan(config: Mapping[str, Any], stage: int) -> tuple[Generator, Discr
 
   ``config`` (a dict or an ``ml_collections.ConfigDict``) may hold ``start``,
   ``latent_dim``, ``fmap_base``, ``fmap_max``, ``num_channels``,
-  ``normalize_latents``, ``use_pixelnorm`` and ``mbstd_group_size``; missing
-  keys take the module defaults. An unknown key or a bad value is a one-line
+  ``normalize_latents``, ``use_pixelnorm``, ``mbstd_group_size`` and D's own widths
+  ``d_fmap_base`` / ``d_fmap_max`` (0: G's); missing keys take the module defaults. An unknown key or a bad value is a one-line
   ConfigError.
   """
   if hasattr(config, "to_dict"):
     config = config.to_dict()
   config = dict(config)
-  unknown = sorted(set(config) - set(_G_KEYS) - set(_D_KEYS))
+  unknown = sorted(set(config) - set(_G_KEYS) - set(_D_KEYS) - set(D_WIDTH_KEYS))
   if unknown:
     raise ConfigError(f"unknown ProGAN model option(s): {', '.join(unknown)}")
   if "start" in config:
@@ -460,7 +476,8 @@ def make_progan(config: Mapping[str, Any], stage: int) -> tuple[Generator, Discr
       raise ConfigError(f"model.{key}={config[key]!r} must be a bool")
   _check_stage(config.get("start", (4, 4)), stage)
   g = Generator(stage=stage, **{k: v for k, v in config.items() if k in _G_KEYS})
-  d = Discriminator(stage=stage, **{k: v for k, v in config.items() if k in _D_KEYS})
+  d_config = {k: v for k, v in config.items() if k in _D_KEYS} | discriminator_widths(config)
+  d = Discriminator(stage=stage, **d_config)
   return g, d
 
 

@@ -57,8 +57,10 @@ from zoo.models.layers import (
 )
 from zoo.models import progan as progan_models
 from zoo.models.progan import (
+  D_WIDTH_KEYS,
   _check_stage,
   channels_at,
+  discriminator_widths,
   check_start,
   lerp,
   resolution_at,
@@ -479,7 +481,8 @@ def make_stylegan(
 ) -> tuple[Generator, Discriminator]:
   """The ``(Generator, Discriminator)`` of ``stage`` from a model config section.
 
-  Keys: those of :class:`Generator` and :class:`Discriminator` plus ``condition``
+  Keys: those of :class:`Generator` and :class:`Discriminator`, D's own widths
+  ``d_fmap_base`` / ``d_fmap_max`` (0: G's, as ProGAN's) and ``condition``
   (``'none'``, ``'projection'``, ``'acgan'``); ``label_dim`` (the data's label size) is
   used when ``condition != 'none'``. Unknown keys and bad values: one-line ConfigError.
   """
@@ -487,7 +490,7 @@ def make_stylegan(
     config = config.to_dict()
   config = dict(config)
   condition = config.pop("condition", "none")
-  unknown = sorted(set(config) - set(_G_KEYS) - set(_D_KEYS))
+  unknown = sorted(set(config) - set(_G_KEYS) - set(_D_KEYS) - set(D_WIDTH_KEYS))
   if unknown:
     raise ConfigError(f"unknown StyleGAN model option(s): {', '.join(unknown)}")
   if condition not in CONDITIONS:
@@ -514,7 +517,7 @@ def make_stylegan(
     stage=stage,
     condition=condition,
     label_dim=labels,
-    **{k: v for k, v in config.items() if k in _D_KEYS},
+    **{k: v for k, v in config.items() if k in _D_KEYS} | discriminator_widths(config),
   )
   return g, d
 

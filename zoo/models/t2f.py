@@ -309,6 +309,7 @@ _TEXT_KEYS = (
   "conditioning",
 )
 _PROGAN_KEYS = progan._G_KEYS + tuple(k for k in progan._D_KEYS if k not in progan._G_KEYS)  # pylint: disable=protected-access
+_PROGAN_KEYS += progan.D_WIDTH_KEYS
 
 
 def _positive(config: Mapping[str, Any], key: str, default: int) -> int:
