@@ -3,6 +3,7 @@ goal, over several latent draws (README: the adversarial core and ProGAN).
 
   python benchmarks/progan_tv_draws.py runs/progan [draws]
   python benchmarks/progan_tv_draws.py runs/progan values    # which values lean, 4,000 samples
+  python benchmarks/progan_tv_draws.py runs/progan pooled [STEP ...]  # 8,000 samples per step
 
 Needs a trained face classifier (runs/face_classifier or $ZOO_FACE_CLASSIFIER). For each
 draw of ``eval.num_samples`` latents of the EMA generator at the latest step, prints the
@@ -42,6 +43,21 @@ def draws(workdir: str, num: int) -> None:
       f"step {step} draw {d}: FD {fd:.0f}, max TV {tv[worst]:.3f} ({worst}); "
       + ", ".join(f"{k} {v:.3f}" for k, v in tv.items() if k != "max"),
       flush=True,
+    )
+
+
+def pooled(workdir: str, steps) -> None:
+  """Per-attribute TV of 8,000 samples (the same latents) at each kept checkpoint in
+  ``steps`` (default: the latest), where a 1,000-sample draw's own noise is small: does
+  the balance lean, and does it move from one checkpoint to the next?"""
+  for step in steps or [None]:
+    task, state, at = progan.restore_state(workdir, step=step, fd="train")
+    clf, _, real_pred, _ = task._fd_judge()  # pylint: disable=protected-access
+    z = task.generator_inputs(jax.random.key(777), 8000)
+    fake = np.concatenate([task.generate(state, z[i : i + 1000], at) for i in range(0, 8000, 1000)])
+    tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
+    print(
+      f"step {at}, 8,000 samples: " + ", ".join(f"{k} {v:.3f}" for k, v in tv.items()), flush=True
     )
 
 
@@ -100,5 +116,7 @@ def values(workdir: str) -> None:
 if __name__ == "__main__":
   if len(sys.argv) > 2 and sys.argv[2] == "values":
     values(sys.argv[1])
+  elif len(sys.argv) > 2 and sys.argv[2] == "pooled":
+    pooled(sys.argv[1], [int(s) for s in sys.argv[3:]])
   else:
     draws(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4)
