@@ -453,8 +453,8 @@ def make_progan(config: Mapping[str, Any], stage: int) -> tuple[Generator, Discr
   ``config`` (a dict or an ``ml_collections.ConfigDict``) may hold ``start``,
   ``latent_dim``, ``fmap_base``, ``fmap_max``, ``num_channels``,
   ``normalize_latents``, ``use_pixelnorm``, ``mbstd_group_size`` and D's own widths
-  ``d_fmap_base`` / ``d_fmap_max`` (0: G's); missing keys take the module defaults. An unknown key or a bad value is a one-line
-  ConfigError.
+  ``d_fmap_base`` / ``d_fmap_max`` (0: G's); missing keys take the module defaults. An
+  unknown key or a bad value is a one-line ConfigError.
   """
   if hasattr(config, "to_dict"):
     config = config.to_dict()
