@@ -46,8 +46,7 @@ def main() -> None:
   clf = fc.load_classifier(fc.default_classifier_workdir())
   print("per attribute: mean top-class probability / fraction ambiguous (top-2 gap < 0.5)")
   models = [gt.LatentModel.load(run) for run in args.runs]
-  real = image_data.open_images("", "valid", models[0].resolution, num_examples=args.num, seed=0)
-  x = image_data.to_float(np.stack([real[i] for i in range(len(real))]))
+  x = image_data.validation_faces(models[0].resolution, args.num)
   print(_row("real faces", margins(clf, x)), flush=True)
   for run, model in zip(args.runs, models):
     images = model.images(model.sample(args.num, 5), psi=args.psi)

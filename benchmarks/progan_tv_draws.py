@@ -50,9 +50,11 @@ def pooled(workdir: str, steps) -> None:
   """Per-attribute TV of 8,000 samples (the same latents) at each kept checkpoint in
   ``steps`` (default: the latest), where a 1,000-sample draw's own noise is small: does
   the balance lean, and does it move from one checkpoint to the next?"""
+  judge = None
   for step in steps or [None]:
     task, state, at = progan.restore_state(workdir, step=step, fd="train")
-    clf, _, real_pred, _ = task._fd_judge()  # pylint: disable=protected-access
+    judge = judge or task._fd_judge()  # pylint: disable=protected-access
+    clf, _, real_pred, _ = judge
     z = task.generator_inputs(jax.random.key(777), 8000)
     fake = np.concatenate([task.generate(state, z[i : i + 1000], at) for i in range(0, 8000, 1000)])
     tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
@@ -89,14 +91,8 @@ def values(workdir: str) -> None:
   c = task.config
   # the real faces whose predictions evaluation compares with (ProGANTask._fd_judge),
   # kept here because the degraded copies are made from them
-  real = image_data.open_images(
-    "",
-    "valid",
-    task.final,
-    num_examples=max(c.eval.num_samples, c.eval.num_real),
-    seed=c.data.seed,
-  )
-  x = image_data.to_float(np.stack([real[i] for i in range(len(real))]))
+  num_real = max(c.eval.num_samples, c.eval.num_real)
+  x = image_data.validation_faces(task.final, num_real, seed=c.data.seed)
   base = clf.predict(x)
   z = task.generator_inputs(jax.random.key(123), 4000)
   fake = np.concatenate([task.generate(state, z[i : i + 1000], step) for i in range(0, 4000, 1000)])

@@ -344,6 +344,14 @@ def test_center_crop_resize_keeps_the_middle():
   assert json.dumps(task_lib.shape_sections(tiny_config()))  # JSON-friendly
 
 
+def test_validation_faces_are_the_validation_split_as_floats():
+  x = image_data.validation_faces((16, 16), 3, seed=0)
+  faces = image_data.open_images("", "valid", (16, 16), num_examples=3, seed=0)
+  chex.assert_shape(x, (3, 16, 16, 3))
+  assert x.dtype == np.float32
+  np.testing.assert_array_equal(x[2], image_data.to_float(faces[2]))
+
+
 def test_adam_is_reset_where_each_fade_starts_and_ends(trained):
   import jax.numpy as jnp
 

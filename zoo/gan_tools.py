@@ -1362,8 +1362,7 @@ def _judge(
     f"(global vector {r['global_flip']:.3f}), change outside the mouth {r['outside_ratio']:.3f} "
     "of the global edit's"
   )
-  reals = image_data.open_images("", "valid", model.resolution, num_examples=1000, seed=0)
-  real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
+  real = image_data.validation_faces(model.resolution, 1000)
   curve = truncation_curve(model, psis, classifier=clf, real_images=real)
   results["truncation"] = curve
   for row in curve:

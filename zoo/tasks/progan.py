@@ -323,14 +323,8 @@ class ProGANTask(progressive.StagedGANTask):
       # FD compares equal numbers of images; the real attribute distribution for TV is
       # estimated from more (eval.num_real), as a 1k-image estimate alone inflates TV.
       n = c.eval.num_samples
-      reals = image_data.open_images(
-        "",
-        "valid",
-        self.final,
-        num_examples=max(n, c.eval.get("num_real", NUM_REAL)),
-        seed=c.data.seed,
-      )
-      real = image_data.to_float(np.stack([reals[i] for i in range(len(reals))]))
+      num_real = max(n, c.eval.get("num_real", NUM_REAL))
+      real = image_data.validation_faces(self.final, num_real, seed=c.data.seed)
       feats = clf.features(real[:n])
       pred = clf.predict(real)
       self._fd = (clf, feats, pred, real[:n])

@@ -191,6 +191,13 @@ def open_images(
   return ImageFolder(spec, size, max_images=num_examples)
 
 
+def validation_faces(size: Sequence[int], num: int, *, seed: int = 0) -> np.ndarray:
+  """The first ``num`` embedded validation faces at ``size`` as one float32 array in
+  [-1, 1], ``[num, H, W, 3]``: the real faces a generator's samples are judged against."""
+  faces = open_images("", "valid", size, num_examples=num, seed=seed)
+  return to_float(np.stack([faces[i] for i in range(len(faces))]))
+
+
 def to_float(x: np.ndarray) -> np.ndarray:
   """uint8 -> float32 in [-1, 1]."""
   return x.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
