@@ -79,9 +79,12 @@ def _blur(x, sigma):
   c = x.shape[-1]
   kh = jnp.tile(k[:, None, None, None], (1, 1, 1, c))  # HWIO, depthwise
   dn = ("NHWC", "HWIO", "NHWC")
-  same = lambda y, w: jax.lax.conv_general_dilated(  # noqa: E731
-    y, w, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=c
-  )
+
+  def same(y, w):
+    return jax.lax.conv_general_dilated(
+      y, w, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=c
+    )
+
   return np.asarray(same(same(x, kh), jnp.transpose(kh, (1, 0, 2, 3))))
 
 
