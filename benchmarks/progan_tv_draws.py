@@ -56,7 +56,7 @@ def pooled(workdir: str, steps) -> None:
     judge = judge or task._fd_judge()  # pylint: disable=protected-access
     clf, _, real_pred, _ = judge
     z = task.generator_inputs(jax.random.key(777), 8000)
-    fake = np.concatenate([task.generate(state, z[i : i + 1000], at) for i in range(0, 8000, 1000)])
+    fake = task.generate(state, z, at)  # batches of 64 inside
     tv = em.attribute_tv_distance(clf.predict(fake), real_pred)
     print(
       f"step {at}, 8,000 samples: " + ", ".join(f"{k} {v:.3f}" for k, v in tv.items()), flush=True
@@ -98,7 +98,7 @@ def values(workdir: str) -> None:
   x = image_data.validation_faces(task.final, num_real, seed=c.data.seed)
   base = clf.predict(x)
   z = task.generator_inputs(jax.random.key(123), 4000)
-  fake = np.concatenate([task.generate(state, z[i : i + 1000], step) for i in range(0, 4000, 1000)])
+  fake = task.generate(state, z, step)
   print(f"step {step}: value share among real faces / among 4,000 samples", flush=True)
   _shares(clf.predict(fake), base)
   h, w = x.shape[1:3]
